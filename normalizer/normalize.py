@@ -1,0 +1,109 @@
+"""Canonicalize an InboundMessage: clean text, E.164 phones, e-mail, UTC times, language, flags.
+
+Pure: the received time and region come in as arguments; nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import datetime
+
+from normalizer.address import normalize_email
+from normalizer.language import detect_language
+from normalizer.phone import normalize_phone
+from normalizer.text import clean_text, html_to_text, trim_quoted
+from omnichannel.schema import InboundMessage, NormalizedMessage, Sender
+
+__all__ = ["body_fingerprint", "normalize", "normalize_sender", "sender_key"]
+
+_PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def normalize_sender(sender: Sender, region: str, flags: dict[str, object]) -> Sender:
+    """E.164 phone (odd numbers kept raw and flagged), normalized e-mail, trimmed name."""
+    phone = sender.phone
+    handle = sender.handle
+    if phone:
+        parsed = normalize_phone(phone, region)
+        if parsed.e164:
+            phone = parsed.e164
+        else:
+            flags["phone_" + parsed.kind] = True
+            if parsed.kind in ("alphanumeric", "shortcode"):
+                flags["non_personal_sender"] = True
+                handle = handle or parsed.raw
+                phone = None
+            else:
+                phone = parsed.raw
+    email = sender.email
+    if email:
+        normalized = normalize_email(email)
+        if normalized is None:
+            flags["email_invalid"] = True
+        email = normalized or email.strip()
+    name = clean_text(sender.name).replace("\n", " ") if sender.name else None
+    return Sender(name=name or None, email=email, phone=phone, handle=handle)
+
+
+def sender_key(sender: Sender) -> str | None:
+    """The identity used to recognise the same citizen across channels."""
+    if sender.phone and sender.phone.startswith("+"):
+        return "tel:" + sender.phone
+    if sender.email:
+        return "mailto:" + sender.email
+    return None
+
+
+def body_fingerprint(body: str) -> str | None:
+    """A hash of the text that ignores case, punctuation and spacing; None for empty text."""
+    folded = unicodedata.normalize("NFKC", body).casefold()
+    words = _PUNCTUATION.sub(" ", folded).split()
+    if not words:
+        return None
+    return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
+
+
+def _text_of(inbound: InboundMessage) -> str:
+    if inbound.text and inbound.text.strip():
+        return clean_text(inbound.text)
+    if inbound.html:
+        return html_to_text(inbound.html)
+    return ""
+
+
+def normalize(inbound: InboundMessage, *, connector: str, received_at: datetime,
+              region: str = "ID") -> NormalizedMessage:
+    """The canonical form of ``inbound`` (received by ``connector`` at ``received_at``)."""
+    flags = dict(inbound.flags)
+    text_full = _text_of(inbound)
+    body, trimmed = trim_quoted(text_full)
+    if trimmed:
+        flags["quoted_text_trimmed"] = True
+    subject = clean_text(inbound.subject).replace("\n", " ") if inbound.subject else None
+    headers = {k.lower(): v for k, v in inbound.headers.items()}
+    return NormalizedMessage(
+        channel=inbound.channel,
+        connector=inbound.connector or connector,
+        external_id=inbound.external_id,
+        received_at=inbound.received_at or received_at,
+        sent_at=inbound.sent_at,
+        sender=normalize_sender(inbound.sender, region, flags),
+        subject=subject or None,
+        body=body,
+        text_full=text_full,
+        html=inbound.html,
+        language=detect_language(f"{subject or ''}\n{body}"),
+        attachments=inbound.attachments,
+        location=inbound.location,
+        message_id=headers.get("message-id") or None,
+        in_reply_to=inbound.in_reply_to,
+        references=inbound.references,
+        headers=headers,
+        flags=flags,
+        anonymous=inbound.anonymous,
+        confidential=inbound.confidential,
+        category=inbound.category,
+        agency=inbound.agency,
+    )

@@ -1,0 +1,339 @@
+"""The ``omnichannel`` command.
+
+Machine output (``--format json`` / ``jsonl``, and ``ingest``'s JSON lines) is stable; tables are
+for people.  Configuration and storage problems end with one clear message per problem and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from omnichannel.config import Config, load_config
+from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
+from omnichannel.inbox import FileResult, Inbox
+from omnichannel.schema import Complaint, format_utc
+
+__all__ = ["main"]
+
+EXIT_CONFIG, EXIT_STORAGE, EXIT_FAILED = 2, 3, 1
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(lines: Iterable[str], code: int) -> None:
+    for line in lines:
+        click.echo(f"omnichannel: {line}", err=True)
+    sys.exit(code)
+
+
+def _handled(func: F) -> F:
+    """Turn our errors into messages and exit codes."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail([f"configuration: {p}" for p in exc.problems], EXIT_CONFIG)
+        except StorageUnavailable as exc:
+            _fail([str(exc)], EXIT_STORAGE)
+        except OmnichannelError as exc:
+            _fail([str(exc)], EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _State:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._inbox: Inbox | None = None
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def inbox(self) -> Inbox:
+        if self._inbox is None:
+            self._inbox = Inbox(self.config())
+        return self._inbox
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar="OMNICHANNEL_CONFIG",
+              help="Configuration file (default: ./omnichannel.toml, else built-in defaults).")
+@click.version_option(package_name="omnichannel")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Gather complaints from every channel into one deduplicated stream and team queue."""
+    ctx.obj = _State(config_path)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in cells]
+    return "\n".join(lines)
+
+
+def _short(text: str | None, width: int = 48) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _progress(items: Iterator[FileResult], total: int) -> Iterator[FileResult]:
+    """A progress bar on a terminal's stderr for long runs; silent otherwise."""
+    if total < 50 or not sys.stderr.isatty():
+        yield from items
+        return
+    with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
+        for item in items:
+            bar.update(1)
+            yield item
+
+
+def _complaint_rows(items: Iterable[Complaint]) -> list[list[Any]]:
+    return [[c.id, c.ticket, c.status, c.channel, format_utc(c.received_at),
+             c.sender.name or c.sender.phone or c.sender.email or ("(anonim)" if c.anonymous else ""),
+             _short(c.subject or c.body), len(c.messages)] for c in items]
+
+
+COMPLAINT_HEADERS = ["ID", "TICKET", "STATUS", "CHANNEL", "RECEIVED", "SENDER", "SUBJECT / TEXT",
+                     "MSGS"]
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@main.command("init-db")
+@pass_state
+@_handled
+def init_db(state: _State) -> None:
+    """Create or migrate the database schema."""
+    config = state.config()
+    config.database.auto_migrate = False
+    inbox = Inbox(config)
+    inbox.store.migrate()
+    click.echo(f"database ready at revision {inbox.store.revision()} ({inbox.store!r})")
+
+
+@main.command()
+@click.option("--connect", is_flag=True, help="Also open the database and try each connector.")
+@pass_state
+@_handled
+def check(state: _State, connect: bool) -> None:
+    """Validate the configuration."""
+    config = state.config()
+    source = config.source or "built-in defaults"
+    names = ", ".join(f"{c.name} ({c.type})" for c in config.connectors) or "none"
+    click.echo(f"configuration OK: {source}; connectors: {names}")
+    if not connect:
+        return
+    inbox = Inbox(config)
+    click.echo(f"database OK: {inbox.store!r} at revision {inbox.store.revision()}")
+    failed = False
+    for name in inbox.connector_names():
+        try:
+            inbox.connector(name).check()
+            click.echo(f"connector {name}: OK")
+        except OmnichannelError as exc:
+            failed = True
+            click.echo(f"connector {name}: FAILED: {exc}", err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--connector", "connector_name", default="files", show_default=True,
+              help="Connector whose decoder reads the files.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@pass_state
+@_handled
+def ingest(state: _State, connector_name: str, files: tuple[str, ...]) -> None:
+    """Push payload files through a connector; one JSON line per file."""
+    inbox = state.inbox()
+    failed = False
+    for item in _progress(inbox.ingest_files(connector_name, files), len(files)):
+        failed = failed or item.result is None
+        click.echo(json.dumps(item.as_json(), ensure_ascii=False))
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, exists=True))
+@pass_state
+@_handled
+def demo(state: _State, folder: str | None) -> None:
+    """Ingest the sample complaints (default: examples/complaints) and list the complaints."""
+    chosen = Path(folder) if folder else Path("examples/complaints")
+    files = sorted(p for p in chosen.glob("*") if p.suffix in (".eml", ".json"))
+    if not files:
+        raise click.UsageError(f"no .eml or .json files in {chosen}")
+    inbox = state.inbox()
+    connector = inbox.connector_names()[0] if "files" not in inbox.connector_names() else "files"
+    rows = [[r.path.name, *(r.as_json()[k] for k in ("outcome", "ticket", "error"))]
+            for r in inbox.ingest_files(connector, files)]
+    click.echo(_table(rows, ["FILE", "OUTCOME", "TICKET", "NOTE"]))
+    click.echo("")
+    click.echo(_table(_complaint_rows(inbox.complaints(limit=None)), COMPLAINT_HEADERS))
+    click.echo(f"\nstore: {inbox.store!r}; run the demo again to see every file come back "
+               "as a duplicate.")
+
+
+# -- complaints --------------------------------------------------------------------------------
+
+
+@main.group()
+def complaints() -> None:
+    """Read complaints."""
+
+
+@complaints.command("list")
+@click.option("--status", help="Only complaints with this status.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> None:
+    """List complaints, oldest first."""
+    items = state.inbox().complaints(limit=limit, status=status)
+    if fmt == "json":
+        for c in items:
+            click.echo(c.model_dump_json())
+        return
+    click.echo(_table(_complaint_rows(items), COMPLAINT_HEADERS))
+
+
+@complaints.command("show")
+@click.argument("key")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+@_handled
+def complaints_show(state: _State, key: str, fmt: str) -> None:
+    """Show one complaint by id or ticket number."""
+    item = state.inbox().complaint(key)
+    if item is None:
+        _fail([f"no complaint {key!r}"], EXIT_FAILED)
+        return
+    if fmt == "json":
+        click.echo(item.model_dump_json(indent=2))
+        return
+    click.echo(_describe(item))
+
+
+def _describe(c: Complaint) -> str:
+    sender = ", ".join(v for v in (c.sender.name, c.sender.phone, c.sender.email,
+                                   c.sender.handle) if v) or "(hidden)"
+    lines = [f"{c.ticket}  [{c.status}]  {c.channel} via {c.connector}",
+             f"received {format_utc(c.received_at)}; due {format_utc(c.due_at) if c.due_at else '-'}",
+             f"from     {sender}", f"subject  {c.subject or '-'}", "", c.body, ""]
+    if c.location:
+        lines.append(f"location {c.location.lat}, {c.location.lon} {c.location.address or ''}")
+    lines += [f"attachment {a.filename} ({a.content_type}, {a.size} bytes)" for a in c.attachments]
+    lines += [f"message #{m.id} {m.outcome.value} {m.channel} {format_utc(m.received_at)}"
+              for m in c.messages]
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ["id", "ticket", "status", "channel", "connector", "received_at", "updated_at",
+              "sender_name", "sender_email", "sender_phone", "sender_handle", "subject", "body",
+              "language", "location_lat", "location_lon", "location_address", "category",
+              "agency", "due_at", "cluster_id", "anonymous", "confidential", "attachments",
+              "messages"]
+
+
+def _csv_row(c: Complaint) -> dict[str, Any]:
+    data = c.model_dump(mode="json")
+    row = {k: data.get(k) for k in CSV_FIELDS}
+    for key in ("name", "email", "phone", "handle"):
+        row[f"sender_{key}"] = data["sender"][key]
+    location = data["location"] or {}
+    row.update(location_lat=location.get("lat"), location_lon=location.get("lon"),
+               location_address=location.get("address"),
+               attachments=len(c.attachments), messages=len(c.messages))
+    return row
+
+
+@complaints.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@pass_state
+@_handled
+def complaints_export(state: _State, fmt: str, output: Any) -> None:
+    """Export every complaint (JSON Lines follow schemas/complaint.schema.json)."""
+    items = state.inbox().iter_complaints()
+    if fmt == "jsonl":
+        for c in items:
+            output.write(c.model_dump_json() + "\n")
+        return
+    writer = csv.DictWriter(output, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for c in items:
+        writer.writerow(_csv_row(c))
+
+
+# -- quarantine --------------------------------------------------------------------------------
+
+
+@main.group()
+def quarantine() -> None:
+    """Inputs that could not be decoded: list them, replay them after a fix."""
+
+
+@quarantine.command("list")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved entries.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def quarantine_list(state: _State, include_resolved: bool, fmt: str) -> None:
+    """List quarantined inputs (ID is the one to replay)."""
+    items = state.inbox().quarantined(include_resolved=include_resolved)
+    if fmt == "json":
+        for item in items:
+            click.echo(json.dumps(item, default=_json_default, ensure_ascii=False))
+        return
+    rows = [[i["id"], i["connector"], (i["meta"] or {}).get("file") or _short(i["external_id"], 30),
+             i["attempts"], format_utc(i["last_attempt"]), _short(i["error"], 60)] for i in items]
+    click.echo(_table(rows, ["ID", "CONNECTOR", "SOURCE", "TRIES", "LAST TRY", "ERROR"]))
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return format_utc(value)
+    raise TypeError(type(value).__name__)
+
+
+@quarantine.command("replay")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--payload", type=click.Path(dir_okay=False, exists=True),
+              help="A corrected copy of the payload for the one ID given (the original is kept).")
+@pass_state
+@_handled
+def quarantine_replay(state: _State, ids: tuple[int, ...], payload: str | None) -> None:
+    """Decode quarantined inputs again (all of them without IDs); one JSON line each."""
+    data = Path(payload).read_bytes() if payload else None
+    if data is not None and len(ids) != 1:
+        raise click.UsageError("--payload needs exactly one ID")
+    results = state.inbox().replay(list(ids) or None, payload=data)
+    missing = set(ids) - {r.raw_id for r in results}
+    for result in results:
+        click.echo(result.model_dump_json())
+    if missing:
+        _fail([f"not quarantined: {', '.join(map(str, sorted(missing)))}"], EXIT_FAILED)

@@ -1,0 +1,227 @@
+"""Configuration: one TOML file, typed and validated at start.
+
+Any string may be ``${ENV_NAME}`` (or ``${ENV_NAME:-default}``); secrets should be.  Every problem
+is reported by key path (``connectors[2].auth_token: missing``) in one :class:`ConfigError`, and
+secrets never appear in ``repr``, logs or error messages.  Without a file the embedded defaults
+apply: SQLite at ``./omnichannel.db`` and one ``files`` connector reading ``./inbox``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from omnichannel.errors import ConfigError, UnknownConnector
+
+__all__ = [
+    "AcknowledgementConfig",
+    "Config",
+    "ConnectorConfig",
+    "DatabaseConfig",
+    "ServerConfig",
+    "TicketsConfig",
+    "default_config",
+    "format_validation_error",
+    "load_config",
+]
+
+ENV_VAR = "OMNICHANNEL_CONFIG"
+DEFAULT_PATH = "omnichannel.toml"
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///omnichannel.db"
+    auto_migrate: bool = True
+    """Bring the schema to the newest revision when the store is opened."""
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+
+
+class TicketsConfig(_Section):
+    prefix: str = Field(default="ADU", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+
+
+class AcknowledgementConfig(_Section):
+    enabled: bool = True
+    language: str = "id"
+    template: str | None = None
+
+
+class DedupeConfig(_Section):
+    same_sender_window_days: int = Field(default=14, ge=0)
+    """A message from the same sender with the same text within this window is ``merged``."""
+
+
+class ConnectorConfig(BaseModel):
+    """One ``[[connectors]]`` entry: name, type, and the type's own options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str
+    enabled: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Config(_Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
+    acknowledgements: AcknowledgementConfig = Field(default_factory=AcknowledgementConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    timezone: str = "Asia/Makassar"
+    region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
+    connectors: list[ConnectorConfig] = Field(
+        default_factory=lambda: [
+            ConnectorConfig.model_validate({"name": "files", "type": "files", "path": "./inbox"})
+        ]
+    )
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_names(cls, value: list[ConnectorConfig]) -> list[ConnectorConfig]:
+        seen: set[str] = set()
+        for item in value:
+            if item.name in seen:
+                raise ValueError(f"connector name {item.name!r} is used twice")
+            seen.add(item.name)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def connector(self, name: str) -> ConnectorConfig:
+        for item in self.connectors:
+            if item.name == name:
+                return item
+        raise UnknownConnector("name", name, [c.name for c in self.connectors])
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
+    """One ``key.path: problem`` line per error, never echoing the offending value."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = prefix + tuple(p for p in item["loc"] if not str(p).startswith("function-"))
+        if item["type"] == "missing":
+            what = "missing"
+        elif item["type"] == "extra_forbidden":
+            what = "unknown key"
+        else:
+            what = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{_path(loc)}: {what}")
+    return lines
+
+
+def _interpolate(value: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, i), env, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{_path(loc)}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def _validate_connectors(config: Config, problems: list[str]) -> None:
+    from omnichannel.registry import connector_class
+
+    for index, item in enumerate(config.connectors):
+        try:
+            cls = connector_class(item.type)
+        except UnknownConnector as exc:
+            problems.append(f"connectors[{index}].type: {exc}")
+            continue
+        try:
+            cls.Options.model_validate(item.options)
+        except ValidationError as exc:
+            problems.extend(format_validation_error(exc, ("connectors", index)))
+
+
+def parse_config(data: Mapping[str, Any], *, source: str | None = None,
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate a mapping (as read from TOML); raise ConfigError listing every problem."""
+    problems: list[str] = []
+    data = _interpolate(dict(data), (), os.environ if env is None else env, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems + format_validation_error(exc)) from None
+    _validate_connectors(config, problems)
+    if problems:
+        raise ConfigError(problems)
+    config.source = source
+    return config
+
+
+def default_config(**database: Any) -> Config:
+    """The embedded defaults (optionally with another database URL)."""
+    config = Config()
+    if database:
+        config.database = DatabaseConfig(**database)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or ``$OMNICHANNEL_CONFIG``, or ``./omnichannel.toml``, or the defaults)."""
+    environ = os.environ if env is None else env
+    explicit = path is not None or ENV_VAR in environ
+    chosen = Path(path if path is not None else environ.get(ENV_VAR, DEFAULT_PATH))
+    if not chosen.exists():
+        if explicit:
+            raise ConfigError([f"{chosen}: no such configuration file"])
+        return parse_config({}, source=None, env=environ)
+    try:
+        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{chosen}: not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{chosen}: cannot be read: {exc.strerror}"]) from None
+    return parse_config(data, source=str(chosen), env=environ)

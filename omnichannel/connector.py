@@ -1,0 +1,116 @@
+"""The small base classes every connector builds on.
+
+A connector does I/O and nothing else: it turns what a channel delivers into
+:class:`~omnichannel.schema.RawMessage` s (``fetch`` for pollers, ``receive`` for webhooks),
+decodes a stored raw message with a pure function from ``normalizer``, and acknowledges after
+the core has committed (``ack``).  The core owns cursors, dedupe and storage.
+
+Metadata is declared as class attributes: ``type`` (the entry-point name), ``channel`` (the
+default channel of its messages) and ``Options`` (a pydantic model of its configuration;
+``SecretStr`` fields are secrets, never shown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from omnichannel.schema import InboundMessage, RawMessage
+
+__all__ = [
+    "Batch",
+    "Connector",
+    "ConnectorContext",
+    "NoOptions",
+    "PollingConnector",
+]
+
+
+class NoOptions(BaseModel):
+    """Options of a connector that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What a connector may know of the deployment around it."""
+
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Makassar"))
+    region: str = "ID"
+
+
+@dataclass
+class Batch:
+    """Raw messages fetched together, and the cursor to store once they are committed."""
+
+    messages: list[RawMessage]
+    cursor: Any = None
+
+
+class Connector:
+    """Base of every connector: configuration, decoding, secrets."""
+
+    type: ClassVar[str] = ""
+    channel: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, name: str, options: BaseModel | None = None,
+                 context: ConnectorContext | None = None) -> None:
+        self.name = name
+        self.options = options if options is not None else self.Options()
+        self.context = context or ConnectorContext()
+
+    @classmethod
+    def from_options(cls, name: str, options: dict[str, Any],
+                     context: ConnectorContext | None = None) -> Connector:
+        """Build from the raw option mapping of a ``[[connectors]]`` entry (validated here)."""
+        return cls(name, cls.Options.model_validate(options), context)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def secrets(self) -> list[str]:
+        """Secret option values, so that logs and errors can be scrubbed of them."""
+        values = []
+        for key in type(self.options).model_fields:
+            value = getattr(self.options, key)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        return values
+
+    def check(self) -> None:
+        """Try the connection (``omnichannel check --connect``); raise a ConnectorError."""
+
+    def decode(self, raw: RawMessage) -> InboundMessage:
+        """Turn a stored raw message into an InboundMessage; raise DecodeError if impossible."""
+        raise NotImplementedError
+
+    def raw_from_file(self, path: Path, payload: bytes, received_at: datetime) -> RawMessage:
+        """A raw message for a payload file given to ``omnichannel ingest`` (trusted input)."""
+        return RawMessage(
+            connector=self.name,
+            external_id="sha256:" + hashlib.sha256(payload).hexdigest(),
+            received_at=received_at,
+            content_type="application/octet-stream",
+            payload=payload,
+            meta={"file": path.name},
+        )
+
+
+class PollingConnector(Connector):
+    """A connector that fetches from a source: mailbox, gateway database, provider log."""
+
+    def fetch(self, cursor: Any) -> Iterator[Batch]:
+        """Yield batches of new raw messages after ``cursor``; each carries its next cursor."""
+        raise NotImplementedError
+
+    def ack(self, messages: Sequence[RawMessage]) -> None:
+        """Called after the messages are committed (flag, move, mark processed). Idempotent."""

@@ -1,0 +1,80 @@
+"""Errors, grouped by what the daemon does about them.
+
+::
+
+    OmnichannelError
+    ├── ConfigError            bad configuration: report every problem, exit non-zero
+    ├── StorageUnavailable     the database cannot be reached: answer 503, retry later
+    ├── ConnectorError         raised by a connector's I/O
+    │   ├── RetryableError     back off and try again; the cursor is kept
+    │   ├── FatalError         disable this connector, report it, keep the others running
+    │   └── SkippableError     this one input is bad: quarantine it and move on
+    │       └── DecodeError    a payload could not be decoded
+    └── UnknownConnector       a connector name or type nobody registered (with suggestions)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "ConnectorError",
+    "DecodeError",
+    "FatalError",
+    "OmnichannelError",
+    "RetryableError",
+    "SkippableError",
+    "StorageUnavailable",
+    "UnknownConnector",
+]
+
+
+class OmnichannelError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class ConfigError(OmnichannelError):
+    """The configuration has problems; ``problems`` lists each as ``key.path: what``."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StorageUnavailable(OmnichannelError):
+    """The store cannot be reached or written; nothing was acknowledged."""
+
+
+class ConnectorError(OmnichannelError):
+    """An error in a connector's I/O."""
+
+
+class RetryableError(ConnectorError):
+    """Temporary: back off and retry, keep the cursor where it was."""
+
+
+class FatalError(ConnectorError):
+    """Permanent for this connector (bad credentials, misconfiguration): disable it."""
+
+
+class SkippableError(ConnectorError):
+    """One input cannot be used: quarantine it and carry on with the next."""
+
+
+class DecodeError(SkippableError):
+    """A raw payload could not be decoded into an InboundMessage."""
+
+
+class UnknownConnector(OmnichannelError, LookupError):
+    """No connector with that name or type; ``known`` lists what exists."""
+
+    def __init__(self, what: str, name: str, known: Sequence[str]) -> None:
+        import difflib
+
+        self.name = name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(self.known) or "none"
+        super().__init__(f"unknown connector {what} {name!r} (known: {listing}){hint}")

@@ -1,0 +1,263 @@
+"""``Inbox``: the public entry point that ties configuration, connectors and the store together."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from omnichannel import pipeline, queries
+from omnichannel.config import Config, default_config, load_config
+from omnichannel.connector import Connector, ConnectorContext, PollingConnector
+from omnichannel.errors import OmnichannelError, UnknownConnector
+from omnichannel.pipeline import Prepared, Settings
+from omnichannel.registry import connector_class
+from omnichannel.schema import Complaint, InboundMessage, Outcome, RawMessage, ReceiveResult
+from omnichannel.store import Store
+from omnichannel.store.tables import quarantine, raw_messages
+
+__all__ = ["FileResult", "Inbox"]
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FileResult:
+    """What ``ingest`` made of one file: a result, or the reason it could not be read."""
+
+    __slots__ = ("error", "path", "result")
+
+    def __init__(self, path: Path, result: ReceiveResult | None, error: str | None = None):
+        self.path, self.result, self.error = path, result, error
+
+    def as_json(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "file": str(self.path),
+            "outcome": result.outcome.value if result else None,
+            "complaint_id": result.complaint_id if result else None,
+            "ticket": result.ticket if result else None,
+            "error": self.error or (result.error if result else None),
+        }
+
+
+class Inbox:
+    """One omnichannel deployment: its connectors and its store.
+
+    >>> inbox = Inbox(database_url="sqlite:///omnichannel.db")      # doctest: +SKIP
+    >>> inbox.receive(raw_message).outcome                           # doctest: +SKIP
+    <Outcome.NEW: 'new'>
+    """
+
+    def __init__(self, config: Config | None = None, *, database_url: str | None = None,
+                 connectors: Sequence[Connector] = (), clock: Clock = _utcnow) -> None:
+        self.config = config if config is not None else default_config()
+        if database_url is not None:
+            self.config.database.url = database_url
+        self.store = Store(self.config.database.url,
+                           auto_migrate=self.config.database.auto_migrate)
+        self.context = ConnectorContext(timezone=self.config.tz, region=self.config.region)
+        self.settings = Settings(
+            ticket_prefix=self.config.tickets.prefix, timezone=self.config.tz,
+            region=self.config.region, acknowledgements=self.config.acknowledgements.enabled,
+            same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
+        )
+        self._connectors = {c.name: c for c in connectors}
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Inbox:
+        """An inbox configured from a TOML file (see :func:`omnichannel.config.load_config`)."""
+        return cls(load_config(path))
+
+    def __repr__(self) -> str:
+        return f"<Inbox {self.store!r} connectors={self.connector_names()}>"
+
+    def close(self) -> None:
+        self.store.dispose()
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connectors ----------------------------------------------------------------------------
+
+    def connector_names(self) -> list[str]:
+        names = {c.name for c in self.config.connectors if c.enabled} | set(self._connectors)
+        return sorted(names)
+
+    def connector(self, name: str) -> Connector:
+        """The connector called ``name``, built from the configuration on first use."""
+        if name not in self._connectors:
+            entry = self.config.connector(name)
+            cls = connector_class(entry.type)
+            self._connectors[name] = cls.from_options(name, entry.options, self.context)
+        return self._connectors[name]
+
+    def add_connector(self, connector: Connector) -> None:
+        """Use a connector instance that is not in the configuration (portals, tests)."""
+        self._connectors[connector.name] = connector
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def receive(self, raw: RawMessage) -> ReceiveResult:
+        """Store, decode, dedupe and file one raw message; return its outcome."""
+        return self.receive_many([raw])[0]
+
+    def receive_many(self, raws: Sequence[RawMessage], *,
+                     cursor: tuple[str, Any] | None = None) -> list[ReceiveResult]:
+        """The batch form: all raws are stored in one commit, then filed in one transaction.
+
+        ``cursor`` (connector name, value) is saved in the same transaction as the messages.
+        """
+        for name in {raw.connector for raw in raws}:
+            self.connector(name)  # unknown connectors fail before anything is stored
+        now = self._clock()
+        with self.store.transaction() as conn:
+            raw_ids = pipeline.store_raw(conn, raws, now)
+        return self._file(list(zip(raw_ids, raws, strict=True)), now, cursor=cursor)
+
+    def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
+        """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
+        raw = RawMessage(connector=connector, external_id=message.external_id,
+                         received_at=message.received_at or self._clock(),
+                         content_type="application/json",
+                         payload=message.model_dump_json(exclude_none=True).encode())
+        return self.receive(raw)
+
+    def _file(self, pairs: list[tuple[int, RawMessage]], now: datetime, *,
+              from_status: str = pipeline.RECEIVED,
+              cursor: tuple[str, Any] | None = None) -> list[ReceiveResult]:
+        prepared = [self._prepare(raw_id, raw) for raw_id, raw in pairs]
+        with self.store.transaction() as conn:
+            results = pipeline.file_batch(conn, prepared, self.settings, now,
+                                          from_status=from_status, cursor=cursor)
+            stored = pipeline.describe(conn, [rid for rid, _ in pairs if rid not in results])
+        out, seen = [], set()
+        for raw_id, raw in pairs:
+            if raw_id in results and raw_id not in seen:
+                out.append(results[raw_id])
+            else:
+                out.append(self._duplicate(raw_id, raw, stored.get(raw_id)))
+            seen.add(raw_id)
+        return out
+
+    def _prepare(self, raw_id: int, raw: RawMessage) -> Prepared:
+        try:
+            decode = self.connector(raw.connector).decode
+        except (OmnichannelError, LookupError) as exc:
+            return Prepared(raw_id, raw, error=exc)
+        return pipeline.prepare(raw_id, raw, decode, self.settings)
+
+    def _duplicate(self, raw_id: int, raw: RawMessage,
+                   stored: tuple[str | None, int | None, str | None, str] | None) -> ReceiveResult:
+        outcome, complaint_id, ticket, status = stored or (None, None, None, "")
+        note = "stored earlier and quarantined" if status == pipeline.QUARANTINED else None
+        return ReceiveResult(connector=raw.connector, external_id=raw.external_id,
+                             outcome=Outcome.DUPLICATE, complaint_id=complaint_id,
+                             ticket=ticket, raw_id=raw_id, error=note)
+
+    def ingest_files(self, connector: str, paths: Iterable[str | os.PathLike[str]], *,
+                     batch_size: int = 200) -> Iterator[FileResult]:
+        """Push payload files through ``connector`` (trusted local input); one result per file."""
+        source = self.connector(connector)
+        batch: list[tuple[Path, RawMessage]] = []
+        for name in paths:
+            path = Path(name)
+            try:
+                payload = path.read_bytes()
+            except OSError as exc:
+                yield FileResult(path, None, f"cannot read file: {exc.strerror}")
+                continue
+            batch.append((path, source.raw_from_file(path, payload, self._clock())))
+            if len(batch) >= batch_size:
+                yield from self._ingest_batch(batch)
+                batch = []
+        yield from self._ingest_batch(batch)
+
+    def _ingest_batch(self, batch: list[tuple[Path, RawMessage]]) -> Iterator[FileResult]:
+        if not batch:
+            return
+        results = self.receive_many([raw for _, raw in batch])
+        for (path, _), result in zip(batch, results, strict=True):
+            yield FileResult(path, result)
+
+    def poll(self, name: str) -> list[ReceiveResult]:
+        """One poll of one connector: fetch after the stored cursor, file, then acknowledge."""
+        source = self.connector(name)
+        if not isinstance(source, PollingConnector):
+            raise UnknownConnector("that polls, named", name, self._polling_names())
+        with self.store.transaction() as conn:
+            cursor = pipeline.load_cursor(conn, name)
+        results: list[ReceiveResult] = []
+        for batch in source.fetch(cursor):
+            results += self.receive_many(batch.messages, cursor=(name, batch.cursor))
+            source.ack(batch.messages)
+        return results
+
+    def _polling_names(self) -> list[str]:
+        return [n for n in self.connector_names()
+                if isinstance(self.connector(n), PollingConnector)]
+
+    # -- quarantine ----------------------------------------------------------------------------
+
+    def replay(self, raw_ids: Sequence[int] | None = None, *,
+               payload: bytes | None = None) -> list[ReceiveResult]:
+        """Decode quarantined raw messages again (after a fix); all of them when no ids given.
+
+        ``payload`` replaces the stored payload of the single given message (an operator's
+        corrected copy); the original is kept in the quarantine record.
+        """
+        if payload is not None and (raw_ids is None or len(raw_ids) != 1):
+            raise ValueError("a replacement payload needs exactly one quarantined message id")
+        with self.store.transaction() as conn:
+            rows = queries.quarantined_raws(conn, raw_ids)
+            if payload is not None and rows:
+                _replace_payload(conn, rows[0][0], payload)
+                rows = queries.quarantined_raws(conn, raw_ids)
+        return self._file(rows, self._clock(), from_status=pipeline.QUARANTINED)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def complaints(self, *, limit: int | None = 50, status: str | None = None,
+                   after_id: int = 0) -> list[Complaint]:
+        with self.store.transaction() as conn:
+            return queries.load_complaints(conn, limit=limit, status=status, after_id=after_id)
+
+    def complaint(self, key: int | str) -> Complaint | None:
+        """A complaint by id or by ticket number."""
+        with self.store.transaction() as conn:
+            return queries.complaint(conn, key)
+
+    def iter_complaints(self, *, batch: int = 500) -> Iterator[Complaint]:
+        """Every complaint in id order, read in batches (for exports)."""
+        after = 0
+        while True:
+            page = self.complaints(limit=batch, after_id=after)
+            if not page:
+                return
+            yield from page
+            after = page[-1].id
+
+    def quarantined(self, *, include_resolved: bool = False) -> list[dict[str, Any]]:
+        with self.store.transaction() as conn:
+            return queries.list_quarantine(conn, include_resolved=include_resolved)
+
+
+def _replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
+    original = conn.execute(sa.select(raw_messages.c.payload)
+                            .where(raw_messages.c.id == raw_id)).scalar_one()
+    conn.execute(sa.update(quarantine)
+                 .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
+                 .values(original_payload=original))
+    conn.execute(sa.update(raw_messages).where(raw_messages.c.id == raw_id).values(
+        payload=payload, size=len(payload), sha256=pipeline._sha256(payload)))

@@ -1,0 +1,73 @@
+"""Durable storage: engine, migrations, transactions, and the few portable SQL idioms we need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from omnichannel.errors import StorageUnavailable
+from omnichannel.store import migrate
+from omnichannel.store.engine import create_engine, normalize_url
+
+__all__ = ["Store", "insert_ignore"]
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                  conflict: Sequence[str]) -> None:
+    """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    conn.execute(statement, list(rows))
+
+
+class Store:
+    """The omnichannel database (SQLite or PostgreSQL) and its schema."""
+
+    def __init__(self, url: str | URL, *, auto_migrate: bool = True) -> None:
+        self.url = normalize_url(url)
+        self.engine = create_engine(self.url)
+        if auto_migrate:
+            self.migrate(only_if_needed=True)
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url.render_as_string(hide_password=True)}>"
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self, *, only_if_needed: bool = False) -> None:
+        """Create or upgrade the schema to the newest revision."""
+        with self._translate_errors():
+            if only_if_needed and migrate.is_current(self.engine):
+                return
+            migrate.upgrade(self.engine)
+
+    def revision(self) -> str | None:
+        with self._translate_errors():
+            return migrate.current_revision(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One atomic unit of work; connection failures become StorageUnavailable."""
+        with self._translate_errors(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            reason = detail[0] if detail else type(exc).__name__
+            raise StorageUnavailable(f"storage unavailable ({self.dialect}: {reason})") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,228 @@
+"""The tables, as SQLAlchemy Core metadata (the Alembic migrations are the source of truth
+for the database; a test checks that they produce exactly this metadata)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "attachments",
+    "complaints",
+    "cursors",
+    "messages",
+    "metadata",
+    "outbox",
+    "quarantine",
+    "queue_items",
+    "raw_messages",
+    "ticket_counters",
+]
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", Id, primary_key=True, autoincrement=True)
+
+
+def _ts(name: str, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable, index=index)
+
+
+raw_messages = sa.Table(
+    "raw_messages",
+    metadata,
+    _id(),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(512), nullable=False),
+    _ts("received_at"),
+    _ts("stored_at"),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("meta", sa.JSON(), nullable=False),
+    # received -> processed | quarantined ; quarantined -> processed on replay
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("complaint_id", Id, nullable=True),
+    _ts("processed_at", nullable=True),
+    sa.UniqueConstraint("connector", "external_id"),
+)
+
+complaints = sa.Table(
+    "complaints",
+    metadata,
+    _id(),
+    sa.Column("ticket", sa.String(40), nullable=False, unique=True),
+    sa.Column("status", sa.String(24), nullable=False, index=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    _ts("received_at"),
+    _ts("updated_at"),
+    sa.Column("sender_name", sa.Text()),
+    sa.Column("sender_email", sa.String(320), index=True),
+    sa.Column("sender_phone", sa.String(32), index=True),
+    sa.Column("sender_handle", sa.String(255)),
+    sa.Column("subject", sa.Text()),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("language", sa.String(8)),
+    sa.Column("location_lat", sa.Float()),
+    sa.Column("location_lon", sa.Float()),
+    sa.Column("location_address", sa.Text()),
+    sa.Column("category", sa.String(64)),
+    sa.Column("agency", sa.String(64), index=True),
+    _ts("due_at", nullable=True),
+    sa.Column("cluster_id", sa.String(64), index=True),
+    sa.Column("anonymous", sa.Boolean(), nullable=False, default=False),
+    sa.Column("confidential", sa.Boolean(), nullable=False, default=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _id(),
+    sa.Column("raw_id", Id, sa.ForeignKey("raw_messages.id"), nullable=False, unique=True),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=True, index=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(512), nullable=False),
+    _ts("received_at"),
+    _ts("sent_at", nullable=True),
+    sa.Column("sender_name", sa.Text()),
+    sa.Column("sender_email", sa.String(320)),
+    sa.Column("sender_phone", sa.String(32)),
+    sa.Column("sender_handle", sa.String(255)),
+    # the identity used for same-sender dedupe: e164 phone, e-mail, or connector handle
+    sa.Column("sender_key", sa.String(320), index=True),
+    sa.Column("subject", sa.Text()),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("text_full", sa.Text(), nullable=False),
+    sa.Column("html", sa.Text()),
+    sa.Column("body_hash", sa.String(64), index=True),
+    sa.Column("language", sa.String(8)),
+    sa.Column("message_id", sa.String(512), index=True),
+    sa.Column("in_reply_to", sa.String(512)),
+    sa.Column("references", sa.JSON(), nullable=False),
+    sa.Column("headers", sa.JSON(), nullable=False),
+    sa.Column("flags", sa.JSON(), nullable=False),
+    sa.Column("location", sa.JSON()),
+    sa.Column("outcome", sa.String(16), nullable=False),
+)
+
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    _id(),
+    sa.Column("message_id", Id, sa.ForeignKey("messages.id"), nullable=False, index=True),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=True, index=True),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("filename", sa.Text()),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger()),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("content", sa.LargeBinary()),
+    sa.Column("url", sa.Text()),
+    # stored (content here) | pending (to download from url) | failed | refused
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.UniqueConstraint("message_id", "position"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON()),
+    _ts("updated_at"),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    _id(),
+    sa.Column("raw_id", Id, sa.ForeignKey("raw_messages.id"), nullable=False, unique=True),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("error_type", sa.String(128), nullable=False),
+    sa.Column("error", sa.Text(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    _ts("first_seen"),
+    _ts("last_attempt"),
+    _ts("resolved_at", nullable=True),
+    sa.Column("original_payload", sa.LargeBinary()),
+)
+
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    _id(),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False, unique=True),
+    sa.Column("agency", sa.String(64), index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("claimed_by", sa.String(128)),
+    _ts("lease_until", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    _id(),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=True, index=True),
+    sa.Column("message_id", Id, sa.ForeignKey("messages.id"), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # acknowledgement | forward | ...
+    sa.Column("target", sa.String(320), nullable=False),
+    sa.Column("delivery_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    _ts("next_attempt_at"),
+    sa.Column("last_error", sa.Text()),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+ticket_counters = sa.Table(
+    "ticket_counters",
+    metadata,
+    sa.Column("prefix", sa.String(16), primary_key=True),
+    sa.Column("year", sa.Integer(), primary_key=True),
+    sa.Column("value", sa.BigInteger(), nullable=False),
+)
