@@ -64,6 +64,10 @@ class _State:
             self._inbox = Inbox(self.config())
         return self._inbox
 
+    def close(self) -> None:
+        if self._inbox is not None:
+            self._inbox.close()
+
 
 pass_state = click.make_pass_decorator(_State)
 
@@ -76,6 +80,7 @@ pass_state = click.make_pass_decorator(_State)
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Gather complaints from every channel into one deduplicated stream and team queue."""
     ctx.obj = _State(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -125,9 +130,9 @@ def init_db(state: _State) -> None:
     """Create or migrate the database schema."""
     config = state.config()
     config.database.auto_migrate = False
-    inbox = Inbox(config)
-    inbox.store.migrate()
-    click.echo(f"database ready at revision {inbox.store.revision()} ({inbox.store!r})")
+    with Inbox(config) as inbox:
+        inbox.store.migrate()
+        click.echo(f"database ready at revision {inbox.store.revision()} ({inbox.store!r})")
 
 
 @main.command()
@@ -142,7 +147,7 @@ def check(state: _State, connect: bool) -> None:
     click.echo(f"configuration OK: {source}; connectors: {names}")
     if not connect:
         return
-    inbox = Inbox(config)
+    inbox = state.inbox()
     click.echo(f"database OK: {inbox.store!r} at revision {inbox.store.revision()}")
     failed = False
     for name in inbox.connector_names():

@@ -169,17 +169,24 @@ def _interpolate(value: Any, loc: tuple[int | str, ...], env: Mapping[str, str],
     return _ENV_PATTERN.sub(substitute, value)
 
 
-def _validate_connectors(config: Config, problems: list[str]) -> None:
+def _validate_connectors(data: Mapping[str, Any], problems: list[str]) -> None:
+    """Each entry's type must be registered and its options valid for that type."""
     from omnichannel.registry import connector_class
 
-    for index, item in enumerate(config.connectors):
+    items = data.get("connectors")
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            continue  # reported by the top-level validation
         try:
-            cls = connector_class(item.type)
+            cls = connector_class(item["type"])
         except UnknownConnector as exc:
             problems.append(f"connectors[{index}].type: {exc}")
             continue
+        options = {k: v for k, v in item.items() if k not in ConnectorConfig.model_fields}
         try:
-            cls.Options.model_validate(item.options)
+            cls.Options.model_validate(options)
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, ("connectors", index)))
 
@@ -189,12 +196,13 @@ def parse_config(data: Mapping[str, Any], *, source: str | None = None,
     """Validate a mapping (as read from TOML); raise ConfigError listing every problem."""
     problems: list[str] = []
     data = _interpolate(dict(data), (), os.environ if env is None else env, problems)
+    config = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems + format_validation_error(exc)) from None
-    _validate_connectors(config, problems)
-    if problems:
+        problems += format_validation_error(exc)
+    _validate_connectors(data, problems)
+    if problems or config is None:
         raise ConfigError(problems)
     config.source = source
     return config

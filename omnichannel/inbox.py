@@ -144,8 +144,11 @@ class Inbox:
             stored = pipeline.describe(conn, [rid for rid, _ in pairs if rid not in results])
         out, seen = [], set()
         for raw_id, raw in pairs:
-            if raw_id in results and raw_id not in seen:
-                out.append(results[raw_id])
+            filed = results.get(raw_id)
+            if filed is not None and raw_id not in seen:
+                out.append(filed)
+            elif filed is not None:  # the same message twice in one batch
+                out.append(filed.model_copy(update={"outcome": Outcome.DUPLICATE}))
             else:
                 out.append(self._duplicate(raw_id, raw, stored.get(raw_id)))
             seen.add(raw_id)
@@ -176,6 +179,8 @@ class Inbox:
             try:
                 payload = path.read_bytes()
             except OSError as exc:
+                yield from self._ingest_batch(batch)  # keep the output in input order
+                batch = []
                 yield FileResult(path, None, f"cannot read file: {exc.strerror}")
                 continue
             batch.append((path, source.raw_from_file(path, payload, self._clock())))

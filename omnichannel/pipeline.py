@@ -144,7 +144,7 @@ def file_batch(conn: sa.Connection, items: Sequence[Prepared], settings: Setting
     results: dict[int, ReceiveResult] = {}
     updates = []
     for item in items:
-        if item.raw_id not in claimed:
+        if item.raw_id not in claimed or item.raw_id in results:
             continue
         filed = _file_one(conn, item, settings, now)
         updates.append({"rid": item.raw_id, "o": filed.outcome.value, "c": filed.complaint_id,

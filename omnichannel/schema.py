@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -58,6 +59,8 @@ UtcDatetime = Annotated[
     datetime,
     AfterValidator(_require_aware),
     PlainSerializer(format_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": r"Z$"},
+                   mode="serialization"),
 ]
 """An aware datetime, converted to UTC on input and written with ``Z`` in JSON."""
 

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
+from omnichannel.errors import StorageUnavailable
+
 __all__ = ["create_engine", "normalize_url"]
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -29,7 +31,13 @@ def normalize_url(url: str | URL) -> URL:
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"storage unavailable (sqlite: cannot create {folder}: {exc.strerror})"
+            ) from None
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}, **kwargs
     )

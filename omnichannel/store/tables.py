@@ -143,7 +143,7 @@ messages = sa.Table(
     sa.Column("references", sa.JSON(), nullable=False),
     sa.Column("headers", sa.JSON(), nullable=False),
     sa.Column("flags", sa.JSON(), nullable=False),
-    sa.Column("location", sa.JSON()),
+    sa.Column("location", sa.JSON(none_as_null=True)),
     sa.Column("outcome", sa.String(16), nullable=False),
 )
 
@@ -169,7 +169,7 @@ cursors = sa.Table(
     "cursors",
     metadata,
     sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("value", sa.JSON()),
+    sa.Column("value", sa.JSON(none_as_null=True)),
     _ts("updated_at"),
 )
 

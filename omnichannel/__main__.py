@@ -1,0 +1,5 @@
+"""``python -m omnichannel``: the command line."""
+
+from omnichannel.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from omnichannel.schemas import main
+
+main()

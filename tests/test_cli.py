@@ -1,0 +1,155 @@
+"""The command line: ingest, complaints, quarantine, check, and clean failures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omnichannel.cli import main
+from tests.helpers import json_doc
+
+EML = b"""From: Budi Santoso <budi@example.id>
+To: pengaduan@example.go.id
+Subject: Izin PBG belum selesai
+Message-ID: <pbg-1@example.id>
+Date: Mon, 30 Nov 2026 09:00:00 +0800
+Content-Type: text/plain; charset=utf-8
+
+Selamat pagi, permohonan PBG saya sudah 3 bulan belum selesai. Mohon dibantu.
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, database_url: str) -> Path:
+    """A folder with a config pointing at the backend under test, and some payload files."""
+    (tmp_path / "omnichannel.toml").write_text(
+        f'[database]\nurl = "{database_url}"\n\n[[connectors]]\nname = "files"\ntype = "files"\n',
+        encoding="utf-8")
+    (tmp_path / "a.json").write_bytes(json_doc("doc-a", sender={"phone": "081234567890"}))
+    (tmp_path / "b.eml").write_bytes(EML)
+    (tmp_path / "broken.json").write_bytes(b'{"channel": "sms", "external_id": "x", ')
+    return tmp_path
+
+
+def run(workdir: Path, *args: str) -> tuple[int, list[str], str]:
+    result = CliRunner().invoke(main, ["--config", str(workdir / "omnichannel.toml"), *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout.splitlines(), result.stderr
+
+
+def ingest(workdir: Path, *names: str) -> list[dict]:  # type: ignore[type-arg]
+    code, lines, _ = run(workdir, "ingest", "--connector", "files",
+                         *(str(workdir / n) for n in names))
+    assert code == 0
+    return [json.loads(line) for line in lines]
+
+
+def test_ingest_twice_new_then_duplicate(workdir: Path) -> None:
+    """Ingesting the same files twice: `new` then `duplicate`, the corrupt one `quarantined`."""
+    first = ingest(workdir, "a.json", "b.eml", "broken.json")
+    assert [r["outcome"] for r in first] == ["new", "new", "quarantined"]
+    assert set(first[0]) == {"file", "outcome", "complaint_id", "ticket", "error"}
+    assert first[2]["error"] and first[2]["ticket"] is None
+    second = ingest(workdir, "a.json", "b.eml", "broken.json")
+    assert [r["outcome"] for r in second] == ["duplicate"] * 3
+    assert [r["ticket"] for r in second[:2]] == [r["ticket"] for r in first[:2]]
+    code, lines, _ = run(workdir, "complaints", "list", "--format", "json")
+    assert code == 0 and len(lines) == 2
+
+
+def test_quarantine_list_and_replay_with_fixed_payload(workdir: Path) -> None:
+    """A corrupt file is listed in quarantine and replaying a corrected copy makes a complaint."""
+    ingest(workdir, "broken.json")
+    code, lines, _ = run(workdir, "quarantine", "list", "--format", "json")
+    entry = json.loads(lines[0])
+    assert code == 0 and len(lines) == 1 and entry["meta"]["file"] == "broken.json"
+    (workdir / "fixed.json").write_bytes(json_doc("x", text="Sudah saya perbaiki."))
+    code, lines, _ = run(workdir, "quarantine", "replay", str(entry["id"]),
+                         "--payload", str(workdir / "fixed.json"))
+    assert code == 0 and json.loads(lines[0])["outcome"] == "new"
+    code, lines, _ = run(workdir, "quarantine", "list", "--format", "json")
+    assert lines == []
+    code, _, err = run(workdir, "quarantine", "replay", str(entry["id"]))
+    assert code == 1 and "not quarantined" in err
+
+
+def test_show_and_export(workdir: Path) -> None:
+    """show by ticket prints the complaint; export writes JSON lines and CSV of every complaint."""
+    tickets = [r["ticket"] for r in ingest(workdir, "a.json", "b.eml")]
+    code, lines, _ = run(workdir, "complaints", "show", tickets[1])
+    assert code == 0 and tickets[1] in lines[0] and any("PBG" in line for line in lines)
+    code, lines, _ = run(workdir, "complaints", "export", "--format", "jsonl")
+    assert [json.loads(line)["ticket"] for line in lines] == tickets
+    code, lines, _ = run(workdir, "complaints", "export", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    assert [r["ticket"] for r in rows] == tickets
+    assert rows[0]["sender_phone"] == "+6281234567890"
+    assert rows[1]["sender_email"] == "budi@example.id"
+    code, _, err = run(workdir, "complaints", "show", "ADU-2026-999999")
+    assert code == 1 and "no complaint" in err
+
+
+def test_table_output(workdir: Path) -> None:
+    """The default list output is a table with a header row."""
+    ingest(workdir, "a.json")
+    code, lines, _ = run(workdir, "complaints", "list")
+    assert code == 0 and lines[0].split()[:3] == ["ID", "TICKET", "STATUS"] and len(lines) == 2
+
+
+def test_unreadable_file_is_reported_and_exit_nonzero(workdir: Path) -> None:
+    """A file that cannot be read gets an error line (no outcome) and a non-zero exit."""
+    code, lines, _ = run(workdir, "ingest", str(workdir / "a.json"), str(workdir / "missing.json"))
+    results = [json.loads(line) for line in lines]
+    assert code == 1
+    assert results[0]["outcome"] == "new"
+    assert results[1]["outcome"] is None and "cannot read" in results[1]["error"]
+
+
+def test_check_and_init_db(workdir: Path) -> None:
+    """check validates the config; init-db reports the schema revision."""
+    code, lines, _ = run(workdir, "check")
+    assert code == 0 and "configuration OK" in lines[0]
+    code, lines, _ = run(workdir, "init-db")
+    assert code == 0 and "revision 0001" in lines[0]
+
+
+BAD_CONFIGS = {
+    "missing key": ('[[connectors]]\ntype = "files"\n', "connectors[0].name: missing"),
+    "wrong type": ('[server]\nport = "http"\n', "server.port: Input should be a valid integer"),
+    "unknown connector type": ('[[connectors]]\nname = "mail"\ntype = "imapp"\n',
+                               "connectors[0].type: unknown connector type 'imapp'"),
+    "unset env": ('[database]\nurl = "${OMNI_TEST_UNSET_DB}"\n',
+                  "database.url: environment variable OMNI_TEST_UNSET_DB is not set"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_with_clear_message(tmp_path: Path, case: str) -> None:
+    """A bad config gives one clear line per problem on stderr, exit 2, and no traceback."""
+    text, expected = BAD_CONFIGS[case]
+    path = tmp_path / "omnichannel.toml"
+    path.write_text(text, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "omnichannel", "--config", str(path), "check"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert f"omnichannel: configuration: {expected}" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_storage_unavailable_exits_3_without_traceback(tmp_path: Path) -> None:
+    """An unreachable database is one line on stderr and exit code 3."""
+    path = tmp_path / "omnichannel.toml"
+    path.write_text('[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n',
+                    encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "omnichannel", "--config", str(path),
+                           "complaints", "list"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("omnichannel: storage unavailable")
+    assert "Traceback" not in proc.stderr
