@@ -164,14 +164,17 @@ def check(state: _State, connect: bool) -> None:
 @main.command()
 @click.option("--connector", "connector_name", default="files", show_default=True,
               help="Connector whose decoder reads the files.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Files stored and filed per transaction.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @pass_state
 @_handled
-def ingest(state: _State, connector_name: str, files: tuple[str, ...]) -> None:
+def ingest(state: _State, connector_name: str, batch_size: int, files: tuple[str, ...]) -> None:
     """Push payload files through a connector; one JSON line per file."""
     inbox = state.inbox()
     failed = False
-    for item in _progress(inbox.ingest_files(connector_name, files), len(files)):
+    results = inbox.ingest_files(connector_name, files, batch_size=batch_size)
+    for item in _progress(results, len(files)):
         failed = failed or item.result is None
         click.echo(json.dumps(item.as_json(), ensure_ascii=False))
     if failed:

@@ -25,6 +25,7 @@ from normalizer.normalize import body_fingerprint, normalize, sender_key
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage, ReceiveResult
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
+    UTCDateTime,
     attachments,
     complaints,
     cursors,
@@ -71,6 +72,34 @@ class _Filed:
     ticket: str | None = None
 
 
+# Statements built once: constructing SQLAlchemy statements per message costs more than
+# running them.
+_INSERT_COMPLAINT = sa.insert(complaints).returning(complaints.c.id)
+_INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
+_INSERT_QUEUE_ITEM = sa.insert(queue_items)
+_INSERT_OUTBOX = sa.insert(outbox)
+_INSERT_ATTACHMENTS = sa.insert(attachments)
+_TOUCH_COMPLAINT = (sa.update(complaints).where(complaints.c.id == sa.bindparam("cid"))
+                    .values(updated_at=sa.bindparam("now")))
+_NEXT_TICKET = (
+    sa.update(ticket_counters)
+    .where(ticket_counters.c.prefix == sa.bindparam("p"), ticket_counters.c.year == sa.bindparam("y"))
+    .values(value=ticket_counters.c.value + 1)
+    .returning(ticket_counters.c.value)
+)
+_SAME_SENDER = (
+    sa.select(complaints.c.id, complaints.c.ticket)
+    .join(messages, complaints.c.id == messages.c.complaint_id)
+    .where(messages.c.sender_key == sa.bindparam("key"),
+           messages.c.body_hash == sa.bindparam("fp"),
+           messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()))
+    .order_by(messages.c.received_at.desc())
+    .limit(1)
+)
+_BY_TICKET = sa.select(complaints.c.id, complaints.c.ticket).where(
+    complaints.c.ticket == sa.bindparam("ticket"))
+
+
 # -- stage 1: raw first ------------------------------------------------------------------------
 
 
@@ -91,6 +120,7 @@ def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) ->
         }
         for r in raws
     ]
+    rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # same lock order everywhere
     insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
     return _raw_ids(conn, [(r.connector, r.external_id) for r in raws])
 
@@ -146,7 +176,7 @@ def file_batch(conn: sa.Connection, items: Sequence[Prepared], settings: Setting
     for item in items:
         if item.raw_id not in claimed or item.raw_id in results:
             continue
-        filed = _file_one(conn, item, settings, now)
+        filed = _file_one(conn, item, settings, now, replay=from_status == QUARANTINED)
         updates.append({"rid": item.raw_id, "o": filed.outcome.value, "c": filed.complaint_id,
                         "s": QUARANTINED if filed.outcome is Outcome.QUARANTINED else PROCESSED,
                         "t": now})
@@ -162,16 +192,25 @@ def file_batch(conn: sa.Connection, items: Sequence[Prepared], settings: Setting
 
 
 def _claim(conn: sa.Connection, raw_ids: Sequence[int], from_status: str) -> set[int]:
+    """Lock (in id order, so concurrent batches cannot deadlock) and take the claimable rows.
+
+    On PostgreSQL a row being filed by another transaction is waited for, then re-checked: once
+    that transaction commits, the row is no longer claimable and is reported as a duplicate.
+    """
     claimed: set[int] = set()
-    for start in range(0, len(raw_ids), 500):
-        chunk = raw_ids[start : start + 500]
-        statement = (
-            sa.update(raw_messages)
+    ordered = sorted(set(raw_ids))
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        locked = list(conn.execute(
+            sa.select(raw_messages.c.id)
             .where(raw_messages.c.id.in_(chunk), raw_messages.c.status == from_status)
-            .values(status="filing")
-            .returning(raw_messages.c.id)
-        )
-        claimed.update(conn.execute(statement).scalars())
+            .order_by(raw_messages.c.id)
+            .with_for_update()
+        ).scalars())
+        if locked:
+            conn.execute(sa.update(raw_messages).where(raw_messages.c.id.in_(locked))
+                         .values(status="filing"))
+        claimed.update(locked)
     return claimed
 
 
@@ -187,11 +226,13 @@ def _mark_raw(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
     conn.execute(statement, updates)
 
 
-def _file_one(conn: sa.Connection, item: Prepared, settings: Settings, now: datetime) -> _Filed:
+def _file_one(conn: sa.Connection, item: Prepared, settings: Settings, now: datetime,
+              *, replay: bool = False) -> _Filed:
     if item.message is None:
         _quarantine(conn, item, now)
         return _Filed(Outcome.QUARANTINED)
-    _resolve_quarantine(conn, item.raw_id, now)
+    if replay:
+        _resolve_quarantine(conn, item.raw_id, now)
     message = item.message
     if message.is_automatic or not _has_content(message):
         if not _has_content(message):
@@ -202,8 +243,7 @@ def _file_one(conn: sa.Connection, item: Prepared, settings: Settings, now: date
     if existing is not None:
         complaint_id, ticket = existing
         _insert_message(conn, item.raw_id, message, complaint_id, Outcome.MERGED)
-        conn.execute(sa.update(complaints).where(complaints.c.id == complaint_id)
-                     .values(updated_at=now))
+        conn.execute(_TOUCH_COMPLAINT, {"cid": complaint_id, "now": now})
         return _Filed(Outcome.MERGED, complaint_id, ticket)
     complaint_id, ticket = _new_complaint(conn, message, settings, now)
     message_row = _insert_message(conn, item.raw_id, message, complaint_id, Outcome.NEW)
@@ -248,8 +288,7 @@ def _by_ticket(conn: sa.Connection, message: NormalizedMessage,
     match = re.search(rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b", message.subject)
     if match is None:
         return None
-    row = conn.execute(sa.select(complaints.c.id, complaints.c.ticket)
-                       .where(complaints.c.ticket == match.group(1))).first()
+    row = conn.execute(_BY_TICKET, {"ticket": match.group(1)}).first()
     return (row.id, row.ticket) if row else None
 
 
@@ -258,15 +297,8 @@ def _by_same_sender(conn: sa.Connection, message: NormalizedMessage,
     key, fingerprint = sender_key(message.sender), body_fingerprint(message.body)
     if key is None or fingerprint is None or window <= timedelta(0):
         return None
-    query = (
-        sa.select(complaints.c.id, complaints.c.ticket)
-        .join(messages, complaints.c.id == messages.c.complaint_id)
-        .where(messages.c.sender_key == key, messages.c.body_hash == fingerprint,
-               messages.c.received_at >= message.received_at - window)
-        .order_by(messages.c.received_at.desc())
-        .limit(1)
-    )
-    row = conn.execute(query).first()
+    since = message.received_at - window
+    row = conn.execute(_SAME_SENDER, {"key": key, "fp": fingerprint, "since": since}).first()
     return (row.id, row.ticket) if row else None
 
 
@@ -275,14 +307,11 @@ def _by_same_sender(conn: sa.Connection, message: NormalizedMessage,
 
 def next_ticket(conn: sa.Connection, prefix: str, year: int) -> str:
     """The next ticket number; the counter row lock serializes concurrent writers."""
-    insert_ignore(conn, ticket_counters, [{"prefix": prefix, "year": year, "value": 0}],
-                  ("prefix", "year"))
-    value = conn.execute(
-        sa.update(ticket_counters)
-        .where(ticket_counters.c.prefix == prefix, ticket_counters.c.year == year)
-        .values(value=ticket_counters.c.value + 1)
-        .returning(ticket_counters.c.value)
-    ).scalar_one()
+    value = conn.execute(_NEXT_TICKET, {"p": prefix, "y": year}).scalar_one_or_none()
+    if value is None:  # first ticket of the year: create the counter (race-safe), then count
+        insert_ignore(conn, ticket_counters, [{"prefix": prefix, "year": year, "value": 0}],
+                      ("prefix", "year"))
+        value = conn.execute(_NEXT_TICKET, {"p": prefix, "y": year}).scalar_one()
     return f"{prefix}-{year}-{value:06d}"
 
 
@@ -315,9 +344,7 @@ def _new_complaint(conn: sa.Connection, message: NormalizedMessage, settings: Se
                                    settings.timezone),
         "anonymous": message.anonymous, "confidential": message.confidential,
     }
-    complaint_id = conn.execute(
-        sa.insert(complaints).values(row).returning(complaints.c.id)
-    ).scalar_one()
+    complaint_id = conn.execute(_INSERT_COMPLAINT, row).scalar_one()
     return complaint_id, ticket
 
 
@@ -339,9 +366,7 @@ def _insert_message(conn: sa.Connection, raw_id: int, message: NormalizedMessage
         "location": message.location.model_dump() if message.location else None,
         "outcome": outcome.value,
     }
-    message_row = conn.execute(
-        sa.insert(messages).values(row).returning(messages.c.id)
-    ).scalar_one()
+    message_row = conn.execute(_INSERT_MESSAGE, row).scalar_one()
     _insert_attachments(conn, message_row, complaint_id, message)
     return int(message_row)
 
@@ -360,24 +385,25 @@ def _insert_attachments(conn: sa.Connection, message_row: int, complaint_id: int
             "status": "stored" if content is not None else ("pending" if item.url else "stored"),
         })
     if rows:
-        conn.execute(sa.insert(attachments), rows)
+        conn.execute(_INSERT_ATTACHMENTS, rows)
 
 
 def _enqueue(conn: sa.Connection, complaint_id: int, message_row: int,
              message: NormalizedMessage, ticket: str, settings: Settings, now: datetime) -> None:
-    conn.execute(sa.insert(queue_items).values(
-        complaint_id=complaint_id, agency=message.agency, status="pending",
-        created_at=now, updated_at=now,
-    ))
+    conn.execute(_INSERT_QUEUE_ITEM, {
+        "complaint_id": complaint_id, "agency": message.agency, "status": "pending",
+        "claimed_by": None, "lease_until": None, "created_at": now, "updated_at": now,
+    })
     target = _reply_address(message)
     if settings.acknowledgements and target is not None:
-        conn.execute(sa.insert(outbox).values(
-            complaint_id=complaint_id, message_id=message_row, kind="acknowledgement",
-            target=target, delivery_id=f"ack-{complaint_id}",
-            payload={"ticket": ticket, "channel": message.channel,
-                     "connector": message.connector},
-            status="pending", attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
-        ))
+        conn.execute(_INSERT_OUTBOX, {
+            "complaint_id": complaint_id, "message_id": message_row, "kind": "acknowledgement",
+            "target": target, "delivery_id": f"ack-{complaint_id}",
+            "payload": {"ticket": ticket, "channel": message.channel,
+                        "connector": message.connector},
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None,
+            "created_at": now, "updated_at": now,
+        })
 
 
 def _reply_address(message: NormalizedMessage) -> str | None:
