@@ -113,8 +113,16 @@ def _progress(items: Iterator[FileResult], total: int) -> Iterator[FileResult]:
 
 def _complaint_rows(items: Iterable[Complaint]) -> list[list[Any]]:
     return [[c.id, c.ticket, c.status, c.channel, format_utc(c.received_at),
-             c.sender.name or c.sender.phone or c.sender.email or ("(anonim)" if c.anonymous else ""),
+             _sender_label(c),
              _short(c.subject or c.body), len(c.messages)] for c in items]
+
+
+def _sender_label(c: Complaint) -> str:
+    if c.anonymous:
+        return "(anonymous)"
+    if c.confidential:
+        return "(confidential)"
+    return c.sender.name or c.sender.phone or c.sender.email or c.sender.handle or ""
 
 
 COMPLAINT_HEADERS = ["ID", "TICKET", "STATUS", "CHANNEL", "RECEIVED", "SENDER", "SUBJECT / TEXT",

@@ -1,0 +1,44 @@
+"""Connector registry (entry points, lazy, did-you-mean) and the public import surface."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import omnichannel
+from omnichannel import registry
+from omnichannel.errors import UnknownConnector
+
+
+def test_public_all_is_sorted_and_importable() -> None:
+    """omnichannel.__all__ is sorted, and every name in it exists."""
+    assert omnichannel.__all__ == sorted(omnichannel.__all__)
+    for name in omnichannel.__all__:
+        assert getattr(omnichannel, name) is not None
+
+
+def test_builtin_connectors_come_from_entry_points() -> None:
+    """The files connector is found through the omnichannel.connectors entry-point group."""
+    from connectors.files import FilesConnector
+
+    assert "files" in registry.available_types()
+    assert registry.connector_class("files") is FilesConnector
+
+
+def test_unknown_type_lists_known_names_and_suggests() -> None:
+    """An unknown type fails with the known names and a close match."""
+    with pytest.raises(UnknownConnector) as caught:
+        registry.connector_class("filez")
+    message = str(caught.value)
+    assert "unknown connector type 'filez'" in message
+    assert "files" in message and "did you mean 'files'?" in message
+
+
+def test_connectors_are_loaded_lazily() -> None:
+    """Importing omnichannel does not import any connector module."""
+    code = "import sys, omnichannel; print(any(m.startswith('connectors.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
