@@ -68,16 +68,27 @@ class FilesConnector(PollingConnector):
             external_id = json_external_id(payload)
         else:
             external_id = email_external_id(payload)
-        return RawMessage(connector=self.name, external_id=external_id, received_at=received_at,
-                          content_type=content_type, payload=payload, meta={"file": path.name})
+        return RawMessage(
+            connector=self.name,
+            external_id=external_id,
+            received_at=received_at,
+            content_type=content_type,
+            payload=payload,
+            meta={"file": path.name},
+        )
 
     def decode(self, raw: RawMessage) -> InboundMessage:
         if raw.content_type == JSON_TYPE:
-            return decode_json_document(raw.payload, connector=self.name,
-                                        received_at=raw.received_at)
+            return decode_json_document(
+                raw.payload, connector=self.name, received_at=raw.received_at
+            )
         if raw.content_type == EMAIL_TYPE:
-            return decode_email(raw.payload, connector=self.name, external_id=raw.external_id,
-                                received_at=raw.received_at)
+            return decode_email(
+                raw.payload,
+                connector=self.name,
+                external_id=raw.external_id,
+                received_at=raw.received_at,
+            )
         raise DecodeError(f"files connector cannot decode content type {raw.content_type!r}")
 
     def check(self) -> None:
@@ -96,8 +107,11 @@ class FilesConnector(PollingConnector):
         folder = self._folder()
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.glob(self.options.pattern)
-                      if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            p
+            for p in folder.glob(self.options.pattern)
+            if p.is_file() and not p.name.startswith(".")
+        )
 
     def fetch(self, cursor: Any) -> Iterator[Batch]:
         batch: list[RawMessage] = []

@@ -73,8 +73,9 @@ def _text_of(inbound: InboundMessage) -> str:
     return ""
 
 
-def normalize(inbound: InboundMessage, *, connector: str, received_at: datetime,
-              region: str = "ID") -> NormalizedMessage:
+def normalize(
+    inbound: InboundMessage, *, connector: str, received_at: datetime, region: str = "ID"
+) -> NormalizedMessage:
     """The canonical form of ``inbound`` (received by ``connector`` at ``received_at``)."""
     flags = dict(inbound.flags)
     text_full = _text_of(inbound)

@@ -56,6 +56,7 @@ __all__ = [
     "PollingConnector",
     "RawMessage",
     "ReceiveResult",
+    "RetryableError",
     "Sender",
     "SkippableError",
     "StorageUnavailable",

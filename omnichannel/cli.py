@@ -73,8 +73,13 @@ pass_state = click.make_pass_decorator(_State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH", envvar="OMNICHANNEL_CONFIG",
-              help="Configuration file (default: ./omnichannel.toml, else built-in defaults).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar="OMNICHANNEL_CONFIG",
+    help="Configuration file (default: ./omnichannel.toml, else built-in defaults).",
+)
 @click.version_option(package_name="omnichannel")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
@@ -90,8 +95,7 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in cells]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 
@@ -112,9 +116,19 @@ def _progress(items: Iterator[FileResult], total: int) -> Iterator[FileResult]:
 
 
 def _complaint_rows(items: Iterable[Complaint]) -> list[list[Any]]:
-    return [[c.id, c.ticket, c.status, c.channel, format_utc(c.received_at),
-             _sender_label(c),
-             _short(c.subject or c.body), len(c.messages)] for c in items]
+    return [
+        [
+            c.id,
+            c.ticket,
+            c.status,
+            c.channel,
+            format_utc(c.received_at),
+            _sender_label(c),
+            _short(c.subject or c.body),
+            len(c.messages),
+        ]
+        for c in items
+    ]
 
 
 def _sender_label(c: Complaint) -> str:
@@ -125,8 +139,16 @@ def _sender_label(c: Complaint) -> str:
     return c.sender.name or c.sender.phone or c.sender.email or c.sender.handle or ""
 
 
-COMPLAINT_HEADERS = ["ID", "TICKET", "STATUS", "CHANNEL", "RECEIVED", "SENDER", "SUBJECT / TEXT",
-                     "MSGS"]
+COMPLAINT_HEADERS = [
+    "ID",
+    "TICKET",
+    "STATUS",
+    "CHANNEL",
+    "RECEIVED",
+    "SENDER",
+    "SUBJECT / TEXT",
+    "MSGS",
+]
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -170,10 +192,20 @@ def check(state: _State, connect: bool) -> None:
 
 
 @main.command()
-@click.option("--connector", "connector_name", default="files", show_default=True,
-              help="Connector whose decoder reads the files.")
-@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True,
-              help="Files stored and filed per transaction.")
+@click.option(
+    "--connector",
+    "connector_name",
+    default="files",
+    show_default=True,
+    help="Connector whose decoder reads the files.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=200,
+    show_default=True,
+    help="Files stored and filed per transaction.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @pass_state
 @_handled
@@ -201,13 +233,16 @@ def demo(state: _State, folder: str | None) -> None:
         raise click.UsageError(f"no .eml or .json files in {chosen}")
     inbox = state.inbox()
     connector = inbox.connector_names()[0] if "files" not in inbox.connector_names() else "files"
-    rows = [[r.path.name, *(r.as_json()[k] for k in ("outcome", "ticket", "error"))]
-            for r in inbox.ingest_files(connector, files)]
+    rows = [
+        [r.path.name, *(r.as_json()[k] for k in ("outcome", "ticket", "error"))]
+        for r in inbox.ingest_files(connector, files)
+    ]
     click.echo(_table(rows, ["FILE", "OUTCOME", "TICKET", "NOTE"]))
     click.echo("")
     click.echo(_table(_complaint_rows(inbox.complaints(limit=None)), COMPLAINT_HEADERS))
-    click.echo(f"\nstore: {inbox.store!r}; run the demo again to see every file come back "
-               "as a duplicate.")
+    click.echo(
+        f"\nstore: {inbox.store!r}; run the demo again to see every file come back as a duplicate."
+    )
 
 
 # -- complaints --------------------------------------------------------------------------------
@@ -252,24 +287,56 @@ def complaints_show(state: _State, key: str, fmt: str) -> None:
 
 
 def _describe(c: Complaint) -> str:
-    sender = ", ".join(v for v in (c.sender.name, c.sender.phone, c.sender.email,
-                                   c.sender.handle) if v) or "(hidden)"
-    lines = [f"{c.ticket}  [{c.status}]  {c.channel} via {c.connector}",
-             f"received {format_utc(c.received_at)}; due {format_utc(c.due_at) if c.due_at else '-'}",
-             f"from     {sender}", f"subject  {c.subject or '-'}", "", c.body, ""]
+    sender = (
+        ", ".join(v for v in (c.sender.name, c.sender.phone, c.sender.email, c.sender.handle) if v)
+        or "(hidden)"
+    )
+    lines = [
+        f"{c.ticket}  [{c.status}]  {c.channel} via {c.connector}",
+        f"received {format_utc(c.received_at)}; due {format_utc(c.due_at) if c.due_at else '-'}",
+        f"from     {sender}",
+        f"subject  {c.subject or '-'}",
+        "",
+        c.body,
+        "",
+    ]
     if c.location:
         lines.append(f"location {c.location.lat}, {c.location.lon} {c.location.address or ''}")
     lines += [f"attachment {a.filename} ({a.content_type}, {a.size} bytes)" for a in c.attachments]
-    lines += [f"message #{m.id} {m.outcome.value} {m.channel} {format_utc(m.received_at)}"
-              for m in c.messages]
+    lines += [
+        f"message #{m.id} {m.outcome.value} {m.channel} {format_utc(m.received_at)}"
+        for m in c.messages
+    ]
     return "\n".join(lines)
 
 
-CSV_FIELDS = ["id", "ticket", "status", "channel", "connector", "received_at", "updated_at",
-              "sender_name", "sender_email", "sender_phone", "sender_handle", "subject", "body",
-              "language", "location_lat", "location_lon", "location_address", "category",
-              "agency", "due_at", "cluster_id", "anonymous", "confidential", "attachments",
-              "messages"]
+CSV_FIELDS = [
+    "id",
+    "ticket",
+    "status",
+    "channel",
+    "connector",
+    "received_at",
+    "updated_at",
+    "sender_name",
+    "sender_email",
+    "sender_phone",
+    "sender_handle",
+    "subject",
+    "body",
+    "language",
+    "location_lat",
+    "location_lon",
+    "location_address",
+    "category",
+    "agency",
+    "due_at",
+    "cluster_id",
+    "anonymous",
+    "confidential",
+    "attachments",
+    "messages",
+]
 
 
 def _csv_row(c: Complaint) -> dict[str, Any]:
@@ -278,15 +345,20 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
     for key in ("name", "email", "phone", "handle"):
         row[f"sender_{key}"] = data["sender"][key]
     location = data["location"] or {}
-    row.update(location_lat=location.get("lat"), location_lon=location.get("lon"),
-               location_address=location.get("address"),
-               attachments=len(c.attachments), messages=len(c.messages))
+    row.update(
+        location_lat=location.get("lat"),
+        location_lon=location.get("lon"),
+        location_address=location.get("address"),
+        attachments=len(c.attachments),
+        messages=len(c.messages),
+    )
     return row
 
 
 @complaints.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
 @pass_state
 @_handled
@@ -323,8 +395,17 @@ def quarantine_list(state: _State, include_resolved: bool, fmt: str) -> None:
         for item in items:
             click.echo(json.dumps(item, default=_json_default, ensure_ascii=False))
         return
-    rows = [[i["id"], i["connector"], (i["meta"] or {}).get("file") or _short(i["external_id"], 30),
-             i["attempts"], format_utc(i["last_attempt"]), _short(i["error"], 60)] for i in items]
+    rows = [
+        [
+            i["id"],
+            i["connector"],
+            (i["meta"] or {}).get("file") or _short(i["external_id"], 30),
+            i["attempts"],
+            format_utc(i["last_attempt"]),
+            _short(i["error"], 60),
+        ]
+        for i in items
+    ]
     click.echo(_table(rows, ["ID", "CONNECTOR", "SOURCE", "TRIES", "LAST TRY", "ERROR"]))
 
 
@@ -338,8 +419,11 @@ def _json_default(value: Any) -> Any:
 
 @quarantine.command("replay")
 @click.argument("ids", nargs=-1, type=int)
-@click.option("--payload", type=click.Path(dir_okay=False, exists=True),
-              help="A corrected copy of the payload for the one ID given (the original is kept).")
+@click.option(
+    "--payload",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A corrected copy of the payload for the one ID given (the original is kept).",
+)
 @pass_state
 @_handled
 def quarantine_replay(state: _State, ids: tuple[int, ...], payload: str | None) -> None:

@@ -134,7 +134,9 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
+def format_validation_error(
+    error: ValidationError, prefix: tuple[int | str, ...] = ()
+) -> list[str]:
     """One ``key.path: problem`` line per error, never echoing the offending value."""
     lines = []
     for item in error.errors(include_input=False, include_url=False):
@@ -149,7 +151,9 @@ def format_validation_error(error: ValidationError, prefix: tuple[int | str, ...
     return lines
 
 
-def _interpolate(value: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str]) -> Any:
+def _interpolate(
+    value: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str]
+) -> Any:
     if isinstance(value, dict):
         return {k: _interpolate(v, (*loc, k), env, problems) for k, v in value.items()}
     if isinstance(value, list):
@@ -191,8 +195,9 @@ def _validate_connectors(data: Mapping[str, Any], problems: list[str]) -> None:
             problems.extend(format_validation_error(exc, ("connectors", index)))
 
 
-def parse_config(data: Mapping[str, Any], *, source: str | None = None,
-                 env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    data: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Validate a mapping (as read from TOML); raise ConfigError listing every problem."""
     problems: list[str] = []
     data = _interpolate(dict(data), (), os.environ if env is None else env, problems)
@@ -216,8 +221,9 @@ def default_config(**database: Any) -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *,
-                env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> Config:
     """Read ``path`` (or ``$OMNICHANNEL_CONFIG``, or ``./omnichannel.toml``, or the defaults)."""
     environ = os.environ if env is None else env
     explicit = path is not None or ENV_VAR in environ

@@ -39,6 +39,9 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OptionsModel = type[BaseModel]
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """What a connector may know of the deployment around it."""
@@ -58,19 +61,21 @@ class Batch:
 class Connector:
     """Base of every connector: configuration, decoding, secrets."""
 
+    Options: ClassVar[OptionsModel] = NoOptions
     type: ClassVar[str] = ""
     channel: ClassVar[str] = ""
-    Options: ClassVar[type[BaseModel]] = NoOptions
 
-    def __init__(self, name: str, options: BaseModel | None = None,
-                 context: ConnectorContext | None = None) -> None:
+    def __init__(
+        self, name: str, options: BaseModel | None = None, context: ConnectorContext | None = None
+    ) -> None:
         self.name = name
         self.options = options if options is not None else self.Options()
         self.context = context or ConnectorContext()
 
     @classmethod
-    def from_options(cls, name: str, options: dict[str, Any],
-                     context: ConnectorContext | None = None) -> Connector:
+    def from_options(
+        cls, name: str, options: dict[str, Any], context: ConnectorContext | None = None
+    ) -> Connector:
         """Build from the raw option mapping of a ``[[connectors]]`` entry (validated here)."""
         return cls(name, cls.Options.model_validate(options), context)
 

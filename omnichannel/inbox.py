@@ -56,17 +56,24 @@ class Inbox:
     <Outcome.NEW: 'new'>
     """
 
-    def __init__(self, config: Config | None = None, *, database_url: str | None = None,
-                 connectors: Sequence[Connector] = (), clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        database_url: str | None = None,
+        connectors: Sequence[Connector] = (),
+        clock: Clock = _utcnow,
+    ) -> None:
         self.config = config if config is not None else default_config()
         if database_url is not None:
             self.config.database.url = database_url
-        self.store = Store(self.config.database.url,
-                           auto_migrate=self.config.database.auto_migrate)
+        self.store = Store(self.config.database.url, auto_migrate=self.config.database.auto_migrate)
         self.context = ConnectorContext(timezone=self.config.tz, region=self.config.region)
         self.settings = Settings(
-            ticket_prefix=self.config.tickets.prefix, timezone=self.config.tz,
-            region=self.config.region, acknowledgements=self.config.acknowledgements.enabled,
+            ticket_prefix=self.config.tickets.prefix,
+            timezone=self.config.tz,
+            region=self.config.region,
+            acknowledgements=self.config.acknowledgements.enabled,
             same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
         )
         self._connectors = {c.name: c for c in connectors}
@@ -113,8 +120,9 @@ class Inbox:
         """Store, decode, dedupe and file one raw message; return its outcome."""
         return self.receive_many([raw])[0]
 
-    def receive_many(self, raws: Sequence[RawMessage], *,
-                     cursor: tuple[str, Any] | None = None) -> list[ReceiveResult]:
+    def receive_many(
+        self, raws: Sequence[RawMessage], *, cursor: tuple[str, Any] | None = None
+    ) -> list[ReceiveResult]:
         """The batch form: all raws are stored in one commit, then filed in one transaction.
 
         ``cursor`` (connector name, value) is saved in the same transaction as the messages.
@@ -128,19 +136,28 @@ class Inbox:
 
     def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
         """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
-        raw = RawMessage(connector=connector, external_id=message.external_id,
-                         received_at=message.received_at or self._clock(),
-                         content_type="application/json",
-                         payload=message.model_dump_json(exclude_none=True).encode())
+        raw = RawMessage(
+            connector=connector,
+            external_id=message.external_id,
+            received_at=message.received_at or self._clock(),
+            content_type="application/json",
+            payload=message.model_dump_json(exclude_none=True).encode(),
+        )
         return self.receive(raw)
 
-    def _file(self, pairs: list[tuple[int, RawMessage]], now: datetime, *,
-              from_status: str = pipeline.RECEIVED,
-              cursor: tuple[str, Any] | None = None) -> list[ReceiveResult]:
+    def _file(
+        self,
+        pairs: list[tuple[int, RawMessage]],
+        now: datetime,
+        *,
+        from_status: str = pipeline.RECEIVED,
+        cursor: tuple[str, Any] | None = None,
+    ) -> list[ReceiveResult]:
         prepared = [self._prepare(raw_id, raw) for raw_id, raw in pairs]
         with self.store.transaction() as conn:
-            results = pipeline.file_batch(conn, prepared, self.settings, now,
-                                          from_status=from_status, cursor=cursor)
+            results = pipeline.file_batch(
+                conn, prepared, self.settings, now, from_status=from_status, cursor=cursor
+            )
             stored = pipeline.describe(conn, [rid for rid, _ in pairs if rid not in results])
         out, seen = [], set()
         for raw_id, raw in pairs:
@@ -161,16 +178,27 @@ class Inbox:
             return Prepared(raw_id, raw, error=exc)
         return pipeline.prepare(raw_id, raw, decode, self.settings)
 
-    def _duplicate(self, raw_id: int, raw: RawMessage,
-                   stored: tuple[str | None, int | None, str | None, str] | None) -> ReceiveResult:
-        outcome, complaint_id, ticket, status = stored or (None, None, None, "")
+    def _duplicate(
+        self,
+        raw_id: int,
+        raw: RawMessage,
+        stored: tuple[str | None, int | None, str | None, str] | None,
+    ) -> ReceiveResult:
+        _, complaint_id, ticket, status = stored or (None, None, None, "")
         note = "stored earlier and quarantined" if status == pipeline.QUARANTINED else None
-        return ReceiveResult(connector=raw.connector, external_id=raw.external_id,
-                             outcome=Outcome.DUPLICATE, complaint_id=complaint_id,
-                             ticket=ticket, raw_id=raw_id, error=note)
+        return ReceiveResult(
+            connector=raw.connector,
+            external_id=raw.external_id,
+            outcome=Outcome.DUPLICATE,
+            complaint_id=complaint_id,
+            ticket=ticket,
+            raw_id=raw_id,
+            error=note,
+        )
 
-    def ingest_files(self, connector: str, paths: Iterable[str | os.PathLike[str]], *,
-                     batch_size: int = 200) -> Iterator[FileResult]:
+    def ingest_files(
+        self, connector: str, paths: Iterable[str | os.PathLike[str]], *, batch_size: int = 200
+    ) -> Iterator[FileResult]:
         """Push payload files through ``connector`` (trusted local input); one result per file."""
         source = self.connector(connector)
         batch: list[tuple[Path, RawMessage]] = []
@@ -210,13 +238,15 @@ class Inbox:
         return results
 
     def _polling_names(self) -> list[str]:
-        return [n for n in self.connector_names()
-                if isinstance(self.connector(n), PollingConnector)]
+        return [
+            n for n in self.connector_names() if isinstance(self.connector(n), PollingConnector)
+        ]
 
     # -- quarantine ----------------------------------------------------------------------------
 
-    def replay(self, raw_ids: Sequence[int] | None = None, *,
-               payload: bytes | None = None) -> list[ReceiveResult]:
+    def replay(
+        self, raw_ids: Sequence[int] | None = None, *, payload: bytes | None = None
+    ) -> list[ReceiveResult]:
         """Decode quarantined raw messages again (after a fix); all of them when no ids given.
 
         ``payload`` replaces the stored payload of the single given message (an operator's
@@ -233,8 +263,9 @@ class Inbox:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def complaints(self, *, limit: int | None = 50, status: str | None = None,
-                   after_id: int = 0) -> list[Complaint]:
+    def complaints(
+        self, *, limit: int | None = 50, status: str | None = None, after_id: int = 0
+    ) -> list[Complaint]:
         with self.store.transaction() as conn:
             return queries.load_complaints(conn, limit=limit, status=status, after_id=after_id)
 
@@ -259,10 +290,16 @@ class Inbox:
 
 
 def _replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
-    original = conn.execute(sa.select(raw_messages.c.payload)
-                            .where(raw_messages.c.id == raw_id)).scalar_one()
-    conn.execute(sa.update(quarantine)
-                 .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
-                 .values(original_payload=original))
-    conn.execute(sa.update(raw_messages).where(raw_messages.c.id == raw_id).values(
-        payload=payload, size=len(payload), sha256=pipeline._sha256(payload)))
+    original = conn.execute(
+        sa.select(raw_messages.c.payload).where(raw_messages.c.id == raw_id)
+    ).scalar_one()
+    conn.execute(
+        sa.update(quarantine)
+        .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
+        .values(original_payload=original)
+    )
+    conn.execute(
+        sa.update(raw_messages)
+        .where(raw_messages.c.id == raw_id)
+        .values(payload=payload, size=len(payload), sha256=pipeline._sha256(payload))
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,7 +48,7 @@ class Settings:
     """What filing needs to know of the configuration."""
 
     ticket_prefix: str = "ADU"
-    timezone: ZoneInfo = ZoneInfo("Asia/Makassar")
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Makassar"))
     region: str = "ID"
     acknowledgements: bool = True
     same_sender_window: timedelta = timedelta(days=14)
@@ -79,25 +79,33 @@ _INSERT_MESSAGE = sa.insert(messages).returning(messages.c.id)
 _INSERT_QUEUE_ITEM = sa.insert(queue_items)
 _INSERT_OUTBOX = sa.insert(outbox)
 _INSERT_ATTACHMENTS = sa.insert(attachments)
-_TOUCH_COMPLAINT = (sa.update(complaints).where(complaints.c.id == sa.bindparam("cid"))
-                    .values(updated_at=sa.bindparam("now")))
+_TOUCH_COMPLAINT = (
+    sa.update(complaints)
+    .where(complaints.c.id == sa.bindparam("cid"))
+    .values(updated_at=sa.bindparam("now"))
+)
 _NEXT_TICKET = (
     sa.update(ticket_counters)
-    .where(ticket_counters.c.prefix == sa.bindparam("p"), ticket_counters.c.year == sa.bindparam("y"))
+    .where(
+        ticket_counters.c.prefix == sa.bindparam("p"), ticket_counters.c.year == sa.bindparam("y")
+    )
     .values(value=ticket_counters.c.value + 1)
     .returning(ticket_counters.c.value)
 )
 _SAME_SENDER = (
     sa.select(complaints.c.id, complaints.c.ticket)
     .join(messages, complaints.c.id == messages.c.complaint_id)
-    .where(messages.c.sender_key == sa.bindparam("key"),
-           messages.c.body_hash == sa.bindparam("fp"),
-           messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()))
+    .where(
+        messages.c.sender_key == sa.bindparam("key"),
+        messages.c.body_hash == sa.bindparam("fp"),
+        messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()),
+    )
     .order_by(messages.c.received_at.desc())
     .limit(1)
 )
 _BY_TICKET = sa.select(complaints.c.id, complaints.c.ticket).where(
-    complaints.c.ticket == sa.bindparam("ticket"))
+    complaints.c.ticket == sa.bindparam("ticket")
+)
 
 
 # -- stage 1: raw first ------------------------------------------------------------------------
@@ -153,9 +161,10 @@ def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -
     """Decode and normalize; any failure is captured (it will quarantine, never crash)."""
     try:
         inbound = decode(raw)
-        message = normalize(inbound, connector=raw.connector, received_at=raw.received_at,
-                            region=settings.region)
-    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises, the input is kept
+        message = normalize(
+            inbound, connector=raw.connector, received_at=raw.received_at, region=settings.region
+        )
+    except Exception as exc:
         return Prepared(raw_id, raw, error=exc)
     return Prepared(raw_id, raw, message=message)
 
@@ -163,9 +172,15 @@ def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -
 # -- stage 3: filing ---------------------------------------------------------------------------
 
 
-def file_batch(conn: sa.Connection, items: Sequence[Prepared], settings: Settings, now: datetime,
-               *, from_status: str = RECEIVED,
-               cursor: tuple[str, Any] | None = None) -> dict[int, ReceiveResult]:
+def file_batch(
+    conn: sa.Connection,
+    items: Sequence[Prepared],
+    settings: Settings,
+    now: datetime,
+    *,
+    from_status: str = RECEIVED,
+    cursor: tuple[str, Any] | None = None,
+) -> dict[int, ReceiveResult]:
     """File the claimable items in this transaction; return results keyed by raw id.
 
     Items not claimed (already filed by this or another process) are left out of the result.
@@ -177,13 +192,23 @@ def file_batch(conn: sa.Connection, items: Sequence[Prepared], settings: Setting
         if item.raw_id not in claimed or item.raw_id in results:
             continue
         filed = _file_one(conn, item, settings, now, replay=from_status == QUARANTINED)
-        updates.append({"rid": item.raw_id, "o": filed.outcome.value, "c": filed.complaint_id,
-                        "s": QUARANTINED if filed.outcome is Outcome.QUARANTINED else PROCESSED,
-                        "t": now})
+        updates.append(
+            {
+                "rid": item.raw_id,
+                "o": filed.outcome.value,
+                "c": filed.complaint_id,
+                "s": QUARANTINED if filed.outcome is Outcome.QUARANTINED else PROCESSED,
+                "t": now,
+            }
+        )
         results[item.raw_id] = ReceiveResult(
-            connector=item.raw.connector, external_id=item.raw.external_id,
-            outcome=filed.outcome, complaint_id=filed.complaint_id, ticket=filed.ticket,
-            raw_id=item.raw_id, error=_error_text(item.error) if item.error else None,
+            connector=item.raw.connector,
+            external_id=item.raw.external_id,
+            outcome=filed.outcome,
+            complaint_id=filed.complaint_id,
+            ticket=filed.ticket,
+            raw_id=item.raw_id,
+            error=_error_text(item.error) if item.error else None,
         )
     _mark_raw(conn, updates)
     if cursor is not None:
@@ -201,15 +226,18 @@ def _claim(conn: sa.Connection, raw_ids: Sequence[int], from_status: str) -> set
     ordered = sorted(set(raw_ids))
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
-        locked = list(conn.execute(
-            sa.select(raw_messages.c.id)
-            .where(raw_messages.c.id.in_(chunk), raw_messages.c.status == from_status)
-            .order_by(raw_messages.c.id)
-            .with_for_update()
-        ).scalars())
+        locked = list(
+            conn.execute(
+                sa.select(raw_messages.c.id)
+                .where(raw_messages.c.id.in_(chunk), raw_messages.c.status == from_status)
+                .order_by(raw_messages.c.id)
+                .with_for_update()
+            ).scalars()
+        )
         if locked:
-            conn.execute(sa.update(raw_messages).where(raw_messages.c.id.in_(locked))
-                         .values(status="filing"))
+            conn.execute(
+                sa.update(raw_messages).where(raw_messages.c.id.in_(locked)).values(status="filing")
+            )
         claimed.update(locked)
     return claimed
 
@@ -220,14 +248,19 @@ def _mark_raw(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
     statement = (
         sa.update(raw_messages)
         .where(raw_messages.c.id == sa.bindparam("rid"))
-        .values(status=sa.bindparam("s"), outcome=sa.bindparam("o"),
-                complaint_id=sa.bindparam("c"), processed_at=sa.bindparam("t"))
+        .values(
+            status=sa.bindparam("s"),
+            outcome=sa.bindparam("o"),
+            complaint_id=sa.bindparam("c"),
+            processed_at=sa.bindparam("t"),
+        )
     )
     conn.execute(statement, updates)
 
 
-def _file_one(conn: sa.Connection, item: Prepared, settings: Settings, now: datetime,
-              *, replay: bool = False) -> _Filed:
+def _file_one(
+    conn: sa.Connection, item: Prepared, settings: Settings, now: datetime, *, replay: bool = False
+) -> _Filed:
     if item.message is None:
         _quarantine(conn, item, now)
         return _Filed(Outcome.QUARANTINED)
@@ -258,8 +291,9 @@ def _has_content(message: NormalizedMessage) -> bool:
 # -- dedupe levels 2 and 3 ---------------------------------------------------------------------
 
 
-def _find_related(conn: sa.Connection, message: NormalizedMessage,
-                  settings: Settings) -> tuple[int, str] | None:
+def _find_related(
+    conn: sa.Connection, message: NormalizedMessage, settings: Settings
+) -> tuple[int, str] | None:
     """The complaint this message continues: thread, ticket in the subject, or same sender."""
     return (
         _by_thread(conn, message)
@@ -281,8 +315,9 @@ def _by_thread(conn: sa.Connection, message: NormalizedMessage) -> tuple[int, st
     return next((found[i] for i in ids if i in found), None)
 
 
-def _by_ticket(conn: sa.Connection, message: NormalizedMessage,
-               prefix: str) -> tuple[int, str] | None:
+def _by_ticket(
+    conn: sa.Connection, message: NormalizedMessage, prefix: str
+) -> tuple[int, str] | None:
     if not message.subject:
         return None
     match = re.search(rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b", message.subject)
@@ -292,8 +327,9 @@ def _by_ticket(conn: sa.Connection, message: NormalizedMessage,
     return (row.id, row.ticket) if row else None
 
 
-def _by_same_sender(conn: sa.Connection, message: NormalizedMessage,
-                    window: timedelta) -> tuple[int, str] | None:
+def _by_same_sender(
+    conn: sa.Connection, message: NormalizedMessage, window: timedelta
+) -> tuple[int, str] | None:
     key, fingerprint = sender_key(message.sender), body_fingerprint(message.body)
     if key is None or fingerprint is None or window <= timedelta(0):
         return None
@@ -309,8 +345,12 @@ def next_ticket(conn: sa.Connection, prefix: str, year: int) -> str:
     """The next ticket number; the counter row lock serializes concurrent writers."""
     value = conn.execute(_NEXT_TICKET, {"p": prefix, "y": year}).scalar_one_or_none()
     if value is None:  # first ticket of the year: create the counter (race-safe), then count
-        insert_ignore(conn, ticket_counters, [{"prefix": prefix, "year": year, "value": 0}],
-                      ("prefix", "year"))
+        insert_ignore(
+            conn,
+            ticket_counters,
+            [{"prefix": prefix, "year": year, "value": 0}],
+            ("prefix", "year"),
+        )
         value = conn.execute(_NEXT_TICKET, {"p": prefix, "y": year}).scalar_one()
     return f"{prefix}-{year}-{value:06d}"
 
@@ -325,44 +365,73 @@ def add_working_days(start: datetime, days: int, tz: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def _new_complaint(conn: sa.Connection, message: NormalizedMessage, settings: Settings,
-                   now: datetime) -> tuple[int, str]:
+def _new_complaint(
+    conn: sa.Connection, message: NormalizedMessage, settings: Settings, now: datetime
+) -> tuple[int, str]:
     year = message.received_at.astimezone(settings.timezone).year
     ticket = next_ticket(conn, settings.ticket_prefix, year)
     location = message.location
     row = {
-        "ticket": ticket, "status": "open", "channel": message.channel,
-        "connector": message.connector, "received_at": message.received_at, "updated_at": now,
-        "sender_name": message.sender.name, "sender_email": message.sender.email,
-        "sender_phone": message.sender.phone, "sender_handle": message.sender.handle,
-        "subject": message.subject, "body": message.body, "language": message.language,
+        "ticket": ticket,
+        "status": "open",
+        "channel": message.channel,
+        "connector": message.connector,
+        "received_at": message.received_at,
+        "updated_at": now,
+        "sender_name": message.sender.name,
+        "sender_email": message.sender.email,
+        "sender_phone": message.sender.phone,
+        "sender_handle": message.sender.handle,
+        "subject": message.subject,
+        "body": message.body,
+        "language": message.language,
         "location_lat": location.lat if location else None,
         "location_lon": location.lon if location else None,
         "location_address": location.address if location else None,
-        "category": message.category, "agency": message.agency,
-        "due_at": add_working_days(message.received_at, settings.verify_working_days,
-                                   settings.timezone),
-        "anonymous": message.anonymous, "confidential": message.confidential,
+        "category": message.category,
+        "agency": message.agency,
+        "due_at": add_working_days(
+            message.received_at, settings.verify_working_days, settings.timezone
+        ),
+        "anonymous": message.anonymous,
+        "confidential": message.confidential,
     }
     complaint_id = conn.execute(_INSERT_COMPLAINT, row).scalar_one()
     return complaint_id, ticket
 
 
-def _insert_message(conn: sa.Connection, raw_id: int, message: NormalizedMessage,
-                    complaint_id: int | None, outcome: Outcome) -> int:
+def _insert_message(
+    conn: sa.Connection,
+    raw_id: int,
+    message: NormalizedMessage,
+    complaint_id: int | None,
+    outcome: Outcome,
+) -> int:
     sender = message.sender
     row = {
-        "raw_id": raw_id, "complaint_id": complaint_id, "channel": message.channel,
-        "connector": message.connector, "external_id": message.external_id,
-        "received_at": message.received_at, "sent_at": message.sent_at,
-        "sender_name": sender.name, "sender_email": sender.email, "sender_phone": sender.phone,
-        "sender_handle": sender.handle, "sender_key": sender_key(sender),
-        "subject": message.subject, "body": message.body, "text_full": message.text_full,
-        "html": message.html, "body_hash": body_fingerprint(message.body),
+        "raw_id": raw_id,
+        "complaint_id": complaint_id,
+        "channel": message.channel,
+        "connector": message.connector,
+        "external_id": message.external_id,
+        "received_at": message.received_at,
+        "sent_at": message.sent_at,
+        "sender_name": sender.name,
+        "sender_email": sender.email,
+        "sender_phone": sender.phone,
+        "sender_handle": sender.handle,
+        "sender_key": sender_key(sender),
+        "subject": message.subject,
+        "body": message.body,
+        "text_full": message.text_full,
+        "html": message.html,
+        "body_hash": body_fingerprint(message.body),
         "language": message.language,
         "message_id": (message.message_id or message.external_id)[:512],
-        "in_reply_to": message.in_reply_to, "references": message.references,
-        "headers": message.headers, "flags": message.flags,
+        "in_reply_to": message.in_reply_to,
+        "references": message.references,
+        "headers": message.headers,
+        "flags": message.flags,
         "location": message.location.model_dump() if message.location else None,
         "outcome": outcome.value,
     }
@@ -371,39 +440,76 @@ def _insert_message(conn: sa.Connection, raw_id: int, message: NormalizedMessage
     return int(message_row)
 
 
-def _insert_attachments(conn: sa.Connection, message_row: int, complaint_id: int | None,
-                        message: NormalizedMessage) -> None:
+def _insert_attachments(
+    conn: sa.Connection, message_row: int, complaint_id: int | None, message: NormalizedMessage
+) -> None:
     rows = []
     for position, item in enumerate(message.attachments):
         content = item.content
-        rows.append({
-            "message_id": message_row, "complaint_id": complaint_id, "position": position,
-            "filename": item.filename, "content_type": item.content_type,
-            "size": len(content) if content is not None else item.size,
-            "sha256": _sha256(content) if content is not None else item.sha256,
-            "content": content, "url": item.url,
-            "status": "stored" if content is not None else ("pending" if item.url else "stored"),
-        })
+        rows.append(
+            {
+                "message_id": message_row,
+                "complaint_id": complaint_id,
+                "position": position,
+                "filename": item.filename,
+                "content_type": item.content_type,
+                "size": len(content) if content is not None else item.size,
+                "sha256": _sha256(content) if content is not None else item.sha256,
+                "content": content,
+                "url": item.url,
+                "status": "stored"
+                if content is not None
+                else ("pending" if item.url else "stored"),
+            }
+        )
     if rows:
         conn.execute(_INSERT_ATTACHMENTS, rows)
 
 
-def _enqueue(conn: sa.Connection, complaint_id: int, message_row: int,
-             message: NormalizedMessage, ticket: str, settings: Settings, now: datetime) -> None:
-    conn.execute(_INSERT_QUEUE_ITEM, {
-        "complaint_id": complaint_id, "agency": message.agency, "status": "pending",
-        "claimed_by": None, "lease_until": None, "created_at": now, "updated_at": now,
-    })
+def _enqueue(
+    conn: sa.Connection,
+    complaint_id: int,
+    message_row: int,
+    message: NormalizedMessage,
+    ticket: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    conn.execute(
+        _INSERT_QUEUE_ITEM,
+        {
+            "complaint_id": complaint_id,
+            "agency": message.agency,
+            "status": "pending",
+            "claimed_by": None,
+            "lease_until": None,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
     target = _reply_address(message)
     if settings.acknowledgements and target is not None:
-        conn.execute(_INSERT_OUTBOX, {
-            "complaint_id": complaint_id, "message_id": message_row, "kind": "acknowledgement",
-            "target": target, "delivery_id": f"ack-{complaint_id}",
-            "payload": {"ticket": ticket, "channel": message.channel,
-                        "connector": message.connector},
-            "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None,
-            "created_at": now, "updated_at": now,
-        })
+        conn.execute(
+            _INSERT_OUTBOX,
+            {
+                "complaint_id": complaint_id,
+                "message_id": message_row,
+                "kind": "acknowledgement",
+                "target": target,
+                "delivery_id": f"ack-{complaint_id}",
+                "payload": {
+                    "ticket": ticket,
+                    "channel": message.channel,
+                    "connector": message.connector,
+                },
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
 
 
 def _reply_address(message: NormalizedMessage) -> str | None:
@@ -426,46 +532,69 @@ def _error_text(error: BaseException) -> str:
 
 def _quarantine(conn: sa.Connection, item: Prepared, now: datetime) -> None:
     assert item.error is not None
-    values = {"error_type": type(item.error).__name__, "error": _error_text(item.error),
-              "last_attempt": now}
+    values = {
+        "error_type": type(item.error).__name__,
+        "error": _error_text(item.error),
+        "last_attempt": now,
+    }
     updated = conn.execute(
-        sa.update(quarantine).where(quarantine.c.raw_id == item.raw_id)
+        sa.update(quarantine)
+        .where(quarantine.c.raw_id == item.raw_id)
         .values(attempts=quarantine.c.attempts + 1, resolved_at=None, **values)
     ).rowcount
     if not updated:
-        conn.execute(sa.insert(quarantine).values(
-            raw_id=item.raw_id, connector=item.raw.connector, attempts=1, first_seen=now,
-            **values,
-        ))
+        conn.execute(
+            sa.insert(quarantine).values(
+                raw_id=item.raw_id,
+                connector=item.raw.connector,
+                attempts=1,
+                first_seen=now,
+                **values,
+            )
+        )
 
 
 def _resolve_quarantine(conn: sa.Connection, raw_id: int, now: datetime) -> None:
-    conn.execute(sa.update(quarantine).where(quarantine.c.raw_id == raw_id,
-                                             quarantine.c.resolved_at.is_(None))
-                 .values(resolved_at=now, last_attempt=now))
+    conn.execute(
+        sa.update(quarantine)
+        .where(quarantine.c.raw_id == raw_id, quarantine.c.resolved_at.is_(None))
+        .values(resolved_at=now, last_attempt=now)
+    )
 
 
 def save_cursor(conn: sa.Connection, connector: str, value: Any, now: datetime) -> None:
     """Upsert a connector's cursor (called inside the transaction of the messages it covers)."""
-    insert_ignore(conn, cursors, [{"connector": connector, "value": None, "updated_at": now}],
-                  ("connector",))
-    conn.execute(sa.update(cursors).where(cursors.c.connector == connector)
-                 .values(value=value, updated_at=now))
+    insert_ignore(
+        conn, cursors, [{"connector": connector, "value": None, "updated_at": now}], ("connector",)
+    )
+    conn.execute(
+        sa.update(cursors)
+        .where(cursors.c.connector == connector)
+        .values(value=value, updated_at=now)
+    )
 
 
 def load_cursor(conn: sa.Connection, connector: str) -> Any:
-    return conn.execute(sa.select(cursors.c.value)
-                        .where(cursors.c.connector == connector)).scalar_one_or_none()
+    return conn.execute(
+        sa.select(cursors.c.value).where(cursors.c.connector == connector)
+    ).scalar_one_or_none()
 
 
-def describe(conn: sa.Connection, raw_ids: Iterable[int]) -> dict[int, tuple[str | None, int | None, str | None, str]]:
+def describe(
+    conn: sa.Connection, raw_ids: Iterable[int]
+) -> dict[int, tuple[str | None, int | None, str | None, str]]:
     """For raw rows: (outcome, complaint id, ticket, status) as stored."""
     ids = list(raw_ids)
     out: dict[int, tuple[str | None, int | None, str | None, str]] = {}
     for start in range(0, len(ids), 500):
         query = (
-            sa.select(raw_messages.c.id, raw_messages.c.outcome, raw_messages.c.complaint_id,
-                      complaints.c.ticket, raw_messages.c.status)
+            sa.select(
+                raw_messages.c.id,
+                raw_messages.c.outcome,
+                raw_messages.c.complaint_id,
+                complaints.c.ticket,
+                raw_messages.c.status,
+            )
             .outerjoin(complaints, complaints.c.id == raw_messages.c.complaint_id)
             .where(raw_messages.c.id.in_(ids[start : start + 500]))
         )

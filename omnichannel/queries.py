@@ -21,8 +21,14 @@ from omnichannel.store.tables import attachments, complaints, messages, quaranti
 __all__ = ["complaint", "list_quarantine", "load_complaints", "quarantined_raws"]
 
 
-def load_complaints(conn: sa.Connection, *, limit: int | None = 50, status: str | None = None,
-                    after_id: int = 0, ids: Sequence[int] | None = None) -> list[Complaint]:
+def load_complaints(
+    conn: sa.Connection,
+    *,
+    limit: int | None = 50,
+    status: str | None = None,
+    after_id: int = 0,
+    ids: Sequence[int] | None = None,
+) -> list[Complaint]:
     query = sa.select(complaints).where(complaints.c.id > after_id).order_by(complaints.c.id)
     if status is not None:
         query = query.where(complaints.c.status == status)
@@ -36,8 +42,9 @@ def load_complaints(conn: sa.Connection, *, limit: int | None = 50, status: str 
     ids = [row["id"] for row in rows]
     by_complaint = _messages_of(conn, ids)
     files = _attachments_of(conn, ids)
-    return [_complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], []))
-            for row in rows]
+    return [
+        _complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], [])) for row in rows
+    ]
 
 
 def complaint(conn: sa.Connection, key: int | str) -> Complaint | None:
@@ -45,66 +52,111 @@ def complaint(conn: sa.Connection, key: int | str) -> Complaint | None:
     if isinstance(key, int) or str(key).isdigit():
         found = load_complaints(conn, ids=[int(key)], limit=1)
     else:
-        row = conn.execute(sa.select(complaints.c.id)
-                           .where(complaints.c.ticket == str(key).upper())).scalar_one_or_none()
+        row = conn.execute(
+            sa.select(complaints.c.id).where(complaints.c.ticket == str(key).upper())
+        ).scalar_one_or_none()
         found = load_complaints(conn, ids=[row], limit=1) if row is not None else []
     return found[0] if found else None
 
 
 def _messages_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Message]]:
     query = (
-        sa.select(messages.c.id, messages.c.complaint_id, messages.c.channel,
-                  messages.c.connector, messages.c.external_id, messages.c.received_at,
-                  messages.c.body, messages.c.outcome)
+        sa.select(
+            messages.c.id,
+            messages.c.complaint_id,
+            messages.c.channel,
+            messages.c.connector,
+            messages.c.external_id,
+            messages.c.received_at,
+            messages.c.body,
+            messages.c.outcome,
+        )
         .where(messages.c.complaint_id.in_(ids))
         .order_by(messages.c.received_at, messages.c.id)
     )
     out: dict[int, list[Message]] = {}
     for row in conn.execute(query).mappings():
-        item = Message(id=row["id"], channel=row["channel"], connector=row["connector"],
-                       external_id=row["external_id"], received_at=row["received_at"],
-                       body=row["body"], outcome=Outcome(row["outcome"]))
+        item = Message(
+            id=row["id"],
+            channel=row["channel"],
+            connector=row["connector"],
+            external_id=row["external_id"],
+            received_at=row["received_at"],
+            body=row["body"],
+            outcome=Outcome(row["outcome"]),
+        )
         out.setdefault(row["complaint_id"], []).append(item)
     return out
 
 
 def _attachments_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[AttachmentInfo]]:
     query = (
-        sa.select(attachments.c.complaint_id, attachments.c.filename,
-                  attachments.c.content_type, attachments.c.size, attachments.c.sha256)
+        sa.select(
+            attachments.c.complaint_id,
+            attachments.c.filename,
+            attachments.c.content_type,
+            attachments.c.size,
+            attachments.c.sha256,
+        )
         .where(attachments.c.complaint_id.in_(ids))
         .order_by(attachments.c.message_id, attachments.c.position)
     )
     out: dict[int, list[AttachmentInfo]] = {}
     for row in conn.execute(query).mappings():
-        info = AttachmentInfo(filename=row["filename"], content_type=row["content_type"],
-                              size=row["size"], sha256=row["sha256"])
+        info = AttachmentInfo(
+            filename=row["filename"],
+            content_type=row["content_type"],
+            size=row["size"],
+            sha256=row["sha256"],
+        )
         out.setdefault(row["complaint_id"], []).append(info)
     return out
 
 
 def _complaint(row: Any, items: list[Message], files: list[AttachmentInfo]) -> Complaint:
     hidden = row["anonymous"] or row["confidential"]
-    sender = Sender() if hidden else Sender(
-        name=row["sender_name"], email=row["sender_email"], phone=row["sender_phone"],
-        handle=row["sender_handle"])
+    sender = (
+        Sender()
+        if hidden
+        else Sender(
+            name=row["sender_name"],
+            email=row["sender_email"],
+            phone=row["sender_phone"],
+            handle=row["sender_handle"],
+        )
+    )
     location = None
     if row["location_address"] is not None or row["location_lat"] is not None:
-        location = Location(lat=row["location_lat"], lon=row["location_lon"],
-                            address=row["location_address"])
+        location = Location(
+            lat=row["location_lat"], lon=row["location_lon"], address=row["location_address"]
+        )
     return Complaint(
-        id=row["id"], ticket=row["ticket"], status=row["status"], channel=row["channel"],
-        connector=row["connector"], received_at=row["received_at"],
-        updated_at=row["updated_at"], sender=sender, subject=row["subject"], body=row["body"],
-        language=row["language"], attachments=files, location=location,
-        category=row["category"], agency=row["agency"], due_at=row["due_at"],
-        cluster_id=row["cluster_id"], anonymous=row["anonymous"],
-        confidential=row["confidential"], messages=items,
+        id=row["id"],
+        ticket=row["ticket"],
+        status=row["status"],
+        channel=row["channel"],
+        connector=row["connector"],
+        received_at=row["received_at"],
+        updated_at=row["updated_at"],
+        sender=sender,
+        subject=row["subject"],
+        body=row["body"],
+        language=row["language"],
+        attachments=files,
+        location=location,
+        category=row["category"],
+        agency=row["agency"],
+        due_at=row["due_at"],
+        cluster_id=row["cluster_id"],
+        anonymous=row["anonymous"],
+        confidential=row["confidential"],
+        messages=items,
     )
 
 
-def quarantined_raws(conn: sa.Connection,
-                     raw_ids: Sequence[int] | None) -> list[tuple[int, RawMessage]]:
+def quarantined_raws(
+    conn: sa.Connection, raw_ids: Sequence[int] | None
+) -> list[tuple[int, RawMessage]]:
     query = sa.select(raw_messages).where(raw_messages.c.status == "quarantined")
     if raw_ids is not None:
         query = query.where(raw_messages.c.id.in_(list(raw_ids)))
@@ -113,17 +165,30 @@ def quarantined_raws(conn: sa.Connection,
 
 
 def _raw(row: Any) -> RawMessage:
-    return RawMessage(connector=row["connector"], external_id=row["external_id"],
-                      received_at=row["received_at"], content_type=row["content_type"],
-                      payload=row["payload"], meta=row["meta"] or {})
+    return RawMessage(
+        connector=row["connector"],
+        external_id=row["external_id"],
+        received_at=row["received_at"],
+        content_type=row["content_type"],
+        payload=row["payload"],
+        meta=row["meta"] or {},
+    )
 
 
 def list_quarantine(conn: sa.Connection, *, include_resolved: bool = False) -> list[dict[str, Any]]:
     query = (
-        sa.select(quarantine.c.raw_id.label("id"), quarantine.c.connector,
-                  raw_messages.c.external_id, raw_messages.c.meta, quarantine.c.error_type,
-                  quarantine.c.error, quarantine.c.attempts, quarantine.c.first_seen,
-                  quarantine.c.last_attempt, quarantine.c.resolved_at)
+        sa.select(
+            quarantine.c.raw_id.label("id"),
+            quarantine.c.connector,
+            raw_messages.c.external_id,
+            raw_messages.c.meta,
+            quarantine.c.error_type,
+            quarantine.c.error,
+            quarantine.c.attempts,
+            quarantine.c.first_seen,
+            quarantine.c.last_attempt,
+            quarantine.c.resolved_at,
+        )
         .join(raw_messages, raw_messages.c.id == quarantine.c.raw_id)
         .order_by(quarantine.c.raw_id)
     )

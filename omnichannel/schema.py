@@ -59,8 +59,9 @@ UtcDatetime = Annotated[
     datetime,
     AfterValidator(_require_aware),
     PlainSerializer(format_utc, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": r"Z$"},
-                   mode="serialization"),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "pattern": r"Z$"}, mode="serialization"
+    ),
 ]
 """An aware datetime, converted to UTC on input and written with ``Z`` in JSON."""
 

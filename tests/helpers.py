@@ -11,8 +11,9 @@ from omnichannel.schema import RawMessage
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 
 
-def json_doc(external_id: str, text: str = "Jalan menuju kantor desa rusak parah.",
-             **fields: Any) -> bytes:
+def json_doc(
+    external_id: str, text: str = "Jalan menuju kantor desa rusak parah.", **fields: Any
+) -> bytes:
     """A `.json` InboundMessage document."""
     doc: dict[str, Any] = {"channel": fields.pop("channel", "sms"), "external_id": external_id}
     if text is not None:
@@ -21,9 +22,18 @@ def json_doc(external_id: str, text: str = "Jalan menuju kantor desa rusak parah
     return json.dumps(doc).encode()
 
 
-def raw_json(external_id: str, text: str = "Jalan menuju kantor desa rusak parah.",
-             connector: str = "files", received_at: datetime = T0, **fields: Any) -> RawMessage:
+def raw_json(
+    external_id: str,
+    text: str = "Jalan menuju kantor desa rusak parah.",
+    connector: str = "files",
+    received_at: datetime = T0,
+    **fields: Any,
+) -> RawMessage:
     """A raw message carrying a JSON document, as the files connector makes it."""
-    return RawMessage(connector=connector, external_id=external_id, received_at=received_at,
-                      content_type="application/json",
-                      payload=json_doc(external_id, text, **fields))
+    return RawMessage(
+        connector=connector,
+        external_id=external_id,
+        received_at=received_at,
+        content_type="application/json",
+        payload=json_doc(external_id, text, **fields),
+    )

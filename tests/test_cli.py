@@ -31,7 +31,8 @@ def workdir(tmp_path: Path, database_url: str) -> Path:
     """A folder with a config pointing at the backend under test, and some payload files."""
     (tmp_path / "omnichannel.toml").write_text(
         f'[database]\nurl = "{database_url}"\n\n[[connectors]]\nname = "files"\ntype = "files"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (tmp_path / "a.json").write_bytes(json_doc("doc-a", sender={"phone": "081234567890"}))
     (tmp_path / "b.eml").write_bytes(EML)
     (tmp_path / "broken.json").write_bytes(b'{"channel": "sms", "external_id": "x", ')
@@ -45,8 +46,9 @@ def run(workdir: Path, *args: str) -> tuple[int, list[str], str]:
 
 
 def ingest(workdir: Path, *names: str) -> list[dict]:  # type: ignore[type-arg]
-    code, lines, _ = run(workdir, "ingest", "--connector", "files",
-                         *(str(workdir / n) for n in names))
+    code, lines, _ = run(
+        workdir, "ingest", "--connector", "files", *(str(workdir / n) for n in names)
+    )
     assert code == 0
     return [json.loads(line) for line in lines]
 
@@ -71,8 +73,9 @@ def test_quarantine_list_and_replay_with_fixed_payload(workdir: Path) -> None:
     entry = json.loads(lines[0])
     assert code == 0 and len(lines) == 1 and entry["meta"]["file"] == "broken.json"
     (workdir / "fixed.json").write_bytes(json_doc("x", text="Sudah saya perbaiki."))
-    code, lines, _ = run(workdir, "quarantine", "replay", str(entry["id"]),
-                         "--payload", str(workdir / "fixed.json"))
+    code, lines, _ = run(
+        workdir, "quarantine", "replay", str(entry["id"]), "--payload", str(workdir / "fixed.json")
+    )
     assert code == 0 and json.loads(lines[0])["outcome"] == "new"
     code, lines, _ = run(workdir, "quarantine", "list", "--format", "json")
     assert lines == []
@@ -123,10 +126,14 @@ def test_check_and_init_db(workdir: Path) -> None:
 BAD_CONFIGS = {
     "missing key": ('[[connectors]]\ntype = "files"\n', "connectors[0].name: missing"),
     "wrong type": ('[server]\nport = "http"\n', "server.port: Input should be a valid integer"),
-    "unknown connector type": ('[[connectors]]\nname = "mail"\ntype = "imapp"\n',
-                               "connectors[0].type: unknown connector type 'imapp'"),
-    "unset env": ('[database]\nurl = "${OMNI_TEST_UNSET_DB}"\n',
-                  "database.url: environment variable OMNI_TEST_UNSET_DB is not set"),
+    "unknown connector type": (
+        '[[connectors]]\nname = "mail"\ntype = "imapp"\n',
+        "connectors[0].type: unknown connector type 'imapp'",
+    ),
+    "unset env": (
+        '[database]\nurl = "${OMNI_TEST_UNSET_DB}"\n',
+        "database.url: environment variable OMNI_TEST_UNSET_DB is not set",
+    ),
 }
 
 
@@ -136,8 +143,13 @@ def test_bad_config_exits_with_clear_message(tmp_path: Path, case: str) -> None:
     text, expected = BAD_CONFIGS[case]
     path = tmp_path / "omnichannel.toml"
     path.write_text(text, encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "omnichannel", "--config", str(path), "check"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "omnichannel", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert f"omnichannel: configuration: {expected}" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -146,10 +158,15 @@ def test_bad_config_exits_with_clear_message(tmp_path: Path, case: str) -> None:
 def test_storage_unavailable_exits_3_without_traceback(tmp_path: Path) -> None:
     """An unreachable database is one line on stderr and exit code 3."""
     path = tmp_path / "omnichannel.toml"
-    path.write_text('[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n',
-                    encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "omnichannel", "--config", str(path),
-                           "complaints", "list"], capture_output=True, text=True, timeout=60)
+    path.write_text(
+        '[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n', encoding="utf-8"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "omnichannel", "--config", str(path), "complaints", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3
     assert proc.stderr.startswith("omnichannel: storage unavailable")
     assert "Traceback" not in proc.stderr

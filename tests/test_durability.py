@@ -27,8 +27,13 @@ def make_files(folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         path = folder / f"c{i:05d}.json"
-        path.write_bytes(json_doc(f"doc-{i}", text=f"Keluhan nomor {i}: pelayanan izin lambat.",
-                                  sender={"phone": f"0812{i:08d}"}))
+        path.write_bytes(
+            json_doc(
+                f"doc-{i}",
+                text=f"Keluhan nomor {i}: pelayanan izin lambat.",
+                sender={"phone": f"0812{i:08d}"},
+            )
+        )
         paths.append(path)
     return paths
 
@@ -40,8 +45,19 @@ def write_config(folder: Path, url: str) -> Path:
 
 
 def ingest_command(config: Path, files: list[Path], batch: int = 200) -> list[str]:
-    return [sys.executable, "-m", "omnichannel", "--config", str(config), "ingest",
-            "--connector", "files", "--batch-size", str(batch), *map(str, files)]
+    return [
+        sys.executable,
+        "-m",
+        "omnichannel",
+        "--config",
+        str(config),
+        "ingest",
+        "--connector",
+        "files",
+        "--batch-size",
+        str(batch),
+        *map(str, files),
+    ]
 
 
 def filed_count(url: str) -> int:
@@ -77,20 +93,25 @@ def assert_each_file_once(url: str, count: int) -> None:
     assert len(tickets) == count and len(set(tickets)) == count
 
 
-def test_kill_9_mid_ingest_then_rerun_files_everything_once(tmp_path: Path,
-                                                            database_url: str) -> None:
+def test_kill_9_mid_ingest_then_rerun_files_everything_once(
+    tmp_path: Path, database_url: str
+) -> None:
     """Killed with SIGKILL at random points during a large ingest, a rerun files every file once."""
     count = 600
     files = make_files(tmp_path / "in", count)
     config = write_config(tmp_path, database_url)
     rng = random.Random(7)
     for round_ in range(4):
-        kill_after_first_output(ingest_command(config, files, batch=25),
-                                tmp_path / f"out{round_}.jsonl", rng.uniform(0.0, 0.3))
+        kill_after_first_output(
+            ingest_command(config, files, batch=25),
+            tmp_path / f"out{round_}.jsonl",
+            rng.uniform(0.0, 0.3),
+        )
         if round_ == 0:
             assert 0 < filed_count(database_url) < count  # the kill really interrupted it
-    final = subprocess.run(ingest_command(config, files), capture_output=True, text=True,
-                           timeout=600)
+    final = subprocess.run(
+        ingest_command(config, files), capture_output=True, text=True, timeout=600
+    )
     assert final.returncode == 0, final.stderr
     outcomes = Counter(json.loads(line)["outcome"] for line in final.stdout.splitlines())
     assert sum(outcomes.values()) == count
@@ -98,14 +119,19 @@ def test_kill_9_mid_ingest_then_rerun_files_everything_once(tmp_path: Path,
     assert_each_file_once(database_url, count)
 
 
-def test_two_processes_ingesting_the_same_files_file_each_once(tmp_path: Path,
-                                                               database_url: str) -> None:
+def test_two_processes_ingesting_the_same_files_file_each_once(
+    tmp_path: Path, database_url: str
+) -> None:
     """Two processes ingesting the same files at once: one `new` per file, unique tickets."""
     count = 400
     files = make_files(tmp_path / "in", count)
     config = write_config(tmp_path, database_url)
-    procs = [subprocess.Popen(ingest_command(config, files), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            ingest_command(config, files), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     results = [json.loads(line) for out, _ in outputs for line in out.splitlines()]

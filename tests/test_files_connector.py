@@ -9,8 +9,10 @@ from omnichannel.config import default_config, parse_config
 from omnichannel.testing import ConnectorContract, DecodeCase
 from tests.helpers import json_doc
 
-EML = (b"From: Siti <siti@example.id>\r\nSubject: Pungli di loket\r\n"
-       b"Message-ID: <x1@example.id>\r\n\r\nAda pungutan liar di loket perizinan.\r\n")
+EML = (
+    b"From: Siti <siti@example.id>\r\nSubject: Pungli di loket\r\n"
+    b"Message-ID: <x1@example.id>\r\n\r\nAda pungutan liar di loket perizinan.\r\n"
+)
 
 
 class TestFilesContract(ConnectorContract):
@@ -18,10 +20,16 @@ class TestFilesContract(ConnectorContract):
 
     connector_type = "files"
     cases = [  # noqa: RUF012 - the contract's declared table
-        DecodeCase("json", json_doc("j1", text="Jalan rusak."),
-                   {"channel": "sms", "text": "Jalan rusak."}, "application/json", "j1"),
-        DecodeCase("eml", EML, {"channel": "email", "subject": "Pungli di loket"},
-                   "message/rfc822"),
+        DecodeCase(
+            "json",
+            json_doc("j1", text="Jalan rusak."),
+            {"channel": "sms", "text": "Jalan rusak."},
+            "application/json",
+            "j1",
+        ),
+        DecodeCase(
+            "eml", EML, {"channel": "email", "subject": "Pungli di loket"}, "message/rfc822"
+        ),
     ]
 
 
@@ -31,8 +39,10 @@ def test_email_external_id_depends_on_content_not_only_message_id(tmp_path: Path
     files = inbox.connector("files")
     other = EML.replace(b"Ada pungutan", b"Ada lagi pungutan")
     lf = EML.replace(b"\r\n", b"\n")
-    ids = [files.raw_from_file(tmp_path / "a.eml", p, inbox._clock()).external_id
-           for p in (EML, other, lf)]
+    ids = [
+        files.raw_from_file(tmp_path / "a.eml", p, inbox._clock()).external_id
+        for p in (EML, other, lf)
+    ]
     assert ids[0] != ids[1] and ids[0] == ids[2]
     assert ids[0].startswith("<x1@example.id>|sha256:")
     inbox.close()
@@ -45,17 +55,22 @@ def test_poll_drop_folder_files_and_moves_them(tmp_path: Path) -> None:
     (drop / "a.json").write_bytes(json_doc("a", text="Satu."))
     (drop / "b.eml").write_bytes(EML)
     (drop / "bad.json").write_bytes(b"{oops")
-    config = parse_config({"database": {"url": f"sqlite:///{tmp_path / 'x.db'}"},
-                           "connectors": [{"name": "drop", "type": "files", "path": str(drop)}]})
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'x.db'}"},
+            "connectors": [{"name": "drop", "type": "files", "path": str(drop)}],
+        }
+    )
     with Inbox(config) as inbox:
         results = inbox.poll("drop")
-        assert sorted(r.outcome for r in results) == [Outcome.NEW, Outcome.NEW,
-                                                      Outcome.QUARANTINED]
+        assert sorted(r.outcome for r in results) == [Outcome.NEW, Outcome.NEW, Outcome.QUARANTINED]
         assert sorted(p.name for p in drop.iterdir() if p.is_file()) == []
-        assert sorted(p.name for p in (drop / "processed").iterdir()) == ["a.json", "b.eml",
-                                                                          "bad.json"]
+        assert sorted(p.name for p in (drop / "processed").iterdir()) == [
+            "a.json",
+            "b.eml",
+            "bad.json",
+        ]
         assert inbox.poll("drop") == []
         (drop / "a.json").write_bytes(json_doc("a", text="Satu."))  # dropped again
         assert [r.outcome for r in inbox.poll("drop")] == [Outcome.DUPLICATE]
-        assert sorted(p.name for p in (drop / "processed").iterdir())[:2] == ["a.1.json",
-                                                                              "a.json"]
+        assert sorted(p.name for p in (drop / "processed").iterdir())[:2] == ["a.1.json", "a.json"]

@@ -53,9 +53,10 @@ def test_new_complaint_writes_message_queue_item_and_acknowledgement(inbox: Inbo
 
 
 def test_batch_form_files_each_message_once(inbox: Inbox) -> None:
-    """receive_many gives one result per input, in order; a repeat inside the batch is a duplicate."""
-    raws = [raw_json(f"b-{i}", text=f"Keluhan nomor {i}: jalan rusak di desa {i}.")
-            for i in range(5)]
+    """receive_many gives one result per input in order; a repeat in the batch is a duplicate."""
+    raws = [
+        raw_json(f"b-{i}", text=f"Keluhan nomor {i}: jalan rusak di desa {i}.") for i in range(5)
+    ]
     results = inbox.receive_many([*raws, raws[2]])
     assert [r.outcome for r in results] == [Outcome.NEW] * 5 + [Outcome.DUPLICATE]
     assert results[5].complaint_id == results[2].complaint_id
@@ -66,23 +67,34 @@ def test_batch_form_files_each_message_once(inbox: Inbox) -> None:
 
 def test_corrupt_payload_is_quarantined_and_batch_continues(inbox: Inbox) -> None:
     """An undecodable payload is stored and quarantined; the rest of the batch is filed."""
-    bad = RawMessage(connector="files", external_id="broken", received_at=T0,
-                     content_type="application/json", payload=b'{"channel": "sms", "text": ')
+    bad = RawMessage(
+        connector="files",
+        external_id="broken",
+        received_at=T0,
+        content_type="application/json",
+        payload=b'{"channel": "sms", "text": ',
+    )
     results = inbox.receive_many([raw_json("ok-1"), bad, raw_json("ok-2", text="Lain lagi.")])
     assert [r.outcome for r in results] == [Outcome.NEW, Outcome.QUARANTINED, Outcome.NEW]
     assert results[1].error and "JSON" in results[1].error
     listed = inbox.quarantined()
     assert [q["external_id"] for q in listed] == ["broken"]
     with inbox.store.transaction() as conn:
-        status = conn.execute(sa.select(raw_messages.c.status)
-                              .where(raw_messages.c.external_id == "broken")).scalar_one()
+        status = conn.execute(
+            sa.select(raw_messages.c.status).where(raw_messages.c.external_id == "broken")
+        ).scalar_one()
     assert status == "quarantined"
 
 
 def test_replay_with_corrected_payload_creates_complaint(inbox: Inbox) -> None:
     """Replaying a quarantined message with a corrected payload files it; the original is kept."""
-    bad = RawMessage(connector="files", external_id="fixme", received_at=T0,
-                     content_type="application/json", payload=b'{"channel": "sms"')
+    bad = RawMessage(
+        connector="files",
+        external_id="fixme",
+        received_at=T0,
+        content_type="application/json",
+        payload=b'{"channel": "sms"',
+    )
     result = inbox.receive(bad)
     assert result.outcome is Outcome.QUARANTINED
     fixed = raw_json("fixme", text="Sudah diperbaiki: lampu jalan mati.").payload
@@ -102,16 +114,20 @@ class FlakyDecoder(Connector):
     def decode(self, raw: RawMessage) -> InboundMessage:
         if not self.fixed:
             raise DecodeError("decoder bug")
-        return InboundMessage(channel="web", external_id=raw.external_id,
-                              text=raw.payload.decode())
+        return InboundMessage(channel="web", external_id=raw.external_id, text=raw.payload.decode())
 
 
 def test_replay_after_decoder_fix(inbox: Inbox) -> None:
     """A message quarantined by a decoder bug becomes a complaint when replayed after the fix."""
     flaky = FlakyDecoder("flaky")
     inbox.add_connector(flaky)
-    raw = RawMessage(connector="flaky", external_id="f-1", received_at=T0,
-                     content_type="text/plain", payload="Pelayanan lambat sekali.".encode())
+    raw = RawMessage(
+        connector="flaky",
+        external_id="f-1",
+        received_at=T0,
+        content_type="text/plain",
+        payload=b"Pelayanan lambat sekali.",
+    )
     assert inbox.receive(raw).outcome is Outcome.QUARANTINED
     assert inbox.replay().__len__() == 1  # still broken: quarantined again
     assert inbox.quarantined()[0]["attempts"] == 2
@@ -128,8 +144,13 @@ def test_unexpected_decoder_exception_quarantines(inbox: Inbox) -> None:
             raise KeyError("boom")
 
     inbox.add_connector(Crashing("crash"))
-    raw = RawMessage(connector="crash", external_id="c-1", received_at=T0,
-                     content_type="text/plain", payload=b"x")
+    raw = RawMessage(
+        connector="crash",
+        external_id="c-1",
+        received_at=T0,
+        content_type="text/plain",
+        payload=b"x",
+    )
     result = inbox.receive(raw)
     assert result.outcome is Outcome.QUARANTINED
     assert inbox.quarantined()[0]["error_type"] == "KeyError"
@@ -142,8 +163,9 @@ def test_unknown_connector_is_refused_before_storage(inbox: Inbox) -> None:
     assert count(inbox, raw_messages) == 0
 
 
-@pytest.mark.parametrize("flags", [{"auto_reply": True}, {"bounce": True},
-                                   {"status_callback": True}])
+@pytest.mark.parametrize(
+    "flags", [{"auto_reply": True}, {"bounce": True}, {"status_callback": True}]
+)
 def test_automatic_messages_are_ignored(inbox: Inbox, flags: dict[str, bool]) -> None:
     """Auto-replies, bounces and status callbacks are stored as messages but are no complaint."""
     result = inbox.receive(raw_json("auto", flags=flags))
@@ -160,30 +182,41 @@ def test_empty_message_is_ignored(inbox: Inbox) -> None:
 
 def test_reply_threads_by_in_reply_to(inbox: Inbox) -> None:
     """A message whose in_reply_to names a stored message-id is merged into its complaint."""
-    first = inbox.receive(raw_json("m1", channel="email",
-                                   headers={"message-id": "<a@warga.example.id>"}))
-    reply = inbox.receive(raw_json("m2", channel="email", text="Tambahan: sudah 2 minggu.",
-                                   in_reply_to="<a@warga.example.id>"))
+    first = inbox.receive(
+        raw_json("m1", channel="email", headers={"message-id": "<a@warga.example.id>"})
+    )
+    reply = inbox.receive(
+        raw_json(
+            "m2",
+            channel="email",
+            text="Tambahan: sudah 2 minggu.",
+            in_reply_to="<a@warga.example.id>",
+        )
+    )
     assert reply.outcome is Outcome.MERGED
     assert reply.complaint_id == first.complaint_id
     complaint = inbox.complaint(first.ticket or "")
     assert complaint is not None and [m.outcome for m in complaint.messages] == [
-        Outcome.NEW, Outcome.MERGED]
+        Outcome.NEW,
+        Outcome.MERGED,
+    ]
 
 
 def test_reply_threads_by_ticket_in_subject(inbox: Inbox) -> None:
     """A message whose subject carries an existing ticket number is merged into that complaint."""
     first = inbox.receive(raw_json("t1"))
-    reply = inbox.receive(raw_json("t2", text="Bagaimana kelanjutannya?",
-                                   subject=f"Re: [{first.ticket}] Jalan rusak"))
+    reply = inbox.receive(
+        raw_json("t2", text="Bagaimana kelanjutannya?", subject=f"Re: [{first.ticket}] Jalan rusak")
+    )
     assert (reply.outcome, reply.complaint_id) == (Outcome.MERGED, first.complaint_id)
 
 
 def test_unknown_ticket_in_subject_is_a_new_complaint(inbox: Inbox) -> None:
     """A ticket number that does not exist does not merge anything."""
     inbox.receive(raw_json("t1"))
-    other = inbox.receive(raw_json("t2", text="Hal lain sama sekali.",
-                                   subject="Re: [ADU-2026-999999] Jalan rusak"))
+    other = inbox.receive(
+        raw_json("t2", text="Hal lain sama sekali.", subject="Re: [ADU-2026-999999] Jalan rusak")
+    )
     assert other.outcome is Outcome.NEW
 
 
@@ -191,9 +224,15 @@ def test_same_sender_same_text_across_channels_is_merged(inbox: Inbox) -> None:
     """The same phone sending the same complaint by SMS and WhatsApp is merged (level 3)."""
     text = "Mohon bantuan, izin usaha saya (NIB) belum terbit!"
     first = inbox.receive(raw_json("s1", text=text, sender={"phone": "0812-3456-7890"}))
-    again = inbox.receive(raw_json("w1", text=text.upper() + "  ", channel="whatsapp",
-                                   sender={"phone": "+62 812 3456 7890"},
-                                   received_at=T0 + timedelta(days=1)))
+    again = inbox.receive(
+        raw_json(
+            "w1",
+            text=text.upper() + "  ",
+            channel="whatsapp",
+            sender={"phone": "+62 812 3456 7890"},
+            received_at=T0 + timedelta(days=1),
+        )
+    )
     assert (again.outcome, again.complaint_id) == (Outcome.MERGED, first.complaint_id)
 
 
@@ -209,19 +248,30 @@ def test_same_sender_outside_window_is_new(inbox: Inbox) -> None:
     """The same words from the same sender long after the window are a new complaint."""
     text = "Lampu jalan mati lagi."
     inbox.receive(raw_json("o1", text=text, sender={"email": "budi@example.id"}))
-    later = inbox.receive(raw_json("o2", text=text, sender={"email": "BUDI@example.id"},
-                                   received_at=T0 + timedelta(days=60)))
+    later = inbox.receive(
+        raw_json(
+            "o2",
+            text=text,
+            sender={"email": "BUDI@example.id"},
+            received_at=T0 + timedelta(days=60),
+        )
+    )
     assert later.outcome is Outcome.NEW
 
 
 def test_anonymous_complaint_exports_no_identity_and_gets_no_acknowledgement(inbox: Inbox) -> None:
     """An anonymous complaint keeps no identity in its export and is not acknowledged."""
-    result = inbox.receive(raw_json("anon", anonymous=True,
-                                    sender={"phone": "081234567890", "name": "Budi"}))
+    result = inbox.receive(
+        raw_json("anon", anonymous=True, sender={"phone": "081234567890", "name": "Budi"})
+    )
     complaint = inbox.complaint(result.complaint_id or 0)
     assert complaint is not None and complaint.anonymous
-    assert complaint.sender.model_dump() == {"name": None, "email": None, "phone": None,
-                                             "handle": None}
+    assert complaint.sender.model_dump() == {
+        "name": None,
+        "email": None,
+        "phone": None,
+        "handle": None,
+    }
     assert count(inbox, outbox) == 0
 
 

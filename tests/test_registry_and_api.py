@@ -39,6 +39,7 @@ def test_unknown_type_lists_known_names_and_suggests() -> None:
 def test_connectors_are_loaded_lazily() -> None:
     """Importing omnichannel does not import any connector module."""
     code = "import sys, omnichannel; print(any(m.startswith('connectors.') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

@@ -51,10 +51,12 @@ def test_auto_migrate_off_leaves_an_empty_database(tmp_path: Path) -> None:
     store.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
-                                                            marks=pytest.mark.postgres)])
-def test_concurrent_first_start_migrates_once(tmp_path: Path, backend: str,
-                                              request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_concurrent_first_start_migrates_once(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """Several processes opening a fresh database at once all succeed (the schema is made once)."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
@@ -65,8 +67,10 @@ def test_concurrent_first_start_migrates_once(tmp_path: Path, backend: str,
             conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         engine.dispose()
     code = f"from omnichannel.store import Store; Store({url!r}).dispose()"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     store = Store(url, auto_migrate=False)

@@ -29,8 +29,11 @@ SCHEMAS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
 def generate(name: str) -> dict[str, Any]:
     model, mode = SCHEMAS[name]
     schema = model.model_json_schema(mode=mode)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"https://omnichannel.invalid/schemas/{name}", **schema}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://omnichannel.invalid/schemas/{name}",
+        **schema,
+    }
 
 
 def render(name: str) -> str:
@@ -41,5 +44,3 @@ def main() -> None:
     for name in SCHEMAS:
         (FOLDER / name).write_text(render(name), encoding="utf-8")
         print(f"wrote {FOLDER / name}")
-
-

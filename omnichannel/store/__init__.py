@@ -17,8 +17,9 @@ from omnichannel.store.engine import create_engine, normalize_url
 __all__ = ["Store", "insert_ignore"]
 
 
-def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
-                  conflict: Sequence[str]) -> None:
+def insert_ignore(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
+) -> None:
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races."""
     if not rows:
         return

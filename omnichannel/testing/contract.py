@@ -55,9 +55,13 @@ class ConnectorContract:
         return connector_class(self.connector_type).from_options(name, dict(self.options))
 
     def raw_for(self, connector: Connector, case: DecodeCase) -> RawMessage:
-        return RawMessage(connector=connector.name, external_id=case.external_id or case.id,
-                          received_at=FIXED_TIME, content_type=case.content_type,
-                          payload=case.payload)
+        return RawMessage(
+            connector=connector.name,
+            external_id=case.external_id or case.id,
+            received_at=FIXED_TIME,
+            content_type=case.content_type,
+            payload=case.payload,
+        )
 
     def test_cases_decode_to_expected_fields(self) -> None:
         """Every declared case decodes to the declared fields."""
@@ -71,9 +75,13 @@ class ConnectorContract:
     def test_garbage_raises_decode_error(self, garbage: bytes) -> None:
         """Undecodable bytes raise DecodeError (to be quarantined), never anything else."""
         connector = self.make_connector()
-        raw = RawMessage(connector=connector.name, external_id="garbage",
-                         received_at=FIXED_TIME, content_type="application/octet-stream",
-                         payload=garbage or b" ")
+        raw = RawMessage(
+            connector=connector.name,
+            external_id="garbage",
+            received_at=FIXED_TIME,
+            content_type="application/octet-stream",
+            payload=garbage or b" ",
+        )
         with pytest.raises(DecodeError):
             connector.decode(raw)
 
