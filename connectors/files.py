@@ -80,7 +80,10 @@ class FilesConnector(PollingConnector):
     def decode(self, raw: RawMessage) -> InboundMessage:
         if raw.content_type == JSON_TYPE:
             return decode_json_document(
-                raw.payload, connector=self.name, received_at=raw.received_at
+                raw.payload,
+                connector=self.name,
+                received_at=raw.received_at,
+                timezone=self.context.timezone,
             )
         if raw.content_type == EMAIL_TYPE:
             return decode_email(

@@ -17,9 +17,11 @@ import hashlib
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from normalizer.timeutil import DEFAULT_TZ, parse_timestamp
 from omnichannel.errors import DecodeError
 from omnichannel.schema import InboundMessage
 
@@ -45,10 +47,19 @@ def json_external_id(payload: bytes) -> str:
 
 
 def decode_json_document(
-    payload: bytes, *, connector: str, received_at: datetime
+    payload: bytes,
+    *,
+    connector: str,
+    received_at: datetime,
+    timezone: str | ZoneInfo = DEFAULT_TZ,
 ) -> InboundMessage:
-    """Validate a JSON document as an InboundMessage; DecodeError names what is wrong."""
+    """Validate a JSON document as an InboundMessage; DecodeError names what is wrong.
+
+    Times without a zone (``2026-11-30T10:00:00``) are local times in ``timezone``.
+    """
     document = _load_object(payload)
+    for key in ("received_at", "sent_at"):
+        document[key] = _aware(document.get(key), key, timezone)
     if document.get("connector") is None:
         document["connector"] = connector
     if document.get("received_at") is None:
@@ -60,6 +71,16 @@ def decode_json_document(
     if not message.has_content():
         raise DecodeError("document has no text, attachments or location")
     return message
+
+
+def _aware(value: Any, key: str, timezone: str | ZoneInfo) -> Any:
+    """A naive ISO time string read in ``timezone``; anything else is left to validation."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return value
+    try:
+        return parse_timestamp(value, timezone)
+    except ValueError:
+        raise DecodeError(f"invalid document: {key}: not a valid timestamp") from None
 
 
 def _load_object(payload: bytes) -> dict[str, Any]:

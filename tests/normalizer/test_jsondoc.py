@@ -154,13 +154,6 @@ def test_not_an_object(payload: bytes, kind: str) -> None:
         _decode(payload)
 
 
-def test_naive_timestamp_is_rejected() -> None:
-    """A timestamp without Z or offset is an error naming the field."""
-    payload = _doc(channel="sms", external_id="s-3", text="Halo", sent_at="2026-11-18T09:01:00")
-    with pytest.raises(DecodeError, match="sent_at"):
-        _decode(payload)
-
-
 _VALID = {"channel": "sms", "external_id": "sms-9", "text": "Ada pungli."}
 
 
@@ -224,3 +217,27 @@ def test_decode_raises_only_decode_error(payload: bytes) -> None:
     """Whatever the bytes, decoding returns a message or raises DecodeError."""
     with contextlib.suppress(DecodeError):
         _decode(payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-30T10:00:00", "2026-11-30T02:00:00Z"),  # naive: WITA local time
+        ("2026-11-30T10:00:00+07:00", "2026-11-30T03:00:00Z"),
+        ("2026-11-30T10:00:00Z", "2026-11-30T10:00:00Z"),
+        (1796000000, "2026-11-30T00:53:20Z"),  # unix seconds
+    ],
+)
+def test_naive_times_are_read_in_the_configured_timezone(value: object, expected: str) -> None:
+    """Document times without a zone are local times of the office (Asia/Makassar by default)."""
+    doc = json.dumps({"channel": "sms", "external_id": "t", "text": "x", "sent_at": value})
+    message = decode_json_document(doc.encode(), connector="files", received_at=RECEIVED)
+    assert json.loads(message.model_dump_json())["sent_at"] == expected
+
+
+def test_unparseable_time_is_a_decode_error_without_the_value() -> None:
+    """A time that cannot be read is a DecodeError naming the field, not echoing the value."""
+    doc = json.dumps({"channel": "sms", "external_id": "t", "text": "x", "sent_at": "kemarin-sore"})
+    with pytest.raises(DecodeError) as caught:
+        decode_json_document(doc.encode(), connector="files", received_at=RECEIVED)
+    assert "sent_at" in str(caught.value) and "kemarin" not in str(caught.value)
