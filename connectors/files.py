@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ class FilesConnector(PollingConnector):
             if p.is_file() and not p.name.startswith(".")
         )
 
-    def fetch(self, cursor: Any) -> Iterator[Batch]:
+    def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
         batch: list[RawMessage] = []
         for path in self._pending():
             try:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,9 +21,12 @@ from typing import Any, TypeVar
 import click
 
 from omnichannel.config import Config, load_config
+from omnichannel.connector import PollingConnector
 from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
-from omnichannel.schema import Complaint, format_utc
+from omnichannel.logs import configure_logging
+from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
+from omnichannel.schema import Complaint, ReceiveResult, format_utc
 
 __all__ = ["main"]
 
@@ -243,6 +249,87 @@ def demo(state: _State, folder: str | None) -> None:
     click.echo(
         f"\nstore: {inbox.store!r}; run the demo again to see every file come back as a duplicate."
     )
+
+
+# -- polling -----------------------------------------------------------------------------------
+
+
+def _polling_names(inbox: Inbox, chosen: tuple[str, ...]) -> list[str]:
+    if chosen:
+        for name in chosen:
+            if not isinstance(inbox.connector(name), PollingConnector):
+                raise click.UsageError(f"connector {name!r} does not poll")
+        return list(chosen)
+    return [n for n in inbox.connector_names() if isinstance(inbox.connector(n), PollingConnector)]
+
+
+def _json_reporter(_name: str, results: list[ReceiveResult]) -> None:
+    for result in results:
+        click.echo(
+            json.dumps(result.model_dump(mode="json", include=POLL_FIELDS), ensure_ascii=False)
+        )
+
+
+POLL_FIELDS = {"connector", "external_id", "outcome", "complaint_id", "ticket", "error"}
+
+
+def _summary(status: ConnectorStatus) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(status.outcomes.items())) or "nothing new"
+    if status.failed:
+        return f"{status.name}: FAILED: {status.last_error} ({counts} before that)"
+    return f"{status.name}: {sum(status.outcomes.values())} messages: {counts}"
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Poll each connector once and exit.")
+@click.option(
+    "--connector",
+    "chosen",
+    multiple=True,
+    metavar="NAME",
+    help="Only this connector (repeatable); default: every polling connector.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Backfill: everything received since this day (YYYY-MM-DD), then go on.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["summary", "json"]),
+    default="summary",
+    help="json: one line per message as it is committed.",
+)
+@pass_state
+@_handled
+def poll(
+    state: _State, once: bool, chosen: tuple[str, ...], since: datetime | None, fmt: str
+) -> None:
+    """Run the pollers (mailboxes, gateways); until SIGTERM/SIGINT unless --once."""
+    inbox = state.inbox()
+    configure_logging(secrets=_all_secrets(inbox))
+    names = _polling_names(inbox, chosen)
+    report = _json_reporter if fmt == "json" else None
+    if once or since is not None:
+        statuses = poll_once(inbox, names, since=since.date() if since else None, report=report)
+    else:
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        statuses = run_pollers(inbox, names, stop, report)
+    if fmt == "summary":
+        for status in statuses:
+            click.echo(_summary(status))
+    if any(s.failed for s in statuses):
+        sys.exit(EXIT_FAILED)
+
+
+def _all_secrets(inbox: Inbox) -> list[str]:
+    return [
+        secret for name in inbox.connector_names() for secret in inbox.connector(name).secrets()
+    ]
 
 
 # -- complaints --------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ default channel of its messages) and ``Options`` (a pydantic model of its config
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -91,6 +92,9 @@ class Connector:
                 values.append(value.get_secret_value())
         return values
 
+    def close(self) -> None:
+        """Release connections; the connector may be used again afterwards."""
+
     def check(self) -> None:
         """Try the connection (``omnichannel check --connect``); raise a ConnectorError."""
 
@@ -113,9 +117,23 @@ class Connector:
 class PollingConnector(Connector):
     """A connector that fetches from a source: mailbox, gateway database, provider log."""
 
-    def fetch(self, cursor: Any) -> Iterator[Batch]:
-        """Yield batches of new raw messages after ``cursor``; each carries its next cursor."""
+    poll_interval: float = 60.0
+
+    def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
+        """Yield batches of new raw messages after ``cursor``; each carries its next cursor.
+
+        ``since`` asks for a backfill: everything received since that day, whatever the cursor.
+        The generator is resumed only after the previous batch is committed.
+        """
         raise NotImplementedError
 
     def ack(self, messages: Sequence[RawMessage]) -> None:
         """Called after the messages are committed (flag, move, mark processed). Idempotent."""
+
+    def wait(self, timeout: float, stop: threading.Event) -> None:
+        """Block until there may be something new (or ``timeout``, or ``stop``)."""
+        stop.wait(timeout)
+
+    def interval(self) -> float:
+        """Seconds between polls."""
+        return float(getattr(self.options, "poll_interval", self.poll_interval))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class Inbox:
         return f"<Inbox {self.store!r} connectors={self.connector_names()}>"
 
     def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
         self.store.dispose()
 
     def __enter__(self) -> Inbox:
@@ -224,17 +226,30 @@ class Inbox:
         for (path, _), result in zip(batch, results, strict=True):
             yield FileResult(path, result)
 
-    def poll(self, name: str) -> list[ReceiveResult]:
-        """One poll of one connector: fetch after the stored cursor, file, then acknowledge."""
+    def poll(
+        self,
+        name: str,
+        *,
+        since: date | None = None,
+        on_batch: Callable[[list[ReceiveResult]], None] | None = None,
+    ) -> list[ReceiveResult]:
+        """One poll of one connector: fetch after the stored cursor, file, then acknowledge.
+
+        ``since`` backfills everything received since that day; ``on_batch`` sees each batch's
+        results as soon as they are committed (for progress output).
+        """
         source = self.connector(name)
         if not isinstance(source, PollingConnector):
             raise UnknownConnector("that polls, named", name, self._polling_names())
         with self.store.transaction() as conn:
             cursor = pipeline.load_cursor(conn, name)
         results: list[ReceiveResult] = []
-        for batch in source.fetch(cursor):
-            results += self.receive_many(batch.messages, cursor=(name, batch.cursor))
+        for batch in source.fetch(cursor, since=since):
+            filed = self.receive_many(batch.messages, cursor=(name, batch.cursor))
             source.ack(batch.messages)
+            results += filed
+            if on_batch is not None:
+                on_batch(filed)
         return results
 
     def _polling_names(self) -> list[str]:

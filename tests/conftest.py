@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -92,3 +93,21 @@ def sqlite_inbox(tmp_path: Path) -> Iterator[Inbox]:
     box = Inbox(default_config(url=f"sqlite:///{tmp_path / 'omnichannel.db'}"))
     yield box
     box.close()
+
+
+REQUIRE_DOVECOT = os.environ.get("OMNICHANNEL_REQUIRE_DOVECOT") == "1"
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Any]:
+    """A private Dovecot on loopback for the session (skipped, with the reason, without one)."""
+    from tests.dovecot import Dovecot
+
+    if Dovecot.binary() is None:
+        reason = "Dovecot is not installed (apt-get install dovecot-imapd)"
+        if REQUIRE_DOVECOT:
+            pytest.fail(reason + " (OMNICHANNEL_REQUIRE_DOVECOT=1)")
+        pytest.skip(reason)
+    server = Dovecot().start()
+    yield server
+    server.stop()
