@@ -406,5 +406,5 @@ class ImapConnector(PollingConnector):
 
 
 def _quietly(action: Callable[[], Any]) -> None:
-    with contextlib.suppress(_QUIET_ERRORS):
+    with contextlib.suppress(*_QUIET_ERRORS):
         action()
