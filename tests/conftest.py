@@ -101,7 +101,7 @@ REQUIRE_DOVECOT = os.environ.get("OMNICHANNEL_REQUIRE_DOVECOT") == "1"
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Any]:
     """A private Dovecot on loopback for the session (skipped, with the reason, without one)."""
-    from tests.dovecot import Dovecot
+    from omnichannel.testing.dovecot import Dovecot
 
     if Dovecot.binary() is None:
         reason = "Dovecot is not installed (apt-get install dovecot-imapd)"

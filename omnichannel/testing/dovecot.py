@@ -1,8 +1,14 @@
-"""A private Dovecot IMAP server for the tests, on loopback, configured under a temp folder.
+"""A private Dovecot IMAP server for tests and benchmarks, on loopback, under a temp folder.
 
-Debian's ``dovecot-imapd`` must be installed (``.ci/run`` installs it); without the binary the
-IMAP tests are skipped with that reason, unless ``OMNICHANNEL_REQUIRE_DOVECOT=1`` (set by CI).
-Plain IMAP with STARTTLS on one port, implicit TLS on another, with a self-signed certificate.
+Debian's ``dovecot-imapd`` must be installed (omnichannel's own CI installs it); our tests skip
+with that reason without it, unless ``OMNICHANNEL_REQUIRE_DOVECOT=1``. Plain IMAP with STARTTLS
+on one port, implicit TLS on another, with a self-signed certificate (``root / "cert.pem"``)::
+
+    server = Dovecot().start()
+    try:
+        ...  # IMAPClient("127.0.0.1", port=server.port, ssl=False), login(server.user, ...)
+    finally:
+        server.stop()
 """
 
 from __future__ import annotations
@@ -144,7 +150,8 @@ service imap-login {{
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dovecot exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+                stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"dovecot exited: {stderr}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     if sock.recv(100).startswith(b"* OK"):
