@@ -85,11 +85,27 @@ def _drop_stray_joiners(text: str) -> str:
     return "".join(out)
 
 
+class _CharTable(dict[int, str]):
+    """``str.translate`` table filled on first sight of each character (``_map_char``)."""
+
+    def __missing__(self, code: int) -> str:
+        mapped = _map_char(chr(code))
+        if len(self) < _TABLE_LIMIT:  # bounded: hostile input cannot grow it without end
+            self[code] = mapped
+        return mapped
+
+
+_TABLE_LIMIT = 65536
+_TABLE = _CharTable()
+_PLAIN = re.compile(r"[ -~\n]*")  # printable ASCII and LF need no mapping
+
+
 def clean_text(text: str) -> str:
     """Return the canonical form of ``text``; ``clean_text(clean_text(x)) == clean_text(x)``."""
     text = unicodedata.normalize("NFC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(map(_map_char, text))
+    if not _PLAIN.fullmatch(text):
+        text = text.translate(_TABLE)
     text = _drop_stray_joiners(text)
     text = _SPACE_RUN.sub(" ", text)
     text = _TRAILING_SPACES.sub("", text)

@@ -201,6 +201,8 @@ class NormalizedMessage(_Model):
     sent_at: UtcDatetime | None = None
     sender: Sender = Field(default_factory=Sender)
     subject: str | None = None
+    display_subject: str | None = None
+    """The subject without reply/forward prefixes (``Re:``, ``Balas:``, ``Fwd:``…)."""
     body: str = ""
     """Cleaned text with quoted replies and signatures trimmed: what the team reads."""
     text_full: str = ""

@@ -1,0 +1,523 @@
+"""Filing a batch of decoded messages in one transaction, with set-based SQL.
+
+Per batch, not per message: one query each for thread, ticket and same-sender matches, one
+counter update per year for ticket numbers, and one multi-row insert per table. Messages of the
+same batch see each other (a reply filed together with the mail it answers is merged into it).
+
+Dedupe levels, in order (precision first — merging two different complaints hides one):
+2. threading: ``in_reply_to``, then ``references`` newest first, then the ticket in the subject;
+3. the same sender identity (E.164 phone, e-mail) with the same normalized text in the window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from normalizer.normalize import body_fingerprint, sender_key
+from omnichannel.schema import NormalizedMessage, Outcome
+from omnichannel.store import insert_ignore
+from omnichannel.store.tables import (
+    UTCDateTime,
+    attachments,
+    complaints,
+    messages,
+    outbox,
+    queue_items,
+    ticket_counters,
+)
+
+__all__ = ["Filed", "add_working_days", "file_messages", "next_tickets"]
+
+CHUNK = 500
+# Multi-row inserts without RETURNING (SQLite would fall back to one row at a time to keep the
+# order); the new ids are read back by a unique key: complaints by ticket, messages by raw id.
+_INSERT_COMPLAINTS = sa.insert(complaints)
+_INSERT_MESSAGES = sa.insert(messages)
+_TOUCH_COMPLAINT = (
+    sa.update(complaints)
+    .where(complaints.c.id == sa.bindparam("cid"))
+    .values(updated_at=sa.bindparam("now"))
+)
+_ADD_TO_COUNTER = (
+    sa.update(ticket_counters)
+    .where(
+        ticket_counters.c.prefix == sa.bindparam("p"), ticket_counters.c.year == sa.bindparam("y")
+    )
+    .values(value=ticket_counters.c.value + sa.bindparam("n"))
+    .returning(ticket_counters.c.value)
+)
+_SINCE = sa.bindparam("since", type_=UTCDateTime())
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_THREADS = (
+    sa.select(messages.c.message_id, complaints.c.id, complaints.c.ticket)
+    .join(complaints, complaints.c.id == messages.c.complaint_id)
+    .where(messages.c.message_id.in_(_IDS))
+)
+_TICKETS = sa.select(complaints.c.id, complaints.c.ticket).where(complaints.c.ticket.in_(_IDS))
+_SENDERS = (
+    sa.select(
+        messages.c.sender_key,
+        messages.c.body_hash,
+        messages.c.received_at,
+        complaints.c.id,
+        complaints.c.ticket,
+    )
+    .join(complaints, complaints.c.id == messages.c.complaint_id)
+    .where(messages.c.body_hash.in_(_IDS), messages.c.received_at >= _SINCE)
+)
+_COMPLAINT_IDS = sa.select(complaints.c.ticket, complaints.c.id).where(
+    complaints.c.ticket.in_(_IDS)
+)
+_MESSAGE_IDS = sa.select(messages.c.raw_id, messages.c.id).where(messages.c.raw_id.in_(_IDS))
+
+
+@dataclass
+class Filed:
+    """Where one message went."""
+
+    outcome: Outcome
+    complaint_id: int | None = None
+    ticket: str | None = None
+
+
+@dataclass
+class _Target:
+    """A complaint a message joins: existing (id known) or created in this batch."""
+
+    complaint_id: int | None = None
+    ticket: str | None = None
+    new_index: int | None = None  # position among this batch's new complaints
+
+
+@dataclass
+class _Plan:
+    """What to write for a batch."""
+
+    outcomes: list[tuple[Outcome, _Target | None]] = field(default_factory=list)
+    new: list[int] = field(default_factory=list)  # item positions that open a complaint
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The dedupe keys of one message, computed once."""
+
+    thread: list[str]
+    ticket: str | None
+    sender: str | None
+    fingerprint: str | None
+
+
+def file_messages(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    settings: Any,
+    now: datetime,
+) -> list[Filed]:
+    """File ``(raw_id, message)`` pairs; one Filed per pair, in order."""
+    if not items:
+        return []
+    keys = [_keys(message, settings.ticket_prefix) for _, message in items]
+    plan = _plan(conn, [m for _, m in items], keys, settings.same_sender_window)
+    complaint_ids, tickets = _insert_complaints(conn, items, plan, settings, now)
+    message_ids = _insert_messages(conn, items, keys, plan, complaint_ids)
+    _insert_attachments(conn, items, message_ids, plan, complaint_ids)
+    _enqueue(conn, items, plan, complaint_ids, tickets, message_ids, settings, now)
+    _touch(conn, plan, complaint_ids, now)
+    return [_filed(outcome, target, complaint_ids, tickets) for outcome, target in plan.outcomes]
+
+
+def _filed(outcome: Outcome, target: _Target | None, ids: list[int], tickets: list[str]) -> Filed:
+    if target is None:
+        return Filed(outcome)
+    if target.new_index is not None:
+        return Filed(outcome, ids[target.new_index], tickets[target.new_index])
+    return Filed(outcome, target.complaint_id, target.ticket)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def _keys(message: NormalizedMessage, prefix: str) -> _Keys:
+    thread = [i for i in [message.in_reply_to, *reversed(message.references)] if i]
+    match = re.search(rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b", message.subject or "")
+    return _Keys(
+        thread,
+        match.group(1) if match else None,
+        sender_key(message.sender),
+        body_fingerprint(message.body),
+    )
+
+
+def _has_content(message: NormalizedMessage) -> bool:
+    return bool(message.body.strip() or message.attachments or message.location)
+
+
+def _plan(
+    conn: sa.Connection, batch: list[NormalizedMessage], keys: list[_Keys], window: timedelta
+) -> _Plan:
+    threads = _known_threads(conn, {i for k in keys for i in k.thread})
+    tickets = _known_tickets(conn, {k.ticket for k in keys if k.ticket})
+    senders = _known_senders(conn, keys, min((m.received_at for m in batch), default=None), window)
+    plan = _Plan()
+    local_threads: dict[str, _Target] = {}
+    local_senders: dict[tuple[str, str], tuple[datetime, _Target]] = {}
+    for message, key in zip(batch, keys, strict=True):
+        if message.is_automatic or not _has_content(message):
+            if not _has_content(message):
+                message.flags["empty"] = True
+            plan.outcomes.append((Outcome.IGNORED, None))
+            continue
+        target = (
+            _first(key.thread, local_threads, threads)
+            or (tickets.get(key.ticket) if key.ticket else None)
+            or _same_sender(message, key, local_senders, senders, window)
+        )
+        if target is None:
+            target = _Target(new_index=len(plan.new))
+            plan.new.append(len(plan.outcomes))
+            plan.outcomes.append((Outcome.NEW, target))
+        else:
+            plan.outcomes.append((Outcome.MERGED, target))
+        local_threads[message.message_id or message.external_id] = target
+        if key.sender and key.fingerprint:
+            local_senders[(key.sender, key.fingerprint)] = (message.received_at, target)
+    return plan
+
+
+def _first(ids: list[str], *maps: dict[str, _Target]) -> _Target | None:
+    for i in ids:
+        for mapping in maps:
+            if i in mapping:
+                return mapping[i]
+    return None
+
+
+def _same_sender(
+    message: NormalizedMessage,
+    key: _Keys,
+    local: dict[tuple[str, str], tuple[datetime, _Target]],
+    stored: dict[tuple[str, str], list[tuple[datetime, _Target]]],
+    window: timedelta,
+) -> _Target | None:
+    if key.sender is None or key.fingerprint is None or window <= timedelta(0):
+        return None
+    since = message.received_at - window
+    pair = (key.sender, key.fingerprint)
+    found = [local[pair]] if pair in local else []
+    found += stored.get(pair, [])
+    recent = [(when, target) for when, target in found if when >= since]
+    return max(recent, key=lambda item: item[0])[1] if recent else None
+
+
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
+    found: dict[str, _Target] = {}
+    for chunk in _chunks(ids):
+        rows = conn.execute(_THREADS, {"ids": chunk})
+        found.update({r.message_id: _Target(r.id, r.ticket) for r in rows})
+    return found
+
+
+def _known_tickets(conn: sa.Connection, tickets: set[str | None]) -> dict[str, _Target]:
+    found: dict[str, _Target] = {}
+    for chunk in _chunks(t for t in tickets if t):
+        rows = conn.execute(_TICKETS, {"ids": chunk})
+        found.update({r.ticket: _Target(r.id, r.ticket) for r in rows})
+    return found
+
+
+def _known_senders(
+    conn: sa.Connection, keys: list[_Keys], oldest: datetime | None, window: timedelta
+) -> dict[tuple[str, str], list[tuple[datetime, _Target]]]:
+    wanted = {(k.sender, k.fingerprint) for k in keys if k.sender and k.fingerprint}
+    found: dict[tuple[str, str], list[tuple[datetime, _Target]]] = {}
+    if not wanted or oldest is None or window <= timedelta(0):
+        return found
+    for chunk in _chunks({f for _, f in wanted}):
+        for row in conn.execute(_SENDERS, {"ids": chunk, "since": oldest - window}):
+            pair = (row.sender_key, row.body_hash)
+            if pair in wanted:
+                found.setdefault(pair, []).append((row.received_at, _Target(row.id, row.ticket)))
+    return found
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> list[str]:
+    """``count`` consecutive ticket numbers; the counter row lock serializes writers."""
+    if count <= 0:
+        return []
+    params = {"p": prefix, "y": year, "n": count}
+    last = conn.execute(_ADD_TO_COUNTER, params).scalar_one_or_none()
+    if last is None:  # first ticket of the year: create the counter (race-safe), then count
+        insert_ignore(
+            conn,
+            ticket_counters,
+            [{"prefix": prefix, "year": year, "value": 0}],
+            ("prefix", "year"),
+        )
+        last = conn.execute(_ADD_TO_COUNTER, params).scalar_one()
+    return [f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
+
+
+def add_working_days(start: datetime, days: int, tz: ZoneInfo) -> datetime:
+    """``start`` plus ``days`` working days (Monday to Friday) in the office's timezone."""
+    local = start.astimezone(tz)
+    while days > 0:
+        local += timedelta(days=1)
+        if local.weekday() < 5:
+            days -= 1
+    return local.astimezone(UTC)
+
+
+def _allocate(conn: sa.Connection, years: list[int], prefix: str) -> list[str]:
+    tickets: list[str | None] = [None] * len(years)
+    for year in sorted(set(years)):
+        positions = [i for i, y in enumerate(years) if y == year]
+        for position, ticket in zip(
+            positions, next_tickets(conn, prefix, year, len(positions)), strict=True
+        ):
+            tickets[position] = ticket
+    return [t for t in tickets if t is not None]
+
+
+def _insert_complaints(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    plan: _Plan,
+    settings: Any,
+    now: datetime,
+) -> tuple[list[int], list[str]]:
+    if not plan.new:
+        return [], []
+    opening = [items[i][1] for i in plan.new]
+    years = [m.received_at.astimezone(settings.timezone).year for m in opening]
+    tickets = _allocate(conn, years, settings.ticket_prefix)
+    rows = [_complaint_row(m, t, settings, now) for m, t in zip(opening, tickets, strict=True)]
+    conn.execute(_INSERT_COMPLAINTS, rows)
+    by_ticket = _ids_by(conn, _COMPLAINT_IDS, tickets)
+    return [by_ticket[t] for t in tickets], tickets
+
+
+def _ids_by(conn: sa.Connection, query: sa.Select[Any], values: Sequence[Any]) -> dict[Any, int]:
+    """``{key: id}`` from a ``(key, id)`` query over ``values`` (read back after an insert)."""
+    found: dict[Any, int] = {}
+    for start in range(0, len(values), CHUNK):
+        chunk = list(values[start : start + CHUNK])
+        found.update({k: int(i) for k, i in conn.execute(query, {"ids": chunk})})
+    return found
+
+
+def _complaint_row(
+    message: NormalizedMessage, ticket: str, settings: Any, now: datetime
+) -> dict[str, Any]:
+    location, sender = message.location, message.sender
+    return {
+        "ticket": ticket,
+        "status": "open",
+        "channel": message.channel,
+        "connector": message.connector,
+        "received_at": message.received_at,
+        "updated_at": now,
+        "sender_name": sender.name,
+        "sender_email": sender.email,
+        "sender_phone": sender.phone,
+        "sender_handle": sender.handle,
+        "subject": message.display_subject or message.subject,
+        "body": message.body,
+        "language": message.language,
+        "location_lat": location.lat if location else None,
+        "location_lon": location.lon if location else None,
+        "location_address": location.address if location else None,
+        "category": message.category,
+        "agency": message.agency,
+        "due_at": add_working_days(
+            message.received_at, settings.verify_working_days, settings.timezone
+        ),
+        "cluster_id": None,
+        "anonymous": message.anonymous,
+        "confidential": message.confidential,
+    }
+
+
+def _complaint_of(target: _Target | None, ids: list[int]) -> int | None:
+    if target is None:
+        return None
+    return ids[target.new_index] if target.new_index is not None else target.complaint_id
+
+
+def _insert_messages(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    keys: list[_Keys],
+    plan: _Plan,
+    complaint_ids: list[int],
+) -> list[int]:
+    rows = [
+        _message_row(raw_id, message, key, outcome, _complaint_of(target, complaint_ids))
+        for (raw_id, message), key, (outcome, target) in zip(
+            items, keys, plan.outcomes, strict=True
+        )
+    ]
+    conn.execute(_INSERT_MESSAGES, rows)
+    raw_ids = [raw_id for raw_id, _ in items]
+    by_raw = _ids_by(conn, _MESSAGE_IDS, raw_ids)
+    return [by_raw[raw_id] for raw_id in raw_ids]
+
+
+def _message_row(
+    raw_id: int, message: NormalizedMessage, key: _Keys, outcome: Outcome, complaint_id: int | None
+) -> dict[str, Any]:
+    sender = message.sender
+    return {
+        "raw_id": raw_id,
+        "complaint_id": complaint_id,
+        "channel": message.channel,
+        "connector": message.connector,
+        "external_id": message.external_id,
+        "received_at": message.received_at,
+        "sent_at": message.sent_at,
+        "sender_name": sender.name,
+        "sender_email": sender.email,
+        "sender_phone": sender.phone,
+        "sender_handle": sender.handle,
+        "sender_key": key.sender,
+        "subject": message.subject,
+        "body": message.body,
+        "text_full": message.text_full,
+        "html": message.html,
+        "body_hash": key.fingerprint,
+        "language": message.language,
+        "message_id": (message.message_id or message.external_id)[:512],
+        "in_reply_to": message.in_reply_to,
+        "references": message.references,
+        "headers": message.headers,
+        "flags": message.flags,
+        "location": message.location.model_dump() if message.location else None,
+        "outcome": outcome.value,
+    }
+
+
+def _insert_attachments(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    message_ids: list[int],
+    plan: _Plan,
+    complaint_ids: list[int],
+) -> None:
+    rows = []
+    for (_, message), message_id, (_, target) in zip(
+        items, message_ids, plan.outcomes, strict=True
+    ):
+        complaint_id = _complaint_of(target, complaint_ids)
+        for position, item in enumerate(message.attachments):
+            content = item.content
+            rows.append(
+                {
+                    "message_id": message_id,
+                    "complaint_id": complaint_id,
+                    "position": position,
+                    "filename": item.filename,
+                    "content_type": item.content_type,
+                    "size": len(content) if content is not None else item.size,
+                    "sha256": _sha256(content) if content is not None else item.sha256,
+                    "content": content,
+                    "url": item.url,
+                    "status": "pending" if content is None and item.url else "stored",
+                }
+            )
+    if rows:
+        conn.execute(sa.insert(attachments), rows)
+
+
+def _enqueue(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    plan: _Plan,
+    complaint_ids: list[int],
+    tickets: list[str],
+    message_ids: list[int],
+    settings: Any,
+    now: datetime,
+) -> None:
+    queue, acks = [], []
+    for index, position in enumerate(plan.new):
+        message, complaint_id = items[position][1], complaint_ids[index]
+        queue.append(
+            {
+                "complaint_id": complaint_id,
+                "agency": message.agency,
+                "status": "pending",
+                "claimed_by": None,
+                "lease_until": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        target = _reply_address(message)
+        if settings.acknowledgements and target is not None:
+            acks.append(
+                {
+                    "complaint_id": complaint_id,
+                    "message_id": message_ids[position],
+                    "kind": "acknowledgement",
+                    "target": target,
+                    "delivery_id": f"ack-{complaint_id}",
+                    "payload": {
+                        "ticket": tickets[index],
+                        "channel": message.channel,
+                        "connector": message.connector,
+                    },
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "last_error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    if queue:
+        conn.execute(sa.insert(queue_items), queue)
+    if acks:
+        conn.execute(sa.insert(outbox), acks)
+
+
+def _reply_address(message: NormalizedMessage) -> str | None:
+    """Where the acknowledgement goes, on the channel the citizen used."""
+    if message.anonymous or message.is_automatic:
+        return None
+    if message.channel == "email":
+        return message.sender.email
+    if message.channel in ("sms", "whatsapp") and message.sender.phone:
+        return message.sender.phone if message.sender.phone.startswith("+") else None
+    return None
+
+
+def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: datetime) -> None:
+    merged = {
+        _complaint_of(target, complaint_ids)
+        for outcome, target in plan.outcomes
+        if outcome is Outcome.MERGED
+    }
+    rows = [{"cid": cid, "now": now} for cid in sorted(c for c in merged if c is not None)]
+    if rows:
+        conn.execute(_TOUCH_COMPLAINT, rows)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
