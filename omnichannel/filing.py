@@ -172,7 +172,11 @@ def _plan(
         if message.is_automatic or not _has_content(message):
             if not _has_content(message):
                 message.flags["empty"] = True
-            plan.outcomes.append((Outcome.IGNORED, None))
+            # a bounce is linked to the complaint whose message bounced, when it is known
+            bounced = (
+                _first(key.thread, local_threads, threads) if message.flags.get("bounce") else None
+            )
+            plan.outcomes.append((Outcome.IGNORED, bounced))
             continue
         target = (
             _first(key.thread, local_threads, threads)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -103,6 +104,10 @@ def dovecot() -> Iterator[Any]:
     """A private Dovecot on loopback for the session (skipped, with the reason, without one)."""
     from omnichannel.testing.dovecot import Dovecot
 
+    external = os.environ.get("OMNICHANNEL_TEST_IMAP_URL")
+    if external:  # another real server: a THROWAWAY account, the tests empty its mailbox
+        yield ExternalImap(external)
+        return
     if Dovecot.binary() is None:
         reason = "Dovecot is not installed (apt-get install dovecot-imapd)"
         if REQUIRE_DOVECOT:
@@ -111,3 +116,15 @@ def dovecot() -> Iterator[Any]:
     server = Dovecot().start()
     yield server
     server.stop()
+
+
+class ExternalImap:
+    """``imap://user:password@host:port`` of another real server for the IMAP tests."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlsplit(url)
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 143
+        self.user, self.password = unquote(parsed.username or ""), unquote(parsed.password or "")
+        self.tls_port = None
+        self.root = None

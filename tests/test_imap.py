@@ -51,7 +51,7 @@ class Mailbox:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.client = IMAPClient("127.0.0.1", port=server.port, ssl=False)
+        self.client = IMAPClient(server.host, port=server.port, ssl=False)
         self.client.login(server.user, server.password)
 
     def reset(self) -> None:
@@ -101,7 +101,7 @@ def imap_options(server: Any, **extra: Any) -> dict[str, Any]:
     return {
         "name": "email",
         "type": "imap",
-        "host": "127.0.0.1",
+        "host": server.host,
         "port": server.port,
         "ssl": False,
         "username": server.user,
@@ -244,6 +244,8 @@ def test_tls_modes_with_the_servers_certificate(
 
 def test_untrusted_certificate_is_fatal(dovecot: Any, sqlite_inbox: Inbox) -> None:
     """A certificate that does not verify is a fatal error for the connector, not a retry."""
+    if dovecot.tls_port is None:
+        pytest.skip("needs the private Dovecot's self-signed TLS port")
     sqlite_inbox.add_connector(imap(dovecot, port=dovecot.tls_port, ssl=True))
     with pytest.raises(FatalError, match="certificate"):
         sqlite_inbox.poll("email")
@@ -263,7 +265,7 @@ url = "sqlite:///{tmp_path / "x.db"}"
 [[connectors]]
 name = "broken"
 type = "imap"
-host = "127.0.0.1"
+host = "{dovecot.host}"
 port = {dovecot.port}
 ssl = false
 username = "{dovecot.user}"
@@ -273,7 +275,7 @@ retry_wait = 0.01
 [[connectors]]
 name = "email"
 type = "imap"
-host = "127.0.0.1"
+host = "{dovecot.host}"
 port = {dovecot.port}
 ssl = false
 username = "{dovecot.user}"
@@ -338,7 +340,7 @@ url = "sqlite:///{tmp_path / "x.db"}"
 [[connectors]]
 name = "email"
 type = "imap"
-host = "127.0.0.1"
+host = "{dovecot.host}"
 port = {dovecot.port}
 ssl = false
 username = "{dovecot.user}"

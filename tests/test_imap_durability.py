@@ -49,7 +49,7 @@ url = "{database_url}"
 [[connectors]]
 name = "email"
 type = "imap"
-host = "127.0.0.1"
+host = "{dovecot.host}"
 port = {dovecot.port}
 ssl = false
 username = "{dovecot.user}"

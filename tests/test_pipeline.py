@@ -305,3 +305,37 @@ def test_storage_unavailable_is_reported(tmp_path) -> None:  # type: ignore[no-u
     blocked.write_text("not a directory")
     with pytest.raises(StorageUnavailable, match="storage unavailable"):
         Inbox(default_config(url=f"sqlite:///{blocked}/sub/x.db"))
+
+
+def test_bounce_is_ignored_but_linked_to_the_complaint_it_bounced_from(inbox: Inbox) -> None:
+    """A delivery report naming a stored message is `ignored` and attached to its complaint."""
+    first = inbox.receive(
+        raw_json("orig", channel="email", headers={"message-id": "<orig@example.id>"})
+    )
+    bounce = inbox.receive(
+        raw_json(
+            "dsn",
+            channel="email",
+            text="Delivery failed",
+            in_reply_to="<orig@example.id>",
+            flags={"bounce": True},
+        )
+    )
+    assert bounce.outcome is Outcome.IGNORED and bounce.complaint_id == first.complaint_id
+    complaint = inbox.complaint(first.complaint_id or 0)
+    assert complaint is not None and [m.outcome for m in complaint.messages] == [
+        Outcome.NEW,
+        Outcome.IGNORED,
+    ]
+
+
+def test_reply_in_the_same_batch_is_merged(inbox: Inbox) -> None:
+    """A reply filed in the same batch as the mail it answers joins that mail's complaint."""
+    results = inbox.receive_many(
+        [
+            raw_json("a", channel="email", headers={"message-id": "<a@x.id>"}),
+            raw_json("b", channel="email", text="Tambahan info.", in_reply_to="<a@x.id>"),
+        ]
+    )
+    assert [r.outcome for r in results] == [Outcome.NEW, Outcome.MERGED]
+    assert results[0].complaint_id == results[1].complaint_id

@@ -47,7 +47,7 @@ class Dovecot:
         self.root.chmod(0o755)
         self.port, self.tls_port = _free_port(), _free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.user, self.password = USER, PASSWORD
+        self.host, self.user, self.password = "127.0.0.1", USER, PASSWORD
 
     @staticmethod
     def binary() -> str | None:
