@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from omnichannel.cli import main
 from omnichannel.config import load_config
+from omnichannel.errors import ConfigError
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples"
@@ -41,9 +43,11 @@ def test_custom_connector_example(tmp_path: Path) -> None:
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
     """examples/omnichannel.toml passes validation."""
-    config = load_config(EXAMPLES / "omnichannel.toml", env={})
+    config = load_config(EXAMPLES / "omnichannel.toml", env={"IMAP_PASSWORD": "s3cret"})
     assert config.database.url == "sqlite:///omnichannel.db"
-    assert [c.type for c in config.connectors] == ["files"]
+    assert [c.type for c in config.connectors] == ["files", "imap"]
+    with pytest.raises(ConfigError, match="IMAP_PASSWORD is not set"):
+        load_config(EXAMPLES / "omnichannel.toml", env={})
 
 
 def test_demo_on_sample_complaints(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -93,8 +93,11 @@ def _matcher_mismatches(actual: Any, expected: dict[str, Any], path: str) -> lis
         ]
     if not isinstance(actual, str):
         return [f"{path}: expected text, got {actual!r}"]
-    problems = [f"{path}: {n!r} not in {actual!r}" for n in _as_list(expected.get("contains", []))]
-    problems = [p for p, n in zip(problems, _as_list(expected.get("contains", []))) if n not in actual]
+    problems = [
+        f"{path}: {wanted!r} not in {actual!r}"
+        for wanted in _as_list(expected.get("contains", []))
+        if wanted not in actual
+    ]
     problems += [
         f"{path}: {unwanted!r} in {actual!r}"
         for unwanted in expected.get("not_contains", [])
