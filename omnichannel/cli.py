@@ -251,6 +251,34 @@ def demo(state: _State, folder: str | None) -> None:
     )
 
 
+# -- serving -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: server.host).")
+@click.option("--port", type=int, default=None, help="Listen port (default: server.port).")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+@pass_state
+@_handled
+def serve(state: _State, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the webhooks, /healthz and /metrics (waitress) until SIGTERM/SIGINT."""
+    import waitress
+
+    from omnichannel.http import create_app
+
+    inbox = state.inbox()
+    configure_logging(secrets=_all_secrets(inbox))
+    server = inbox.config.server
+    waitress.serve(
+        create_app(inbox),
+        host=host or server.host,
+        port=port or server.port,
+        threads=threads,
+        ident="omnichannel",
+        clear_untrusted_proxy_headers=True,
+    )
+
+
 # -- polling -----------------------------------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,31 @@ import sqlalchemy as sa
 from omnichannel import pipeline, queries
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
-from omnichannel.errors import OmnichannelError, UnknownConnector
+from omnichannel.errors import OmnichannelError, StorageUnavailable, UnknownConnector
 from omnichannel.pipeline import Prepared, Settings
 from omnichannel.registry import connector_class
-from omnichannel.schema import Complaint, InboundMessage, Outcome, RawMessage, ReceiveResult
+from omnichannel.schema import (
+    Complaint,
+    InboundMessage,
+    Outcome,
+    RawMessage,
+    ReceiveResult,
+    format_utc,
+)
 from omnichannel.store import Store
 from omnichannel.store.tables import quarantine, raw_messages
+from omnichannel.webhook import (
+    WebhookConnector,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResponse,
+    json_response,
+)
 
 __all__ = ["FileResult", "Inbox"]
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("omnichannel.inbox")
 
 
 def _utcnow() -> datetime:
@@ -78,6 +94,21 @@ class Inbox:
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
+        self._status: dict[str, dict[str, Any]] = {}
+
+    def status(self, name: str) -> dict[str, Any]:
+        """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
+        return dict(
+            self._status.get(name, {"last_success": None, "last_error": None, "failed": False})
+        )
+
+    def record(self, name: str, error: str | None = None, *, failed: bool = False) -> None:
+        """Note a success (no error) or a failure of connector ``name``."""
+        status = self._status.setdefault(name, self.status(name))
+        if error is None:
+            status.update(last_success=format_utc(self._clock()), last_error=None, failed=False)
+        else:
+            status.update(last_error=error, failed=failed)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> Inbox:
@@ -256,6 +287,58 @@ class Inbox:
         return [
             n for n in self.connector_names() if isinstance(self.connector(n), PollingConnector)
         ]
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def handle_webhook(
+        self,
+        name: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        body: bytes,
+    ) -> WebhookResponse:
+        """Verify, store, file and answer one webhook request (any web framework can call it).
+
+        ``url`` is the URL as the provider called it (scheme, host, path and raw query).
+        """
+        request = WebhookRequest.build(method, url, headers, body)
+        try:
+            connector = self._webhook_connector(name)
+            return self._handle(connector, request)
+        except WebhookRejected as exc:
+            payload = {"error": exc.reason} | ({"field": exc.field} if exc.field else {})
+            return json_response(exc.status, payload)
+        except StorageUnavailable as exc:
+            log.warning("webhook %s: storage unavailable, answering 503", name)
+            self.record(name, str(exc))
+            return json_response(503, {"error": "storage unavailable, retry later"})
+
+    def _webhook_connector(self, name: str) -> WebhookConnector:
+        try:
+            connector = self.connector(name)
+        except UnknownConnector:
+            raise WebhookRejected(404, "unknown connector") from None
+        if not isinstance(connector, WebhookConnector):
+            raise WebhookRejected(404, "unknown connector")
+        return connector
+
+    def _handle(self, connector: WebhookConnector, request: WebhookRequest) -> WebhookResponse:
+        if request.method in ("GET", "HEAD"):
+            return connector.handshake(request)
+        if request.method != "POST":
+            raise WebhookRejected(405, "method not allowed")
+        if len(request.body) > connector.max_bytes():
+            raise WebhookRejected(413, "request body too large")
+        if request.content_type not in connector.content_types:
+            raise WebhookRejected(415, "unsupported content type")
+        connector.verify(request)
+        raws = connector.parse(request)
+        results = self.receive_many(raws) if raws else []
+        response = connector.respond(request, results)
+        response.results = results
+        self.record(connector.name)
+        return response
 
     # -- quarantine ----------------------------------------------------------------------------
 

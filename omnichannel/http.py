@@ -1,0 +1,195 @@
+"""The WSGI application: webhooks, health and metrics (contract: ``create_app(inbox)``).
+
+Mount it in any WSGI framework or serve it with ``omnichannel serve`` (waitress).
+
+- ``POST /webhooks/<name>`` and ``GET /webhooks/<name>`` (handshakes) → :meth:`Inbox.handle_webhook`
+- ``GET /healthz`` → ``{"healthy": bool, "database": ..., "connectors": {...}}``
+- ``GET /metrics`` → Prometheus text format
+
+Bodies are read with the connector's limit enforced while reading: a declared
+``Content-Length`` over the limit is refused before a byte is read, a longer stream is cut at
+the limit. Unexpected errors answer 500 with no detail; the detail goes to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from omnichannel.errors import StorageUnavailable
+from omnichannel.webhook import WebhookConnector, WebhookResponse, json_response
+
+if TYPE_CHECKING:
+    from omnichannel.inbox import Inbox
+
+__all__ = ["WsgiApp", "create_app"]
+
+log = logging.getLogger("omnichannel.http")
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+PREFIX = "/webhooks/"
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "omnichannel_webhook_requests",
+            "Webhook requests by answer",
+            ["connector", "status"],
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "omnichannel_messages",
+            "Inbound messages by outcome",
+            ["connector", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "omnichannel_webhook_seconds",
+            "Webhook handling time",
+            ["connector"],
+            registry=self.registry,
+        )
+
+
+class _App:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self.metrics = _Metrics()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            response = self.route(environ)
+        except Exception:
+            log.exception(
+                "unhandled error answering %s %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
+            response = json_response(500, {"error": "internal error"})
+        status = f"{response.status} {REASONS.get(response.status, 'Status')}"
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *response.headers.items(),
+        ]
+        start_response(status, headers)
+        return [response.body]
+
+    def route(self, environ: Environ) -> WebhookResponse:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
+            return self.webhook(environ, path[len(PREFIX) :], method)
+        if path == "/healthz" and method == "GET":
+            return self.health()
+        if path == "/metrics" and method == "GET":
+            return WebhookResponse(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        return json_response(404, {"error": "not found"})
+
+    def webhook(self, environ: Environ, name: str, method: str) -> WebhookResponse:
+        limit = self._limit(name)
+        label = name if limit is not None else "-"
+        with self.metrics.latency.labels(label).time():
+            body = _read_body(environ, limit) if method == "POST" and limit is not None else b""
+            if body is None:
+                response = json_response(413, {"error": "request body too large"})
+            else:
+                response = self.inbox.handle_webhook(
+                    name, method, request_url(environ), _headers(environ), body
+                )
+        self.metrics.requests.labels(label, str(response.status)).inc()
+        for result in response.results:
+            self.metrics.outcomes.labels(label, result.outcome.value).inc()
+        return response
+
+    def _limit(self, name: str) -> int | None:
+        """The body limit of connector ``name``; None when it is not a webhook connector."""
+        if name not in self.inbox.connector_names():
+            return None
+        try:
+            connector = self.inbox.connector(name)
+        except Exception:
+            return None
+        return connector.max_bytes() if isinstance(connector, WebhookConnector) else None
+
+    def health(self) -> WebhookResponse:
+        database = "ok"
+        try:
+            with self.inbox.store.transaction() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except StorageUnavailable as exc:
+            database = str(exc)
+        connectors = {name: self.inbox.status(name) for name in self.inbox.connector_names()}
+        healthy = database == "ok" and not any(c.get("failed") for c in connectors.values())
+        body = {"healthy": healthy, "database": database, "connectors": connectors}
+        return WebhookResponse(
+            200 if healthy else 503, json.dumps(body).encode(), "application/json"
+        )
+
+
+def _read_body(environ: Environ, limit: int) -> bytes | None:
+    """The request body, or None when it is (or declares itself) larger than ``limit``."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    remaining = int(declared) if declared.isdigit() else limit + 1
+    chunks, total = [], 0
+    while remaining > 0:
+        chunk = stream.read(min(65536, remaining))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        remaining -= len(chunk)
+        if total > limit:
+            return None
+    return b"".join(chunks)
+
+
+def _headers(environ: Environ) -> list[tuple[str, str]]:
+    headers = [
+        (k[5:].replace("_", "-").lower(), str(v))
+        for k, v in environ.items()
+        if k.startswith("HTTP_")
+    ]
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers.append((key.replace("_", "-").lower(), str(environ[key])))
+    return headers
+
+
+def request_url(environ: Environ) -> str:
+    """The URL as the client called it: scheme, host, script name, path and raw query."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+
+
+def create_app(inbox: Inbox) -> WsgiApp:
+    """The WSGI application for ``inbox``."""
+    return _App(inbox)

@@ -1,0 +1,126 @@
+"""Webhooks, framework-neutral: the request and response types and the connector base class.
+
+``Inbox.handle_webhook(name, method, url, headers, body)`` runs the steps in this order, so
+that nothing is parsed before it is verified and nothing is acknowledged before it is stored:
+
+1. the connector exists and receives webhooks (else 404); the method is allowed (else 405);
+2. the body is within the connector's limit (413) and of a type it accepts (415);
+3. ``verify`` checks the signature over the raw bytes (403 — and nothing is stored);
+4. ``parse`` turns the body into raw messages (400 for a malformed body);
+5. the raw messages are committed, then filed (503 when storage is down, so providers retry);
+6. ``respond`` builds the provider's expected answer from the outcomes (TwiML, JSON, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from omnichannel.connector import Connector
+from omnichannel.errors import OmnichannelError
+from omnichannel.schema import RawMessage, ReceiveResult
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "WebhookConnector",
+    "WebhookRejected",
+    "WebhookRequest",
+    "WebhookResponse",
+    "json_response",
+]
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+class WebhookRejected(OmnichannelError):
+    """A request refused before storage: an HTTP error, not an outcome."""
+
+    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.field = status, reason, field
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One HTTP request as a provider sent it; ``headers`` keys are lower-case."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    remote_addr: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        body: bytes,
+        remote_addr: str | None = None,
+    ) -> WebhookRequest:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        return cls(method.upper(), url, {k.lower(): v for k, v in pairs}, body, remote_addr)
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.url).query
+
+    def query_params(self) -> dict[str, str]:
+        return dict(parse_qsl(self.query, keep_blank_values=True))
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-case (``application/json``)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@dataclass
+class WebhookResponse:
+    """What to answer: status, body and headers."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    results: list[ReceiveResult] = field(default_factory=list)
+
+
+def json_response(status: int, data: Any) -> WebhookResponse:
+    import json
+
+    return WebhookResponse(
+        status, json.dumps(data, ensure_ascii=False).encode(), "application/json; charset=utf-8"
+    )
+
+
+class WebhookConnector(Connector):
+    """A connector that providers call over HTTP."""
+
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    default_max_bytes: ClassVar[int] = DEFAULT_MAX_BYTES
+
+    def max_bytes(self) -> int:
+        return int(getattr(self.options, "max_bytes", None) or self.default_max_bytes)
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
+        """Answer a GET (a subscription handshake); most providers have none."""
+        raise WebhookRejected(405, "method not allowed")
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Check the signature over the raw body; raise WebhookRejected(403) if it fails."""
+        raise NotImplementedError
+
+    def parse(self, request: WebhookRequest) -> list[RawMessage]:
+        """The raw messages in a verified request (may be none, e.g. a status callback)."""
+        raise NotImplementedError
+
+    def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        """The answer the provider expects once everything is stored."""
+        return json_response(200, {"results": [r.model_dump(mode="json") for r in results]})
