@@ -29,6 +29,7 @@ __all__ = [
     "Batch",
     "Connector",
     "ConnectorContext",
+    "Media",
     "NoOptions",
     "PollingConnector",
 ]
@@ -49,6 +50,29 @@ class ConnectorContext:
 
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Makassar"))
     region: str = "ID"
+    public_url: str | None = None
+    """How providers reach us (``server.public_url``): signature URLs are rebuilt from it."""
+    acknowledgements: bool = True
+    ack_language: str = "id"
+    ack_template: str | None = None
+
+    def acknowledgement(self, ticket: str) -> str | None:
+        """The acknowledgement text for ``ticket``, or None when acknowledgements are off."""
+        if not self.acknowledgements:
+            return None
+        from omnichannel.acks import render_acknowledgement
+
+        return render_acknowledgement(
+            ticket, language=self.ack_language, template=self.ack_template
+        )
+
+
+@dataclass(frozen=True)
+class Media:
+    """A downloaded attachment."""
+
+    content: bytes
+    content_type: str | None = None
 
 
 @dataclass
@@ -94,6 +118,19 @@ class Connector:
 
     def close(self) -> None:
         """Release connections; the connector may be used again afterwards."""
+
+    acknowledges_inline: ClassVar[bool] = False
+    """True when the webhook reply itself carries the acknowledgement (TwiML <Message>)."""
+
+    def fetch_media(self, url: str, *, max_bytes: int) -> Media:
+        """Download an attachment this connector referenced by URL (run in the background).
+
+        Raise RetryableError for temporary failures, SkippableError to refuse for good (a host
+        that is not the provider's, a body over ``max_bytes``).
+        """
+        from omnichannel.errors import SkippableError
+
+        raise SkippableError(f"connector {self.name!r} cannot download attachments")
 
     def check(self) -> None:
         """Try the connection (``omnichannel check --connect``); raise a ConnectorError."""

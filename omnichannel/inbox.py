@@ -15,6 +15,7 @@ from omnichannel import pipeline, queries
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
 from omnichannel.errors import OmnichannelError, StorageUnavailable, UnknownConnector
+from omnichannel.media import MediaResult, fetch_pending_media
 from omnichannel.pipeline import Prepared, Settings
 from omnichannel.registry import connector_class
 from omnichannel.schema import (
@@ -26,7 +27,7 @@ from omnichannel.schema import (
     format_utc,
 )
 from omnichannel.store import Store
-from omnichannel.store.tables import quarantine, raw_messages
+from omnichannel.store.tables import outbox, quarantine, raw_messages
 from omnichannel.webhook import (
     WebhookConnector,
     WebhookRejected,
@@ -84,7 +85,15 @@ class Inbox:
         if database_url is not None:
             self.config.database.url = database_url
         self.store = Store(self.config.database.url, auto_migrate=self.config.database.auto_migrate)
-        self.context = ConnectorContext(timezone=self.config.tz, region=self.config.region)
+        acks = self.config.acknowledgements
+        self.context = ConnectorContext(
+            timezone=self.config.tz,
+            region=self.config.region,
+            public_url=self.config.server.public_url,
+            acknowledgements=acks.enabled,
+            ack_language=acks.language,
+            ack_template=acks.template,
+        )
         self.settings = Settings(
             ticket_prefix=self.config.tickets.prefix,
             timezone=self.config.tz,
@@ -337,8 +346,38 @@ class Inbox:
         results = self.receive_many(raws) if raws else []
         response = connector.respond(request, results)
         response.results = results
+        if connector.acknowledges_inline:
+            self._acknowledged_inline([r for r in results if r.outcome is Outcome.NEW])
         self.record(connector.name)
         return response
+
+    def _acknowledged_inline(self, results: list[ReceiveResult]) -> None:
+        """The reply carried the acknowledgement: its outbox rows need no other delivery."""
+        ids = [r.complaint_id for r in results if r.complaint_id is not None]
+        if ids:
+            with self.store.transaction() as conn:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(
+                        outbox.c.complaint_id.in_(ids),
+                        outbox.c.kind == "acknowledgement",
+                        outbox.c.status == "pending",
+                    )
+                    .values(status="sent-inline", updated_at=self._clock())
+                )
+
+    def fetch_media(
+        self, *, limit: int = 50, max_bytes: int = 16 * 1024 * 1024, max_attempts: int = 8
+    ) -> list[MediaResult]:
+        """One round of background attachment downloads (see :mod:`omnichannel.media`)."""
+        return fetch_pending_media(
+            self.store,
+            self.connector,
+            self._clock(),
+            limit=limit,
+            max_bytes=max_bytes,
+            max_attempts=max_attempts,
+        )
 
     # -- quarantine ----------------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ def test_check_and_init_db(workdir: Path) -> None:
     code, lines, _ = run(workdir, "check")
     assert code == 0 and "configuration OK" in lines[0]
     code, lines, _ = run(workdir, "init-db")
-    assert code == 0 and "revision 0001" in lines[0]
+    assert code == 0 and "revision 0002" in lines[0]
 
 
 BAD_CONFIGS = {

@@ -162,7 +162,10 @@ attachments = sa.Table(
     sa.Column("content", sa.LargeBinary()),
     sa.Column("url", sa.Text()),
     # stored (content here) | pending (to download from url) | failed | refused
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=True),
+    sa.Column("last_error", sa.Text()),
     sa.UniqueConstraint("message_id", "position"),
 )
 

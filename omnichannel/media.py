@@ -1,0 +1,142 @@
+"""Background download of attachments that arrived as URLs (Twilio media, WhatsApp media ids).
+
+Never inside the webhook request: the complaint is filed first, with the attachment ``pending``;
+this worker fetches it later through the connector that referenced it (with the provider's
+credentials), stores the bytes with their sha256, and retries temporary failures with
+exponential backoff. Rows are leased (``next_attempt_at`` moved forward) before the download,
+so several workers can share the table and a killed worker's rows come back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from omnichannel.connector import Connector, Media
+from omnichannel.errors import OmnichannelError, RetryableError, SkippableError
+from omnichannel.store import Store
+from omnichannel.store.tables import UTCDateTime, attachments, messages
+
+__all__ = ["MediaResult", "fetch_pending_media"]
+
+log = logging.getLogger("omnichannel.media")
+LEASE = timedelta(minutes=5)
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+
+
+@dataclass(frozen=True)
+class MediaResult:
+    """What became of one pending attachment in this round."""
+
+    attachment_id: int
+    status: str  # stored | pending (will retry) | failed | refused
+    error: str | None = None
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def _lease(store: Store, now: datetime, limit: int) -> list[Any]:
+    """Take up to ``limit`` due rows: push their next attempt past the lease, return them."""
+    due = (
+        sa.select(attachments.c.id)
+        .where(
+            attachments.c.status == "pending",
+            sa.or_(attachments.c.next_attempt_at.is_(None), attachments.c.next_attempt_at <= _NOW),
+        )
+        .order_by(attachments.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with store.transaction() as conn:
+        ids = list(conn.execute(due, {"now": now}).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            sa.update(attachments)
+            .where(attachments.c.id.in_(ids))
+            .values(next_attempt_at=now + LEASE)
+        )
+        query = (
+            sa.select(
+                attachments.c.id,
+                attachments.c.url,
+                attachments.c.attempts,
+                attachments.c.sha256,
+                messages.c.connector,
+            )
+            .join(messages, messages.c.id == attachments.c.message_id)
+            .where(attachments.c.id.in_(ids))
+            .order_by(attachments.c.id)
+        )
+        return list(conn.execute(query))
+
+
+def _outcome(
+    row: Any, media: Media | None, error: OmnichannelError | None, now: datetime, max_attempts: int
+) -> tuple[dict[str, Any], MediaResult]:
+    attempts = row.attempts + 1
+    if media is not None:
+        digest = hashlib.sha256(media.content).hexdigest()
+        if row.sha256 and row.sha256 != digest:  # the provider told us what to expect
+            error = RetryableError("sha256 mismatch: the download was not the declared file")
+        else:
+            values = {
+                "status": "stored",
+                "content": media.content,
+                "size": len(media.content),
+                "sha256": digest,
+                "attempts": attempts,
+                "last_error": None,
+                "next_attempt_at": None,
+            }
+            if media.content_type:
+                values["content_type"] = media.content_type
+            return values, MediaResult(row.id, "stored")
+    assert error is not None
+    text = str(error)[:1000]
+    if isinstance(error, RetryableError) and attempts < max_attempts:
+        values = {
+            "attempts": attempts,
+            "last_error": text,
+            "next_attempt_at": now + _backoff(attempts),
+        }
+        return values, MediaResult(row.id, "pending", text)
+    status = "failed" if isinstance(error, RetryableError) else "refused"
+    values = {"status": status, "attempts": attempts, "last_error": text, "next_attempt_at": None}
+    return values, MediaResult(row.id, status, text)
+
+
+def fetch_pending_media(
+    store: Store,
+    connector: Callable[[str], Connector],
+    now: datetime,
+    *,
+    limit: int = 50,
+    max_bytes: int = 16 * 1024 * 1024,
+    max_attempts: int = 8,
+) -> list[MediaResult]:
+    """One round: download the due pending attachments; returns what became of each."""
+    results = []
+    for row in _lease(store, now, limit):
+        media, error = None, None
+        try:
+            media = connector(row.connector).fetch_media(row.url or "", max_bytes=max_bytes)
+        except (RetryableError, SkippableError) as exc:
+            error = exc
+        except OmnichannelError as exc:  # fatal or unknown connector: give up on this row
+            error = SkippableError(str(exc))
+        values, result = _outcome(row, media, error, now, max_attempts)
+        with store.transaction() as conn:
+            conn.execute(sa.update(attachments).where(attachments.c.id == row.id).values(values))
+        if result.error:
+            log.warning("attachment %d: %s (%s)", row.id, result.status, result.error)
+        results.append(result)
+    return results
