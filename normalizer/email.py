@@ -1,17 +1,40 @@
 """Decode one RFC 822 e-mail (bytes as fetched) into an :class:`InboundMessage`.
 
-Pure: bytes in, a message out; no I/O and no clock.  Every failure is a
-:class:`~omnichannel.errors.DecodeError`.
+Pure: bytes in, a message out; no I/O and no clock.  The only error that escapes is
+:class:`~omnichannel.errors.DecodeError`, for payloads that are not e-mail at all (or that do not
+fit the schema, such as an overlong external id).
 
-Parsing uses ``email.policy.default`` and falls back to ``compat32`` when the modern policy
-chokes on a header.  Text is decoded from the part's bytes, not trusted to the library:
+Parsing
+    ``BytesParser(policy=email.policy.default)``, and ``compat32`` when the modern policy raises
+    (flagged ``parser_fallback``).  Either way headers and parameters are read from the raw
+    header text the parser keeps, and attached messages from the raw bytes of their MIME part,
+    so both policies give the same result.
 
-* a declared ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as windows-1252 (0x80-0x9F are
-  smart quotes and the euro sign in real mail);
-* no charset: UTF-8 when the bytes are valid UTF-8, else windows-1252;
-* an unknown charset name: UTF-8 with replacement characters.
+Text
+    * a declared ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as windows-1252 (0x80-0x9F
+      are smart quotes and the euro sign in real mail); ``gb2312``, ``big5``, ``shift_jis`` ...
+      as their common supersets;
+    * no charset, or one Python does not know: UTF-8 when valid, else windows-1252;
+    * a known charset with invalid bytes: U+FFFD; NUL bytes and lone surrogates never survive.
 
-Raw 8-bit header bytes get the same treatment as a body without a charset.
+    RFC 2047 words are decoded anywhere (adjacent words of one charset together, so a character
+    split across two words survives; also inside quoted filenames), RFC 2231 parameters with
+    continuations, and raw 8-bit header bytes (UTF-8 when valid, else windows-1252).
+
+Bodies and attachments
+    ``text/plain`` is preferred in ``multipart/alternative``; HTML is converted only when there
+    is no plain text, and kept in ``html`` as data.  Inline text parts of a ``multipart/mixed``
+    are joined with a blank line; ``multipart/signed`` and ``multipart/report`` use their first
+    part, ``multipart/related`` its root.  Every other part with a filename, an ``attachment``
+    disposition or a type other than ``text/plain``/``text/html`` is an attachment (signatures,
+    inline images, calendar invites, delivery reports); an attached ``message/rfc822`` is one
+    ``<subject>.eml`` attachment holding the inner message's bytes.  Attachment types are checked
+    against magic bytes (:func:`sniff_content_type`) and names made safe (:func:`safe_filename`).
+
+Flags
+    ``auto_reply`` (with ``auto_reply_reason``), ``list``, ``bounce`` and, for delivery-status
+    reports, ``bounced_message_id`` (also ``in_reply_to``), ``dsn_action`` and ``dsn_recipient``;
+    ``date_unparsed`` and ``parser_fallback``.
 
 The idempotency key, :func:`email_external_id`, is ``<Message-ID>|sha256:<hex>`` over the raw
 bytes with line endings normalized, so a Message-ID reused for different content does not
@@ -20,23 +43,24 @@ collide and a mail saved with CRLF or LF gets the same key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import email.policy
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterator
-from datetime import datetime
-from email.header import decode_header
-from email.message import EmailMessage, Message
+from datetime import datetime, timedelta, timezone
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import Policy, compat32
-from email.utils import collapse_rfc2231_value, parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from normalizer.address import parse_mailbox
+from normalizer.address import normalize_email
 from normalizer.jsondoc import describe_validation_error
 from normalizer.text import html_to_text
 from omnichannel.errors import DecodeError
@@ -45,9 +69,12 @@ from omnichannel.schema import Attachment, InboundMessage, Sender
 __all__ = [
     "HEADERS_OF_INTEREST",
     "decode_email",
+    "decode_header_text",
     "decode_text",
     "email_external_id",
     "safe_filename",
+    "sniff_content_type",
+    "strip_reply_prefixes",
 ]
 
 HEADERS_OF_INTEREST = (
@@ -71,14 +98,22 @@ MAX_EXTERNAL_ID = 512
 _HASH_PART = len("|sha256:") + 64
 _MAX_HEADER_BLOCK = 256 * 1024
 _MAX_MIME_DEPTH = 32
-_MAX_FILENAME = 255
+_MAX_FILENAME = 200
+_MAX_REFERENCES = 100
+_MAX_ID_LENGTH = 998
 
 # A header field line: printable ASCII name (no colon, no space) then a colon, as in feedparser.
 _HEADER_LINE = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):(.*)$", re.DOTALL)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
-_SURROGATES = re.compile(r"[\udc80-\udcff]")
+_ID_TOKEN = re.compile(r"<([^<>]*)>|([^\s<>,;\"()]+@[^\s<>,;\"()]+)")
+_COMMENT = re.compile(r"\([^()<>]*\)")
+_ESCAPED_8BIT = re.compile(r"[\udc80-\udcff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
-_WINDOWS_1252_ALIASES = frozenset({"iso8859-1", "latin-1", "ascii"})
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*?)\?=")
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]*@[^<>\s]*)\s*>")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_UTF8_BOM = b"\xef\xbb\xbf"
 _MAIL_HEADERS = frozenset(
     {
         b"from",
@@ -96,16 +131,6 @@ _MAIL_HEADERS = frozenset(
         b"delivered-to",
     }
 )
-_AUTO_SUBJECT_PREFIXES = (
-    "auto:",
-    "automatic reply",
-    "out of office",
-    "balasan otomatis",
-    "pesan otomatis",
-)
-_AUTO_SUBJECT_PHRASES = ("di luar kantor",)
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
 
 
 # --- the idempotency key ---------------------------------------------------------------------
@@ -166,9 +191,19 @@ def _raw_headers(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield name, value.strip()
 
 
+def _raw_header_map(data: bytes) -> dict[str, str]:
+    """Lower-cased name to decoded value (first occurrence) of a raw header block."""
+    found: dict[str, str] = {}
+    for name, value in _raw_headers(data):
+        key = name.decode("ascii").lower()
+        if key not in found:
+            found[key] = decode_header_text(value.decode("ascii", "surrogateescape"))
+    return found
+
+
 def _trim_preamble(data: bytes) -> bytes:
     """Drop a UTF-8 byte order mark and blank lines some tools write before the headers."""
-    return data.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    return data.removeprefix(_UTF8_BOM).lstrip(b"\r\n")
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -218,17 +253,18 @@ def _decode_with(
     received_at: datetime | None,
 ) -> InboundMessage:
     msg = BytesParser(policy=policy).parsebytes(data)
+    leaves = list(_leaves(msg, data))
+    report = _delivery_report(msg, leaves)
     subject = _header_text(msg, "subject")
-    from_name, from_email = _mailbox(msg, "from")
-    sender = _sender(msg, from_name, from_email)
+    sender, from_email = _sender(msg, is_report=report is not None)
     sent_at, date_unparsed = _sent_at(msg)
-    body = _find_bodies(msg)
-    flags = _flags(msg, subject, (from_email, sender.email))
+    flags = _flags(msg, subject, (from_email, sender.email), report)
     if date_unparsed:
         flags["date_unparsed"] = True
     if policy is compat32:
         flags["parser_fallback"] = True
     headers = _headers_of_interest(msg)
+    text, html = _bodies(msg)
     return InboundMessage(
         channel="email",
         connector=connector,
@@ -237,21 +273,88 @@ def _decode_with(
         sent_at=sent_at,
         sender=sender,
         subject=subject or None,
-        text=body.text,
-        html=body.html,
-        attachments=_attachments(msg, body.parts),
-        in_reply_to=_first_id(headers.get("in-reply-to")),
-        references=_MSG_ID.findall(headers.get("references", "")),
+        text=text,
+        html=html,
+        attachments=_attachments(leaves),
+        in_reply_to=flags.get("bounced_message_id") or _first_id(headers.get("in-reply-to")),
+        references=_references(headers.get("references", "")),
         headers=headers,
         flags=flags,
     )
 
 
+# --- charsets ---------------------------------------------------------------------------------
+
+_CHARSET_ALIASES = {
+    "x-gbk": "gbk",
+    "x-sjis": "shift_jis",
+    "windows-874": "cp874",
+    "iso-8859-8-i": "iso-8859-8",
+    "utf8mb4": "utf-8",
+}
+# What real mail means by a declared charset (the WHATWG encoding standard does the same).
+_CHARSET_SUPERSETS = {
+    "iso8859-1": "cp1252",
+    "ascii": "cp1252",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+    "tis-620": "cp874",
+    "iso8859-11": "cp874",
+    "iso8859-9": "cp1254",
+}
+# Python codecs that are not character sets a mail could mean.
+_NOT_CHARSETS = frozenset({"unicode_escape", "raw_unicode_escape", "undefined", "idna", "punycode"})
+
+
+def decode_text(raw: bytes, charset: str | None) -> str:
+    """Bytes to text with the mail rules: latin-1/ascii read as windows-1252, UTF-8 first.
+
+    A missing or unknown charset means UTF-8 when the bytes are valid UTF-8, else windows-1252.
+    Never raises; the result holds no lone surrogates.
+    """
+    codec = _codec(charset)
+    if codec is None:
+        return _utf8_or_windows_1252(raw)
+    try:
+        text = raw.decode(codec, "replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        return _utf8_or_windows_1252(raw)
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _codec(charset: str | None) -> str | None:
+    """The Python codec for a declared charset, or None when none was declared or it is unknown."""
+    name = (charset or "").strip().strip("\"'").lower()
+    if not name:
+        return None
+    try:
+        codec = codecs.lookup(_CHARSET_ALIASES.get(name, name)).name
+    except (LookupError, ValueError, TypeError):
+        return None
+    if codec in _NOT_CHARSETS:
+        return None
+    return _CHARSET_SUPERSETS.get(codec, codec)
+
+
+def _utf8_or_windows_1252(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
 # --- headers ----------------------------------------------------------------------------------
 
 
-def _is_compat(msg: Message) -> bool:
-    return msg.policy is compat32
+def decode_header_text(value: str) -> str:
+    """A raw header value as one clean line: unfolded, raw 8-bit bytes and RFC 2047 decoded.
+
+    ``value`` is header text as the ``email`` parser keeps it (8-bit bytes surrogate-escaped).
+    """
+    return _clean_line(_decode_words(_fix_8bit(_unfold(value))))
 
 
 def _raw_header(msg: Message, name: str) -> str | None:
@@ -263,26 +366,8 @@ def _raw_header(msg: Message, name: str) -> str | None:
 
 
 def _header_text(msg: Message, name: str) -> str | None:
-    """An unstructured header decoded: unfolded, RFC 2047 words and raw 8-bit bytes decoded."""
     raw = _raw_header(msg, name)
-    if raw is None:
-        return None
-    return _clean_line(_decode_words(_fix_8bit(_unfold(raw))))
-
-
-def _address_text(msg: Message, name: str) -> str | None:
-    """An address header as text for :func:`parse_mailbox`.
-
-    The modern policy decodes display names and keeps those with commas quoted.  Otherwise the
-    encoded words stay as written (``parse_mailbox`` decodes them after splitting), so a decoded
-    comma cannot split the name.
-    """
-    raw = _raw_header(msg, name)
-    if raw is None:
-        return None
-    if _is_compat(msg) or _SURROGATES.search(raw):
-        return _clean_line(_fix_8bit(_unfold(raw)))
-    return _clean_line(str(msg[name]))
+    return None if raw is None else decode_header_text(raw)
 
 
 def _unfold(value: str) -> str:
@@ -299,47 +384,115 @@ def _strip_controls(value: str) -> str:
 
 def _fix_8bit(value: str) -> str:
     """Decode surrogate-escaped raw header bytes: UTF-8 when valid, else windows-1252."""
-    if not _SURROGATES.search(value):
-        return value
+    if not _ESCAPED_8BIT.search(value):
+        return _SURROGATE.sub("\ufffd", value)
     try:
         raw = value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
-        return _SURROGATES.sub("\ufffd", value)
+        return _SURROGATE.sub("\ufffd", value)
     return decode_text(raw, None)
 
 
 def _decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words, with the same charset rules as bodies."""
+    """Decode RFC 2047 encoded words; adjacent words of one charset are decoded together.
+
+    So a character split across two words survives, whitespace between two encoded words is
+    dropped (RFC 2047, section 6.2) and a word that does not decode stays as written.
+    (``email.header.decode_header`` joins adjacent words too, but reads ``iso-8859-1`` as Latin-1
+    and hands plain text back as ``raw-unicode-escape`` bytes, which mangles backslashes.)
+    """
     if "=?" not in value:
         return value
+    merged: list[str | tuple[str, bytes]] = []
+    for token in _word_tokens(value):
+        if isinstance(token, tuple):
+            if len(merged) >= 2 and isinstance(merged[-2], tuple) and not str(merged[-1]).strip():
+                merged.pop()
+            last = merged[-1] if merged else None
+            if isinstance(last, tuple) and last[0] == token[0]:
+                merged[-1] = (token[0], last[1] + token[1])
+                continue
+        merged.append(token)
+    return "".join(t if isinstance(t, str) else decode_text(t[1], t[0]) for t in merged)
+
+
+def _word_tokens(value: str) -> list[str | tuple[str, bytes]]:
+    """Plain text and ``(charset, bytes)`` of each decodable encoded word, in order."""
+    tokens: list[str | tuple[str, bytes]] = []
+    position = 0
+    for word in _ENCODED_WORD.finditer(value):
+        tokens.append(value[position : word.start()])
+        data = _word_bytes(word.group(2), word.group(3))
+        charset = word.group(1).split("*", 1)[0].lower()
+        tokens.append(word.group(0) if data is None else (charset, data))
+        position = word.end()
+    tokens.append(value[position:])
+    return tokens
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    data = text.encode("utf-8", "surrogateescape")
+    if encoding in "qQ":
+        return binascii.a2b_qp(data, header=True)
+    data = b"".join(data.split())
     try:
-        chunks = decode_header(value)
-    except Exception:  # a malformed encoded word: keep the text as written
-        return value
-    return "".join(_chunk_text(chunk, charset) for chunk, charset in chunks)
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return None
 
 
-def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
-    if isinstance(chunk, str):
-        return chunk
-    if charset is None:
-        return chunk.decode("raw-unicode-escape", "replace")
-    return decode_text(chunk, charset.split("*", 1)[0])
+# --- sender and date --------------------------------------------------------------------------
+
+
+def _sender(msg: Message, *, is_report: bool) -> tuple[Sender, str | None]:
+    """Reply-To when it names an address (replies go there), else From; and From's address.
+
+    The sender of a delivery report is always its From (the mailer daemon).
+    """
+    from_name, from_email = _mailbox(msg, "from")
+    if not is_report:
+        reply_name, reply_email = _mailbox(msg, "reply-to")
+        if reply_email:
+            return Sender(name=reply_name, email=reply_email), from_email
+    return Sender(name=from_name, email=from_email), from_email
 
 
 def _mailbox(msg: Message, name: str) -> tuple[str | None, str | None]:
-    value = _address_text(msg, name)
-    if not value:
+    """(display name, normalized address) of the first mailbox in an address header."""
+    raw = _raw_header(msg, name)
+    if raw is None:
         return None, None
-    return parse_mailbox(value)
+    value = _strip_controls(_fix_8bit(_unfold(raw)))
+    display, address = _split_mailbox(value)
+    email_address = normalize_email(address) if address else None
+    return _display_name(display, email_address), email_address
 
 
-def _sender(msg: Message, from_name: str | None, from_email: str | None) -> Sender:
-    """Reply-To when it names an address (replies go there), else From."""
-    reply_name, reply_email = _mailbox(msg, "reply-to")
-    if reply_email:
-        return Sender(name=reply_name, email=reply_email)
-    return Sender(name=from_name, email=from_email)
+def _split_mailbox(value: str) -> tuple[str, str | None]:
+    """``Name <addr>`` split at the first angle address, else as ``getaddresses`` reads it."""
+    angle = _ANGLE_ADDRESS.search(value)
+    if angle:
+        return value[: angle.start()], angle.group(1)
+    pairs = getaddresses([value])
+    for display, address in pairs:
+        if "@" in address:
+            return display, address
+    return (pairs[0][0] if pairs else value), None
+
+
+def _display_name(display: str, address: str | None) -> str | None:
+    """The display name unquoted and decoded; None when empty or just the address again."""
+    name = " ".join(display.split()).strip(" ,;")
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    name = _clean_line(_decode_words(name)).strip("\"' ")
+    if not name or (address is not None and name.lower() == address):
+        return None
+    return name
+
+
+_INDONESIAN_ZONES = {"WIB": 7, "WITA": 8, "WIT": 9}
+_ZONE_NAME = re.compile(r"\s(WIB|WITA|WIT)\s*$", re.IGNORECASE)
 
 
 def _sent_at(msg: Message) -> tuple[datetime | None, bool]:
@@ -351,9 +504,16 @@ def _sent_at(msg: Message) -> tuple[datetime | None, bool]:
         parsed = parsedate_to_datetime(value)
     except (ValueError, TypeError, IndexError, OverflowError):
         return None, True
-    if parsed.tzinfo is None:  # "-0000": local time, zone unknown
-        return None, True
+    if parsed.tzinfo is None:  # "-0000" (zone unknown), or a zone name Python does not know
+        zone = _ZONE_NAME.search(value)
+        if zone is None:
+            return None, True
+        hours = _INDONESIAN_ZONES[zone.group(1).upper()]
+        return parsed.replace(tzinfo=timezone(timedelta(hours=hours))), False
     return parsed, False
+
+
+# --- threading --------------------------------------------------------------------------------
 
 
 def _headers_of_interest(msg: Message) -> dict[str, str]:
@@ -368,183 +528,740 @@ def _headers_of_interest(msg: Message) -> dict[str, str]:
     return headers
 
 
+def _message_ids(value: str) -> list[str]:
+    """``<id>`` tokens in order, brackets added where missing, repeats and comments dropped."""
+    found: list[str] = []
+    for match in _ID_TOKEN.finditer(_COMMENT.sub(" ", value)):
+        inner = "".join((match.group(1) or match.group(2) or "").split())
+        token = f"<{inner}>"
+        if inner and len(token) <= _MAX_ID_LENGTH and token not in found:
+            found.append(token)
+    return found
+
+
 def _first_id(value: str | None) -> str | None:
-    found = _MSG_ID.search(value or "")
-    return found.group(0) if found else None
+    """The first bracketed id of In-Reply-To, else the first bare ``local@domain``."""
+    bracketed = _MSG_ID.search(value or "")
+    if bracketed:
+        return bracketed.group(0)
+    ids = _message_ids(value or "")
+    return ids[0] if ids else None
 
 
-# --- flags ------------------------------------------------------------------------------------
+def _references(value: str) -> list[str]:
+    """Every id of References in order; a very long chain keeps its first and last ids."""
+    ids = _message_ids(value)
+    if len(ids) > _MAX_REFERENCES:
+        ids = ids[:1] + ids[-(_MAX_REFERENCES - 1) :]
+    return ids
 
 
-def _flags(msg: Message, subject: str | None, addresses: tuple[str | None, ...]) -> dict[str, Any]:
-    flags: dict[str, Any] = {}
-    if _is_auto_reply(msg, subject):
-        flags["auto_reply"] = True
-    if _is_bounce(msg, addresses):
-        flags["bounce"] = True
-    return flags
+# --- MIME structure ---------------------------------------------------------------------------
 
 
-def _is_auto_reply(msg: Message, subject: str | None) -> bool:
-    """Auto-Submitted, X-Autoreply/X-Autorespond, bulk Precedence or a telltale subject."""
-    auto_submitted = _header_text(msg, "auto-submitted")
-    if auto_submitted is not None and auto_submitted.split(";")[0].strip().lower() != "no":
-        return True
-    if any(_raw_header(msg, name) is not None for name in ("x-autoreply", "x-autorespond")):
-        return True
-    if (_header_text(msg, "precedence") or "").strip().lower() in _BULK_PRECEDENCE:
-        return True
-    return _is_auto_subject(subject or "")
+class _Info(NamedTuple):
+    """What the raw headers of one MIME part say."""
+
+    content_type: str
+    disposition: str | None
+    filename: str | None
+    charset: str | None
+    boundary: str | None
+    transfer_encoding: str
+
+    @property
+    def maintype(self) -> str:
+        return self.content_type.split("/", 1)[0]
+
+    @property
+    def is_body(self) -> bool:
+        """An inline text/plain or text/html part without a filename."""
+        inline = self.disposition != "attachment" and self.filename is None
+        return inline and self.content_type in ("text/plain", "text/html")
 
 
-def _is_auto_subject(subject: str) -> bool:
-    lowered = subject.strip().lower()
-    return lowered.startswith(_AUTO_SUBJECT_PREFIXES) or any(
-        phrase in lowered for phrase in _AUTO_SUBJECT_PHRASES
+def _header_view(part: Message) -> Message:
+    """A ``compat32`` message holding the part's raw MIME headers, to read parameters from.
+
+    The modern policy hands parameters back already decoded (Latin-1 as Latin-1, unknown
+    charsets garbled); the raw text read the same way under both policies keeps our rules.
+    """
+    view = Message(policy=compat32)
+    for name in ("content-type", "content-disposition", "content-transfer-encoding"):
+        raw = _raw_header(part, name)
+        if raw is not None:
+            view[name] = _unfold(raw)
+    view.set_default_type(part.get_default_type())
+    return view
+
+
+def _info(part: Message) -> _Info:
+    """Content type and parameters from the part's raw headers."""
+    view = _header_view(part)
+    content_type = view.get_content_type()
+    if content_type.startswith("multipart/") and not part.is_multipart():
+        content_type = "text/plain"  # no usable boundary: the parser kept the body as text
+    return _Info(
+        content_type=content_type,
+        disposition=view.get_content_disposition(),
+        filename=_filename_param(view),
+        charset=view.get_content_charset(),
+        boundary=_param_text(view.get_param("boundary")),
+        transfer_encoding=str(view.get("content-transfer-encoding", "")).strip().lower(),
     )
 
 
-def _is_bounce(msg: Message, addresses: tuple[str | None, ...]) -> bool:
-    """A delivery-status report, or mail from mailer-daemon@ / postmaster@."""
-    if msg.get_content_type() == "multipart/report":
-        report_type = msg.get_param("report-type")
-        if report_type and collapse_rfc2231_value(report_type).lower() == "delivery-status":
-            return True
-    return any(
-        address and address.rsplit("@", 1)[0].lower() in _DAEMON_LOCAL_PARTS
-        for address in addresses
-    )
+def _filename_param(view: Message) -> str | None:
+    """``filename`` of Content-Disposition (RFC 2231 form preferred), else ``name``."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        values = [v for k, v in (view.get_params(header=header) or [])[1:] if k == param]
+        values.sort(key=lambda v: not isinstance(v, tuple))
+        if values:
+            return _param_text(values[0])
+    return None
+
+
+def _param_text(value: str | tuple[str | None, str | None, str] | None) -> str | None:
+    """A parameter value decoded: RFC 2231 with the mail charset rules, 8-bit, RFC 2047."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return _decode_words(_rfc2231_text(value[2], value[0]))
+    return _decode_words(_fix_8bit(value))
+
+
+def _rfc2231_text(text: str, charset: str | None) -> str:
+    """An RFC 2231 value (percent escapes already read as Latin-1) in its declared charset."""
+    try:
+        raw = text.encode("latin-1", "surrogateescape")
+    except UnicodeEncodeError:
+        return _fix_8bit(text)
+    return decode_text(raw, charset or None)
+
+
+def _subparts(part: Message, info: _Info) -> list[Message] | None:
+    """The parts of a multipart, or None for a leaf (attached messages are leaves)."""
+    if info.maintype != "multipart" or not part.is_multipart():
+        return None
+    return [sub for sub in part.get_payload() if isinstance(sub, Message)]
 
 
 # --- bodies -----------------------------------------------------------------------------------
 
 
-class _Bodies(NamedTuple):
-    text: str | None
-    html: str | None
-    parts: tuple[Message, ...]
-    """The parts used as bodies (never reported as attachments)."""
+class _Body(NamedTuple):
+    """Text segments in order (``(is_html, text)``) and the HTML kept as data."""
+
+    segments: tuple[tuple[bool, str], ...] = ()
+    html: tuple[str, ...] = ()
+
+    @property
+    def has_plain(self) -> bool:
+        return any(not is_html and text.strip() for is_html, text in self.segments)
+
+    @property
+    def has_text(self) -> bool:
+        return any(text.strip() for _, text in self.segments)
 
 
-def _find_bodies(msg: Message) -> _Bodies:
-    """text/plain preferred; HTML-only mail is converted, and the HTML kept as data."""
-    plain = _body_part(msg, ("plain",))
-    html_part = _body_part(msg, ("html",))
-    html = _clean_body(_part_text(html_part)) if html_part is not None else None
-    if plain is not None:
-        text: str | None = _clean_body(_part_text(plain))
-    else:
-        text = _clean_body(html_to_text(html)) if html else None
-    parts = tuple(part for part in (plain, html_part) if part is not None)
-    return _Bodies(text=text, html=html, parts=parts)
+def _bodies(msg: Message) -> tuple[str | None, str | None]:
+    """(text, html): inline text segments joined by a blank line; HTML converted if no plain."""
+    body = _body(msg, 0)
+    texts = [html_to_text(text) if is_html else text for is_html, text in body.segments]
+    texts = [text for text in texts if text.strip()]
+    if len(texts) > 1:
+        texts = ["\n\n".join(text.strip("\n") for text in texts) + "\n"]
+    html = "\n".join(body.html)
+    return (texts[0] if texts else None), (html or None)
 
 
-def _body_part(msg: Message, preference: tuple[str, ...]) -> Message | None:
-    if isinstance(msg, EmailMessage) and not _is_compat(msg):
-        return msg.get_body(preferencelist=preference)
-    for part in _leaf_parts(msg):
-        is_text = part.get_content_maintype() == "text"
-        if is_text and part.get_content_subtype() in preference and not _is_attachment(part):
-            return part
-    return None
+def _body(part: Message, depth: int) -> _Body:
+    info = _info(part)
+    subparts = _subparts(part, info)
+    if subparts is None:
+        return _leaf_body(part, info)
+    if depth >= _MAX_MIME_DEPTH or not subparts:
+        return _Body()
+    subtype = info.content_type.split("/", 1)[1]
+    if subtype == "alternative":
+        return _alternative([_body(sub, depth + 1) for sub in subparts])
+    if subtype in ("signed", "report"):
+        return _body(subparts[0], depth + 1)
+    if subtype == "related":
+        return _body(_related_root(part, subparts), depth + 1)
+    if subtype == "encrypted":
+        return _Body()
+    bodies = [_body(sub, depth + 1) for sub in subparts]
+    return _Body(
+        segments=tuple(s for b in bodies for s in b.segments),
+        html=tuple(h for b in bodies for h in b.html),
+    )
 
 
-def _leaf_parts(part: Message, depth: int = 0) -> Iterator[Message]:
-    """Every non-multipart part, depth first; attached messages are leaves, not opened."""
-    if part.get_content_maintype() != "multipart":
-        yield part
-        return
-    if depth >= _MAX_MIME_DEPTH:
-        return
-    subparts = part.get_payload()
-    if isinstance(subparts, list):
-        for subpart in subparts:
-            if isinstance(subpart, Message):
-                yield from _leaf_parts(subpart, depth + 1)
+def _leaf_body(part: Message, info: _Info) -> _Body:
+    if not info.is_body:
+        return _Body()
+    text = _clean_body(decode_text(_payload_bytes(part), info.charset))
+    if info.content_type == "text/html":
+        return _Body(segments=((True, text),), html=(text,))
+    return _Body(segments=((False, text),))
 
 
-def _is_attachment(part: Message) -> bool:
-    return part.get_content_disposition() == "attachment"
+def _alternative(bodies: list[_Body]) -> _Body:
+    """The last alternative with plain text (else the last with any text); the last HTML."""
+    with_plain = [body for body in bodies if body.has_plain]
+    with_text = with_plain or [body for body in bodies if body.has_text] or bodies
+    with_html = [body for body in bodies if body.html]
+    html = with_html[-1].html if with_html else ()
+    return _Body(segments=with_text[-1].segments, html=html)
 
 
-def _part_bytes(part: Message) -> bytes:
-    """The part's content after transfer decoding (an attached message as its bytes)."""
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        return payload
-    inner = part.get_payload()
-    if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-        return inner[0].as_bytes()
-    return b""
-
-
-def _part_text(part: Message) -> str:
-    return decode_text(_part_bytes(part), part.get_content_charset())
-
-
-def decode_text(raw: bytes, charset: str | None) -> str:
-    """Bytes to text with the mail rules: latin-1/ascii read as windows-1252, UTF-8 first."""
-    if not charset:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.decode("windows-1252", "replace")
-    try:
-        codec = codecs.lookup(charset.strip().strip("\"'")).name
-        if codec in _WINDOWS_1252_ALIASES:
-            codec = "windows-1252"
-        return raw.decode(codec, "replace")
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        return raw.decode("utf-8", "replace")
+def _related_root(part: Message, subparts: list[Message]) -> Message:
+    """The part named by ``start``, else the first part of a multipart/related."""
+    start = _param_text(_header_view(part).get_param("start"))
+    if start:
+        for sub in subparts:
+            if (_raw_header(sub, "content-id") or "").strip() == start.strip():
+                return sub
+    return subparts[0]
 
 
 def _clean_body(text: str) -> str:
-    return text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff").replace("\x00", "")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """The part's content after transfer decoding."""
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    return _generated_bytes(part)
+
+
+def _generated_bytes(part: Message) -> bytes:
+    """An attached message regenerated from its parsed parts (when its raw bytes are not found)."""
+    chunks: list[bytes] = []
+    for sub in part.get_payload() if part.is_multipart() else []:
+        if not isinstance(sub, Message):
+            continue
+        try:
+            chunks.append(sub.as_bytes(policy=compat32))
+        except Exception:  # the generator cannot write some broken parts
+            continue
+    return b"\n".join(chunks)
+
+
+# --- leaves with their raw bytes --------------------------------------------------------------
+
+
+class _Leaf(NamedTuple):
+    part: Message
+    info: _Info
+    raw: bytes | None
+    """The part's raw entity (headers and body) as found in the payload, when located."""
+
+    @property
+    def content(self) -> bytes:
+        """Transfer-decoded content; an attached message as its original bytes."""
+        if self.info.maintype == "message" and self.raw is not None:
+            return _transfer_decoded(_entity_body(self.raw), self.info.transfer_encoding)
+        return _payload_bytes(self.part)
+
+
+def _leaves(part: Message, raw: bytes | None, depth: int = 0) -> Iterator[_Leaf]:
+    """Every leaf part, depth first, with its raw bytes when the MIME split agrees."""
+    info = _info(part)
+    subparts = _subparts(part, info)
+    if subparts is None:
+        yield _Leaf(part, info, raw)
+        return
+    if depth >= _MAX_MIME_DEPTH:
+        return
+    pieces = _split_multipart(raw, info.boundary) if raw is not None and info.boundary else None
+    if pieces is None or len(pieces) != len(subparts):
+        pieces = [None] * len(subparts)
+    for sub, piece in zip(subparts, pieces, strict=True):
+        yield from _leaves(sub, piece, depth + 1)
+
+
+def _entity_body(entity: bytes) -> bytes:
+    """What follows the header block of a raw MIME entity."""
+    if entity.startswith((b"\n", b"\r\n")):
+        return entity.split(b"\n", 1)[1]
+    found = _HEADER_END.search(entity)
+    return entity[found.end() :] if found else b""
+
+
+def _split_multipart(entity: bytes, boundary: str) -> list[bytes | None] | None:
+    """The raw parts of a multipart entity, as the ``email`` feed parser delimits them."""
+    try:
+        marker = re.escape(boundary.encode("ascii"))
+    except UnicodeEncodeError:
+        return None
+    body = _entity_body(entity)
+    lines = list(re.finditer(rb"(?m)^--" + marker + rb"(--)?[ \t]*\r?$", body))
+    pieces: list[bytes | None] = []
+    for current, following in zip(lines, [*lines[1:], None], strict=True):
+        if current.group(1):  # the closing delimiter
+            break
+        start = current.end() + (1 if body[current.end() : current.end() + 1] == b"\n" else 0)
+        end = following.start() if following else len(body)
+        piece = body[start:end]
+        if following:
+            piece = piece.removesuffix(b"\n").removesuffix(b"\r")
+        pieces.append(piece)
+    return pieces
+
+
+def _transfer_decoded(data: bytes, encoding: str) -> bytes:
+    if encoding == "base64":
+        compact = b"".join(data.split())
+        try:
+            return base64.b64decode(compact + b"=" * (-len(compact) % 4))
+        except (binascii.Error, ValueError):
+            return data
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    return data
 
 
 # --- attachments ------------------------------------------------------------------------------
 
 
-def _attachments(msg: Message, bodies: tuple[Message, ...]) -> list[Attachment]:
+def _attachments(leaves: list[_Leaf]) -> list[Attachment]:
+    """Every leaf that is not an inline text/plain or text/html body part."""
     found: list[Attachment] = []
-    for part in _leaf_parts(msg):
-        if any(part is body for body in bodies):
-            continue
-        filename = _filename(part)
-        if filename is None and not _is_attachment(part):
-            continue
-        found.append(_attachment(part, filename))
+    for leaf in leaves:
+        if not leaf.info.is_body:
+            found.append(_attachment(leaf, len(found) + 1))
     return found
 
 
-def _attachment(part: Message, filename: str | None) -> Attachment:
-    content = _part_bytes(part)
+def _attachment(leaf: _Leaf, index: int) -> Attachment:
+    content = leaf.content
+    if leaf.info.maintype == "message":
+        content_type = leaf.info.content_type
+        name = leaf.info.filename or _message_filename(content)
+    else:
+        name = leaf.info.filename
+        content_type = sniff_content_type(content, declared=leaf.info.content_type, filename=name)
     return Attachment(
-        filename=filename,
-        content_type=part.get_content_type(),
+        filename=safe_filename(name, content_type=content_type, index=index),
+        content_type=content_type,
         size=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         content=content,
     )
 
 
-def _filename(part: Message) -> str | None:
-    """The declared filename (RFC 2231 and RFC 2047 decoded), made safe by :func:`safe_filename`."""
-    raw = part.get_filename()
-    if raw is None:
-        return None
-    return safe_filename(_decode_words(_fix_8bit(str(raw))))
+def _message_filename(content: bytes) -> str | None:
+    """``<subject>.eml`` for an attached message (slashes kept out of the name)."""
+    subject = _raw_header_map(content).get("subject", "")
+    subject = re.sub(r"[/\\]+", "-", subject).strip()
+    return f"{subject}.eml" if subject else None
 
 
-def safe_filename(name: str) -> str | None:
-    """The last path component without control or format characters; None when nothing is left."""
-    base = re.split(r"[/\\]", name)[-1]
-    cleaned = "".join(ch for ch in base if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
-    if cleaned in ("", ".", ".."):
+_GENERIC_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/x-octet-stream",
+        "application/binary",
+        "application/x-binary",
+        "application/download",
+        "application/x-download",
+        "application/force-download",
+        "application/unknown",
+        "application/x-unknown",
+        "binary/octet-stream",
+        "unknown/unknown",
+    }
+)
+_TYPE_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "application/x-pdf": "application/pdf",
+}
+_ZIP_FAMILY = (
+    "application/zip",
+    "application/x-zip",
+    "application/vnd.openxmlformats-",
+    "application/vnd.oasis.opendocument.",
+    "application/vnd.ms-",
+    "application/epub+zip",
+    "application/java-archive",
+    "application/vnd.android.",
+    "application/vnd.google-earth.kmz",
+    "multipart/x-zip",
+)
+_OLE_FAMILY = (
+    "application/msword",
+    "application/vnd.ms-",
+    "application/vnd.visio",
+    "application/x-msi",
+    "application/x-ole-storage",
+)
+_ISO_MEDIA = (
+    "video/",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/3gpp",
+    "audio/aac",
+    "image/hei",
+    "image/avif",
+)
+
+
+class _Magic(NamedTuple):
+    content_type: str
+    compatible: tuple[str, ...]
+    """Declared type prefixes that agree with these magic bytes."""
+
+
+_SIGNATURES: tuple[tuple[bytes, _Magic], ...] = (
+    (b"%PDF-", _Magic("application/pdf", ("application/pdf",))),
+    (b"\x89PNG\r\n\x1a\n", _Magic("image/png", ("image/png", "image/apng"))),
+    (b"\xff\xd8\xff", _Magic("image/jpeg", ("image/jpeg",))),
+    (b"GIF87a", _Magic("image/gif", ("image/gif",))),
+    (b"GIF89a", _Magic("image/gif", ("image/gif",))),
+    (b"PK\x03\x04", _Magic("application/zip", _ZIP_FAMILY)),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", _Magic("application/x-ole-storage", _OLE_FAMILY)),
+    (b"OggS", _Magic("audio/ogg", ("audio/", "video/ogg", "application/ogg"))),
+    (b"ID3", _Magic("audio/mpeg", ("audio/",))),
+    (b"#!AMR", _Magic("audio/amr", ("audio/",))),
+    (b"{\\rtf", _Magic("application/rtf", ("application/rtf", "text/rtf", "application/msword"))),
+    (b"\x1f\x8b", _Magic("application/gzip", ("application/gzip", "application/x-gzip"))),
+    (b"Rar!\x1a\x07", _Magic("application/vnd.rar", ("application/vnd.rar", "application/x-rar"))),
+    (b"7z\xbc\xaf\x27\x1c", _Magic("application/x-7z-compressed", ("application/x-7z",))),
+    (b"II*\x00", _Magic("image/tiff", ("image/tiff",))),
+    (b"MM\x00*", _Magic("image/tiff", ("image/tiff",))),
+)
+_RIFF_TYPES = {
+    b"WEBP": _Magic("image/webp", ("image/webp",)),
+    b"WAVE": _Magic("audio/wav", ("audio/",)),
+    b"AVI ": _Magic("video/x-msvideo", ("video/",)),
+}
+_FTYP_BRANDS = (
+    (("heic", "heix", "heim", "heis", "hevc", "hevx"), "image/heic"),
+    (("mif1", "msf1"), "image/heif"),
+    (("avif", "avis"), "image/avif"),
+    (("3gp", "3g2"), "video/3gpp"),
+    (("M4A ",), "audio/mp4"),
+    (("qt  ",), "video/quicktime"),
+)
+_EXTENSION_TYPES = {
+    "pdf": "application/pdf",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "heic": "image/heic",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+    "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt": "application/vnd.ms-powerpoint",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "msg": "application/vnd.ms-outlook",
+    "zip": "application/zip",
+    "rar": "application/vnd.rar",
+    "7z": "application/x-7z-compressed",
+    "mp4": "video/mp4",
+    "3gp": "video/3gpp",
+    "mov": "video/quicktime",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "amr": "audio/amr",
+    "wav": "audio/wav",
+    "txt": "text/plain",
+    "csv": "text/csv",
+    "html": "text/html",
+    "ics": "text/calendar",
+    "vcf": "text/vcard",
+    "eml": "message/rfc822",
+    "p7s": "application/pkcs7-signature",
+    "asc": "application/pgp-signature",
+    "kml": "application/vnd.google-earth.kml+xml",
+    "kmz": "application/vnd.google-earth.kmz",
+}
+_TYPE_EXTENSIONS = {
+    **{content_type: ext for ext, content_type in reversed(_EXTENSION_TYPES.items())},
+    "application/octet-stream": "bin",
+    "application/pkcs7-signature": "p7s",
+    "application/x-pkcs7-signature": "p7s",
+    "application/pkcs7-mime": "p7m",
+    "text/rfc822-headers": "txt",
+    "message/delivery-status": "txt",
+    "message/disposition-notification": "txt",
+    "application/x-ole-storage": "bin",
+}
+
+
+def sniff_content_type(
+    content: bytes, *, declared: str = "application/octet-stream", filename: str | None = None
+) -> str:
+    """The content type to record for an attachment, checked against its magic bytes.
+
+    The declared type is kept unless it is generic (``application/octet-stream`` ...) or
+    contradicts the magic bytes; then the sniffed type wins (a ``.pdf`` name on JPEG bytes is
+    ``image/jpeg``).  ZIP and OLE containers are told apart by the filename's extension (docx,
+    xlsx, doc, xls ...).  A generic type with unknown bytes falls back to the extension.
+    """
+    declared = declared.strip().lower()
+    declared = _TYPE_ALIASES.get(declared, declared)
+    extension = _extension(filename)
+    magic = _magic(content)
+    if magic is None:
+        if declared in _GENERIC_TYPES:
+            return _EXTENSION_TYPES.get(extension, declared)
+        return declared
+    if declared not in _GENERIC_TYPES and declared.startswith(magic.compatible):
+        return declared
+    return _refined(magic.content_type, extension)
+
+
+_CONTAINER_EXTENSIONS = {
+    "application/zip": ("docx", "xlsx", "pptx", "odt", "ods", "kmz"),
+    "application/x-ole-storage": ("doc", "xls", "ppt", "msg"),
+}
+
+
+def _refined(sniffed: str, extension: str) -> str:
+    """A ZIP or OLE container named by its extension when that names an Office format."""
+    if extension in _CONTAINER_EXTENSIONS.get(sniffed, ()):
+        return _EXTENSION_TYPES[extension]
+    return sniffed
+
+
+def _magic(content: bytes) -> _Magic | None:
+    for signature, magic in _SIGNATURES:
+        if content.startswith(signature):
+            return magic
+    if content[:4] == b"RIFF" and content[8:12] in _RIFF_TYPES:
+        return _RIFF_TYPES[content[8:12]]
+    if content[4:8] == b"ftyp":
+        return _Magic(_ftyp_type(content[8:12].decode("latin-1")), _ISO_MEDIA)
+    return None
+
+
+def _ftyp_type(brand: str) -> str:
+    for prefixes, content_type in _FTYP_BRANDS:
+        if brand.startswith(prefixes):
+            return content_type
+    return "video/mp4"
+
+
+def _extension(filename: str | None) -> str:
+    stem, dot, extension = (filename or "").rpartition(".")
+    return extension.lower() if dot and stem.strip(".") else ""
+
+
+def safe_filename(
+    name: str | None, *, content_type: str = "application/octet-stream", index: int = 1
+) -> str:
+    """A filename safe to store and offer for download; never empty.
+
+    The last path component (``/`` and ``\\`` both separate), NFC, without control, format or
+    bidi characters and without leading dots, at most 200 characters keeping the extension.
+    Nothing left: ``attachment-<index>`` plus an extension for ``content_type``.
+    """
+    base = re.split(r"[/\\]", unicodedata.normalize("NFC", name or ""))[-1]
+    cleaned = "".join(ch for ch in base if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    cleaned = " ".join(cleaned.split()).lstrip(". ")
+    if not cleaned:
+        extension = _TYPE_EXTENSIONS.get(content_type.lower(), "bin")
+        return f"attachment-{index}.{extension}"
+    return _truncated(cleaned)
+
+
+def _truncated(name: str) -> str:
+    if len(name) <= _MAX_FILENAME:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not 0 < len(extension) <= 16 or not extension.isalnum():
+        return name[:_MAX_FILENAME].rstrip()
+    return stem[: _MAX_FILENAME - len(extension) - 1].rstrip() + "." + extension
+
+
+# --- delivery reports -------------------------------------------------------------------------
+
+_STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_RETURNED_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "message/global",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global-headers",
+    }
+)
+
+
+class _Report(NamedTuple):
+    """What a ``multipart/report`` says about the message it reports on."""
+
+    report_type: str
+    bounced_message_id: str | None
+    action: str | None
+    recipient: str | None
+
+
+def _delivery_report(msg: Message, leaves: list[_Leaf]) -> _Report | None:
+    """The report when the message is a ``multipart/report``, else None."""
+    if _info(msg).content_type != "multipart/report":
         return None
-    if len(cleaned) > _MAX_FILENAME:
-        stem, dot, ext = cleaned.rpartition(".")
-        keep = ext if dot and 0 < len(ext) <= 16 else ""
-        cut = _MAX_FILENAME - len(keep) - (1 if keep else 0)
-        cleaned = (stem if keep else cleaned)[:cut] + (f".{keep}" if keep else "")
-    return cleaned
+    report_type = _param_text(_header_view(msg).get_param("report-type")) or ""
+    status: dict[str, str] = {}
+    returned: dict[str, str] = {}
+    for leaf in leaves:
+        if leaf.info.content_type in _STATUS_TYPES and not status:
+            status = _status_fields(leaf.content)
+        elif leaf.info.content_type in _RETURNED_TYPES and not returned:
+            returned = _raw_header_map(leaf.content)
+    original = returned.get("message-id") or status.get("original-message-id")
+    original = original or status.get("x-original-message-id")
+    recipient = status.get("final-recipient", "").rpartition(";")[2].strip()
+    return _Report(
+        report_type=report_type.lower(),
+        bounced_message_id=_first_id(original),
+        action=status.get("action", "").split("(")[0].strip().lower() or None,
+        recipient=(normalize_email(recipient) or recipient or None) if recipient else None,
+    )
+
+
+def _status_fields(content: bytes) -> dict[str, str]:
+    """Fields of a delivery-status body: per-message, then the first recipient's fields."""
+    fields: dict[str, str] = {}
+    for block in re.split(rb"\r?\n[ \t]*\r?\n", content):
+        for name, value in _raw_header_map(block).items():
+            fields.setdefault(name, value)
+    return fields
+
+
+# --- flags ------------------------------------------------------------------------------------
+
+_AUTO_SUBJECT_PREFIXES = (
+    "auto:",
+    "automatic reply",
+    "autoreply",
+    "auto-reply",
+    "out of office",
+    "balasan otomatis",
+    "pesan otomatis",
+)
+_AUTO_SUBJECT_PHRASES = ("di luar kantor", "sedang cuti", "out of the office")
+_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+_SUPPRESS_TOKENS = frozenset({"all", "dr", "autoreply", "oof"})
+_DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
+
+
+def _flags(
+    msg: Message,
+    subject: str | None,
+    addresses: tuple[str | None, ...],
+    report: _Report | None,
+) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    if _raw_header(msg, "list-id") is not None or _raw_header(msg, "list-unsubscribe") is not None:
+        flags["list"] = True
+    daemon = _daemon_local_part(addresses)
+    is_dsn = report is not None and report.report_type == "delivery-status"
+    if daemon or is_dsn:
+        flags["bounce"] = True
+    reason = _auto_reply_reason(msg, subject, daemon, report)
+    if reason:
+        flags["auto_reply"] = True
+        flags["auto_reply_reason"] = reason
+    if is_dsn and report is not None:
+        flags.update(_dsn_flags(report))
+    return flags
+
+
+def _dsn_flags(report: _Report) -> dict[str, Any]:
+    found = {
+        "bounced_message_id": report.bounced_message_id,
+        "dsn_action": report.action,
+        "dsn_recipient": report.recipient,
+    }
+    return {name: value for name, value in found.items() if value}
+
+
+def _auto_reply_reason(
+    msg: Message, subject: str | None, daemon: str | None, report: _Report | None
+) -> str | None:
+    """The first auto-reply rule that fires (``header:<name>``, ``sender:...``, ``subject``)."""
+    header = _auto_reply_header(msg)
+    if header:
+        return f"header:{header}"
+    if daemon:
+        return f"sender:{daemon}"
+    if _is_auto_subject(subject or ""):
+        return "subject"
+    if report is not None:
+        return f"report:{report.report_type or 'unknown'}"
+    return None
+
+
+def _auto_reply_header(msg: Message) -> str | None:
+    """The name of the first header saying the mail was sent by a machine, else None."""
+    auto_submitted = _header_text(msg, "auto-submitted")
+    if auto_submitted is not None and re.split(r"[;(\s]", auto_submitted)[0].lower() != "no":
+        return "auto-submitted"
+    for name in ("x-autoreply", "x-autorespond"):
+        if _raw_header(msg, name) is not None:
+            return name
+    if (_header_text(msg, "precedence") or "").strip().lower() in _BULK_PRECEDENCE:
+        return "precedence"
+    suppress = re.split(r"[,;\s]+", (_header_text(msg, "x-auto-response-suppress") or "").lower())
+    if _SUPPRESS_TOKENS.intersection(suppress):
+        return "x-auto-response-suppress"
+    for name in ("list-id", "list-unsubscribe"):
+        if _raw_header(msg, name) is not None:
+            return name
+    if "".join((_header_text(msg, "return-path") or "x").split()) == "<>":
+        return "return-path"
+    return None
+
+
+def _daemon_local_part(addresses: tuple[str | None, ...]) -> str | None:
+    """``mailer-daemon`` or ``postmaster`` when one of the addresses is such a mailbox."""
+    for address in addresses:
+        local = (address or "").rsplit("@", 1)[0].lower()
+        if address and local in _DAEMON_LOCAL_PARTS:
+            return local
+    return None
+
+
+def _is_auto_subject(subject: str) -> bool:
+    lowered = " ".join(strip_reply_prefixes(subject).lower().split())
+    return lowered.startswith(_AUTO_SUBJECT_PREFIXES) or any(
+        phrase in lowered for phrase in _AUTO_SUBJECT_PHRASES
+    )
+
+
+# --- subjects ---------------------------------------------------------------------------------
+
+_REPLY_PREFIXES = re.compile(
+    r"^(?:\s*(?:re|fwd?|balas|bls|trs|tr|aw|wg|antw)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a])+\s*",
+    re.IGNORECASE,
+)
+
+
+def strip_reply_prefixes(subject: str) -> str:
+    """The subject without leading reply/forward prefixes (``Re: Fwd: Balas: Re[2]:`` ...).
+
+    English, Indonesian (``Balas:``, ``Bls:``), French (``Tr:``, ``Trs:``), German (``AW:``,
+    ``WG:``) and Dutch (``Antw:``) prefixes, in any case and spacing, repeated or mixed.
+    Bracketed tags such as a ticket number ``[ADU-2026-000123]`` are kept.
+    """
+    return _REPLY_PREFIXES.sub("", subject).strip()
