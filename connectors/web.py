@@ -1,0 +1,215 @@
+"""Web: the portal's complaint form, and any system that can post JSON or a form.
+
+- **Channel**: ``web`` by default (``channel`` option, or a constant in the mapping: an Android
+  SMS-gateway app can post as ``sms``).
+- **Mode**: webhook, ``POST /webhooks/<name>`` with ``application/json``,
+  ``application/x-www-form-urlencoded`` or ``multipart/form-data`` (file attachments).
+- **Configuration**: ``secret`` (**secret**; Standard Webhooks signing key, ``whsec_``-prefixed
+  base64 or plain text), ``previous_secrets`` (**secret**, accepted during a key rotation),
+  ``signature`` (``standard-webhooks`` | ``hmac-header``), ``hmac_header``, ``hmac_prefix``,
+  ``hmac_encoding``, ``tolerance_seconds``, ``mapping`` (schema field → dotted payload path or
+  ``=constant``; default: the portal form), ``required`` (fields that must be present),
+  ``max_bytes`` (10 MiB), ``max_attachments``, ``max_attachment_bytes``, ``attachment_types``.
+- **Cursor**: none.
+- **Dedupe key**: ``webhook-id`` (Standard Webhooks); in HMAC-header mode the mapped
+  ``external_id`` field, else a hash of the body.
+- **Webhook verification**: Standard Webhooks — ``webhook-signature: v1,<base64 HMAC-SHA256 of
+  "id.timestamp.body">`` (several space-separated, for rotation), ``webhook-timestamp`` within
+  five minutes; or one HMAC-SHA256 header over the raw body. Checked before parsing.
+- **Reply**: JSON ``{ticket, complaint_id, outcome}``; problems are ``400 {"error", "field"}``.
+- **Provider docs**: https://www.standardwebhooks.com/ (the spec), DESIGN.md (the form shape).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from normalizer.web import FIELDS, PORTAL_MAPPING, FieldError, map_payload, parse_body
+from omnichannel.schema import InboundMessage, RawMessage, ReceiveResult
+from omnichannel.webhook import (
+    WebhookConnector,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResponse,
+    json_response,
+)
+
+__all__ = ["WebConnector", "WebOptions", "signing_key", "standard_signature"]
+
+DEFAULT_TYPES = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+    "video/mp4",
+    "audio/mpeg",
+    "audio/ogg",
+]
+
+
+class WebOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret: SecretStr
+    previous_secrets: list[SecretStr] = Field(default_factory=list)
+    signature: Literal["standard-webhooks", "hmac-header"] = "standard-webhooks"
+    hmac_header: str = "x-signature"
+    hmac_prefix: str = "sha256="
+    hmac_encoding: Literal["hex", "base64"] = "hex"
+    tolerance_seconds: int = Field(default=300, ge=1)
+    channel: str = "web"
+    mapping: dict[str, str] | None = None
+    required: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_attachments: int = Field(default=5, ge=0)
+    max_attachment_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    attachment_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        unknown = sorted(set(value or {}) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown mapping fields {unknown}; known: {list(FIELDS)}")
+        return value
+
+
+def signing_key(secret: str) -> bytes:
+    """Standard Webhooks: ``whsec_`` + base64 is the key's bytes; any other secret its UTF-8."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode("utf-8")
+
+
+def standard_signature(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class WebConnector(WebhookConnector):
+    """Signed JSON and form posts, mapped to the schema by configuration."""
+
+    type = "web"
+    channel = "web"
+    Options = WebOptions
+    options: WebOptions
+    content_types: ClassVar[tuple[str, ...]] = (
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    )
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    # -- verification --------------------------------------------------------------------------
+
+    def _keys(self) -> list[bytes]:
+        secrets = [self.options.secret, *self.options.previous_secrets]
+        return [signing_key(s.get_secret_value()) for s in secrets]
+
+    def verify(self, request: WebhookRequest) -> None:
+        if self.options.signature == "hmac-header":
+            self._verify_hmac(request)
+        else:
+            self._verify_standard(request)
+
+    def _verify_standard(self, request: WebhookRequest) -> None:
+        webhook_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        given = request.headers.get("webhook-signature", "").split()
+        if not webhook_id or not stamp.isdigit() or not given:
+            raise WebhookRejected(403, "missing or malformed webhook signature headers")
+        if abs(self.clock() - int(stamp)) > self.options.tolerance_seconds:
+            raise WebhookRejected(403, "webhook timestamp outside the tolerance")
+        expected = [standard_signature(k, webhook_id, stamp, request.body) for k in self._keys()]
+        if not any(hmac.compare_digest(e, g) for e in expected for g in given):
+            raise WebhookRejected(403, "bad signature")
+
+    def _verify_hmac(self, request: WebhookRequest) -> None:
+        given = request.headers.get(self.options.hmac_header.lower(), "")
+        for key in self._keys():
+            digest = hmac.new(key, request.body, hashlib.sha256).digest()
+            encoded = (
+                digest.hex()
+                if self.options.hmac_encoding == "hex"
+                else (base64.b64encode(digest).decode())
+            )
+            if hmac.compare_digest(self.options.hmac_prefix + encoded, given):
+                return
+        raise WebhookRejected(403, "bad signature")
+
+    # -- parsing (after verification, before storage) ------------------------------------------
+
+    def parse(self, request: WebhookRequest) -> list[RawMessage]:
+        external_id = request.headers.get("webhook-id") or _body_key(request.body)
+        raw = RawMessage(
+            connector=self.name,
+            external_id=external_id[:512],
+            received_at=datetime.now(UTC),
+            content_type=request.headers.get("content-type", "application/json"),
+            payload=request.body,
+        )
+        try:
+            message = self.decode(raw)
+        except FieldError as exc:
+            raise WebhookRejected(400, exc.problem, exc.field) from None
+        self._check_attachments(message)
+        raw.external_id = message.external_id
+        return [raw]
+
+    def _check_attachments(self, message: InboundMessage) -> None:
+        items = message.attachments
+        if len(items) > self.options.max_attachments:
+            raise WebhookRejected(
+                413, f"at most {self.options.max_attachments} attachments", "attachments"
+            )
+        for index, item in enumerate(items):
+            field = f"attachments[{index}]"
+            if item.content is not None and len(item.content) > self.options.max_attachment_bytes:
+                raise WebhookRejected(413, "attachment too large", field)
+            if item.content_type not in self.options.attachment_types:
+                raise WebhookRejected(415, "attachment type not accepted", field)
+
+    def decode(self, raw: RawMessage) -> InboundMessage:
+        mapping = dict(self.options.mapping or PORTAL_MAPPING)
+        if self.options.signature == "standard-webhooks":
+            mapping.pop("external_id", None)  # the webhook-id is the idempotency key
+        data = parse_body(raw.content_type, raw.payload)
+        return map_payload(
+            data,
+            mapping,
+            channel=self.options.channel,
+            external_id=raw.external_id,
+            received_at=raw.received_at,
+            timezone=self.context.timezone,
+            required=tuple(self.options.required or (() if self.options.mapping else ("text",))),
+            portal=self.options.mapping is None,
+        )
+
+    def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        result = results[0]
+        return json_response(
+            200,
+            {
+                "ticket": result.ticket,
+                "complaint_id": result.complaint_id,
+                "outcome": result.outcome.value,
+            },
+        )
+
+
+def _body_key(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
