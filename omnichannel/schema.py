@@ -223,8 +223,13 @@ class NormalizedMessage(_Model):
 
     @property
     def is_automatic(self) -> bool:
-        """Auto-replies, bounces and delivery callbacks are stored but never complaints."""
-        return any(self.flags.get(k) for k in ("auto_reply", "bounce", "status_callback"))
+        """Stored but never a complaint: auto-replies, bounces, delivery callbacks, and what a
+        decoder marks ``ignore`` (reactions, system notices, operator messages...)."""
+        return any(self.flags.get(k) for k in IGNORED_FLAGS)
+
+
+IGNORED_FLAGS = ("auto_reply", "bounce", "status_callback", "ignore")
+"""Flags that make a message ``ignored`` (stored, flagged, never a complaint or acknowledged)."""
 
 
 class Message(_Model):

@@ -1,0 +1,283 @@
+"""WhatsApp Cloud API: handshake, signatures over raw bytes, every message type, batches,
+unknown numbers, BSUID senders, and media downloads from a local Graph API — real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from omnichannel import Inbox, Outcome
+from omnichannel.config import parse_config
+from omnichannel.http import create_app
+from omnichannel.testing.http import serve_wsgi
+
+DATA = Path(__file__).parent / "testdata" / "whatsapp"
+APP_SECRET, VERIFY, TOKEN = "rahasia-aplikasi-meta", "token-verifikasi", "EAAG-akses"
+PNID = "106540352242922"
+PHOTO = b"\xff\xd8\xff\xe0" + b"foto jalan rusak" * 10
+
+
+def fixture(name: str) -> bytes:
+    return (DATA / f"{name}.json").read_bytes()
+
+
+def signature(body: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class GraphApi:
+    """A local stand-in for graph.facebook.com's media endpoints (bearer checked)."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.files: dict[str, bytes] = {}
+        self.expire_first: set[str] = set()
+        self.lookups: list[str] = []
+
+    def __call__(self, environ: dict[str, Any], start: Callable[..., Any]) -> list[bytes]:
+        if environ.get("HTTP_AUTHORIZATION") != f"Bearer {TOKEN}":
+            return self._answer(start, "401 Unauthorized", b"{}")
+        parts = environ["PATH_INFO"].strip("/").split("/")
+        if parts[0] == "v21.0" and parts[1] in self.files:
+            self.lookups.append(parts[1])
+            url = f"{self.base}/download/{parts[1]}/{len(self.lookups)}"
+            return self._answer(
+                start, "200 OK", json.dumps({"url": url}).encode(), "application/json"
+            )
+        if parts[0] == "download" and parts[1] in self.files:
+            if parts[1] in self.expire_first and int(parts[2]) == 1:
+                return self._answer(start, "404 Not Found", b"expired")
+            return self._answer(start, "200 OK", self.files[parts[1]], "image/jpeg")
+        return self._answer(start, "404 Not Found", b"{}")
+
+    @staticmethod
+    def _answer(
+        start: Callable[..., Any], status: str, body: bytes, kind: str = "text/plain"
+    ) -> list[bytes]:
+        start(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphApi]:
+    api = GraphApi()
+    with serve_wsgi(api) as url:
+        api.base = url
+        yield api
+
+
+@pytest.fixture
+def wa_inbox(database_url: str, graph: GraphApi) -> Iterator[Inbox]:
+    config = parse_config(
+        {
+            "database": {"url": database_url},
+            "connectors": [
+                {
+                    "name": "wa",
+                    "type": "whatsapp-cloud",
+                    "app_secret": APP_SECRET,
+                    "verify_token": VERIFY,
+                    "access_token": TOKEN,
+                    "phone_number_ids": [PNID],
+                    "graph_api_url": graph.base,
+                }
+            ],
+        }
+    )
+    with Inbox(config) as inbox:
+        yield inbox
+
+
+@pytest.fixture
+def base_url(wa_inbox: Inbox) -> Iterator[str]:
+    with serve_wsgi(create_app(wa_inbox)) as url:
+        yield url
+
+
+def post(base_url: str, body: bytes, sig: str | None = None) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if sig is not None:
+        headers["X-Hub-Signature-256"] = sig
+    return requests.post(f"{base_url}/webhooks/wa", data=body, headers=headers, timeout=10)
+
+
+def outcomes(response: requests.Response) -> int:
+    assert response.status_code == 200, response.text
+    return int(response.json()["received"])
+
+
+def test_handshake(base_url: str) -> None:
+    """The right token gets exactly the challenge back; a wrong token or mode gets 403, no echo."""
+    ok = requests.get(
+        f"{base_url}/webhooks/wa",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"},
+        timeout=10,
+    )
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    for params in (
+        {"hub.mode": "subscribe", "hub.verify_token": "salah", "hub.challenge": "c1"},
+        {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY, "hub.challenge": "c2"},
+    ):
+        bad = requests.get(f"{base_url}/webhooks/wa", params=params, timeout=10)
+        assert bad.status_code == 403 and params["hub.challenge"] not in bad.text
+
+
+def test_signature_is_over_the_raw_bytes(base_url: str, wa_inbox: Inbox) -> None:
+    """Meta's \\u00e4-escaped JSON verifies as sent; the same JSON re-serialized does not."""
+    raw = fixture("text").replace(b"Selamat siang", b"Selamat siang \\u00e4")
+    assert b"\\u00e4" in raw
+    assert outcomes(post(base_url, raw, signature(raw))) == 1
+    reserialized = json.dumps(json.loads(raw), ensure_ascii=False).encode()
+    assert post(base_url, reserialized, signature(raw)).status_code == 403
+    assert "Selamat siang ä" in wa_inbox.complaints()[0].body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "sha1=" + "a" * 40,
+        "sha256=" + "z" * 64,
+        "sha256=" + "a" * 63,
+        "sha256=" + "A" * 64,
+        "a" * 64,
+    ],
+)
+def test_malformed_signatures_are_403_before_parsing(
+    base_url: str, wa_inbox: Inbox, header: str | None
+) -> None:
+    """Missing, sha1-only, non-hex, wrong-length or unprefixed headers: 403 (even for non-JSON)."""
+    assert post(base_url, b"{not json at all", header).status_code == 403
+    assert post(base_url, fixture("text"), header).status_code == 403
+    assert wa_inbox.complaints() == []
+
+
+EXPECTED = {
+    "text": {"text": "Selamat siang, izin PBG saya sudah 3 bulan belum terbit."},
+    "image": {"text": "Foto bangunan tanpa izin", "attachment": ("image/jpeg", None)},
+    "document": {"text": "Surat permohonan", "attachment": ("application/pdf", "permohonan.pdf")},
+    "audio": {"attachment": ("audio/ogg; codecs=opus", None)},
+    "video": {"text": "Video jalan rusak", "attachment": ("video/mp4", None)},
+    "sticker": {"attachment": ("image/webp", None)},
+    "location": {"location": (-5.0069, 119.5736, "Kantor Desa Bontoa, Maros, Sulawesi Selatan")},
+    "interactive-button": {"text": "Lapor pungli"},
+    "interactive-list": {"text": "PBG — Persetujuan Bangunan Gedung"},
+    "button": {"text": "Cek status pengaduan"},
+    "contacts": {"text": "Kontak: Pak Camat +62 411 123456"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_message_types_become_complaints(base_url: str, wa_inbox: Inbox, name: str) -> None:
+    """Each complaint-bearing message type maps to the right text, attachment or location."""
+    body = fixture(name)
+    assert outcomes(post(base_url, body, signature(body))) == 1
+    [complaint] = wa_inbox.complaints()
+    expected = EXPECTED[name]
+    assert complaint.channel == "whatsapp" and complaint.sender.phone == "+6281234567890"
+    assert complaint.sender.name == "Siti Rahmah"
+    if "text" in expected:
+        assert complaint.body == expected["text"]
+    if "attachment" in expected:
+        [attachment] = complaint.attachments
+        assert (attachment.content_type, attachment.filename) == expected["attachment"]
+        assert (
+            attachment.sha256
+            == base64.b64decode("JrZNTamx3QzkJVbQdH5LGtsT5SZ0KQqcvZ3l2RyWZ6E=").hex()
+        )
+    if "location" in expected:
+        assert complaint.location is not None
+        assert (
+            complaint.location.lat,
+            complaint.location.lon,
+            complaint.location.address,
+        ) == expected["location"]
+
+
+@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
+def test_reactions_system_and_unsupported_are_ignored(
+    base_url: str, wa_inbox: Inbox, name: str
+) -> None:
+    """Reactions, system notices and unsupported messages are stored, flagged and ignored."""
+    body = fixture(name)
+    response = post(base_url, body, signature(body))
+    assert outcomes(response) == 1 and wa_inbox.complaints() == []
+
+
+def test_statuses_only_and_other_objects_store_nothing(base_url: str, wa_inbox: Inbox) -> None:
+    """A delivery-status notification is answered 200 and stores nothing."""
+    body = fixture("statuses-only")
+    assert outcomes(post(base_url, body, signature(body))) == 0
+    other = json.dumps({"object": "page", "entry": []}).encode()
+    assert outcomes(post(base_url, other, signature(other))) == 0
+
+
+def test_batch_with_a_repeated_wamid_gives_one_outcome_per_distinct_message(
+    base_url: str, wa_inbox: Inbox
+) -> None:
+    """Two entries of three messages with one wamid repeated: five outcomes, five complaints."""
+    body = fixture("batch-2x3-repeated")
+    assert outcomes(post(base_url, body, signature(body))) == 5
+    assert len(wa_inbox.complaints()) == 5
+    assert outcomes(post(base_url, body, signature(body))) == 5  # Meta's retry: all duplicates
+    assert len(wa_inbox.complaints()) == 5
+
+
+def test_unknown_phone_number_id_is_ignored_and_logged_without_payload(
+    base_url: str, wa_inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A notification for a number we do not serve: 200, nothing stored, a security log line."""
+    body = fixture("unknown-number")
+    with caplog.at_level("WARNING"):
+        assert outcomes(post(base_url, body, signature(body))) == 0
+    assert "999999999999999" in caplog.text and "Bukan untuk kita" not in caplog.text
+    assert wa_inbox.complaints() == []
+
+
+def test_username_only_sender_is_keyed_on_the_bsuid(base_url: str, wa_inbox: Inbox) -> None:
+    """Without a phone, the business-scoped user id is the sender handle."""
+    body = fixture("username-only")
+    assert outcomes(post(base_url, body, signature(body))) == 1
+    [complaint] = wa_inbox.complaints()
+    assert complaint.sender.phone is None
+    assert complaint.sender.handle == "ID.1502576394655843"
+    assert complaint.sender.name == "Warga Maros"
+
+
+def test_quoted_reply_threads_into_the_original(base_url: str, wa_inbox: Inbox) -> None:
+    """A reply quoting an earlier message (context.id) is merged into its complaint."""
+    for name in ("text", "quoted-reply"):
+        body = fixture(name)
+        post(base_url, body, signature(body))
+    [complaint] = wa_inbox.complaints()
+    assert [m.outcome for m in complaint.messages] == [Outcome.NEW, Outcome.MERGED]
+
+
+def test_media_downloaded_in_the_background_with_refresh_and_sha256_check(
+    base_url: str, wa_inbox: Inbox, graph: GraphApi
+) -> None:
+    """Media: looked up, downloaded with the bearer token; an expired URL is refreshed; a file
+    whose sha256 does not match Meta's is retried, then flagged failed."""
+    good = fixture("image").replace(
+        b'"sha256": "JrZNTamx3QzkJVbQdH5LGtsT5SZ0KQqcvZ3l2RyWZ6E="',
+        b'"sha256": "' + base64.b64encode(hashlib.sha256(PHOTO).digest()) + b'"',
+    )
+    bad = fixture("video")  # the fixture's sha256 is not the file's
+    graph.files = {"1001": PHOTO, "1004": b"not the declared video"}
+    graph.expire_first = {"1001"}
+    for body in (good, bad):
+        assert outcomes(post(base_url, body, signature(body))) == 1
+    first = {r.status for r in wa_inbox.fetch_media(max_attempts=1)}
+    assert first == {"stored", "failed"}
+    stored = {c.body: c.attachments[0] for c in wa_inbox.complaints()}
+    photo = stored["Foto bangunan tanpa izin"]
+    assert photo.size == len(PHOTO) and photo.sha256 == hashlib.sha256(PHOTO).hexdigest()
+    assert graph.lookups.count("1001") == 2  # looked up again after the expired URL
