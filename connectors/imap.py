@@ -262,18 +262,26 @@ class ImapConnector(PollingConnector):
         return sorted(int(uid) for uid in found)
 
     def _download(self, client: IMAPClient, uids: Sequence[int]) -> list[RawMessage]:
-        sizes = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+        """One FETCH for the bodies; mail over the size limit (found by a SEARCH) gets only
+        its headers."""
         limit = self.options.max_message_bytes
-        small = [u for u in uids if u in sizes and sizes[u][b"RFC822.SIZE"] <= limit]
-        large = [u for u in uids if u in sizes and sizes[u][b"RFC822.SIZE"] > limit]
-        bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-        heads = client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        span = f"{min(uids)}:{max(uids)}"
+        large = set(client.search(["UID", span, "LARGER", str(limit)])) & set(uids)
+        small = [u for u in uids if u not in large]
+        bodies = (
+            client.fetch(small, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[]"]) if small else {}
+        )
+        heads = (
+            client.fetch(sorted(large), ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER]"])
+            if large
+            else {}
+        )
         raws = []
         for uid in uids:
-            if uid in bodies:
-                raws.append(self._raw(uid, bodies[uid][b"BODY[]"], sizes[uid], EMAIL_TYPE))
-            elif uid in heads:
-                raws.append(self._raw(uid, heads[uid][b"BODY[HEADER]"], sizes[uid], HEADERS_TYPE))
+            if uid in bodies and b"BODY[]" in bodies[uid]:
+                raws.append(self._raw(uid, bodies[uid][b"BODY[]"], bodies[uid], EMAIL_TYPE))
+            elif uid in heads and b"BODY[HEADER]" in heads[uid]:
+                raws.append(self._raw(uid, heads[uid][b"BODY[HEADER]"], heads[uid], HEADERS_TYPE))
         return raws
 
     def _raw(self, uid: int, payload: bytes, info: dict[bytes, Any], kind: str) -> RawMessage:

@@ -275,8 +275,9 @@ class Inbox:
     ) -> list[ReceiveResult]:
         """One poll of one connector: fetch after the stored cursor, file, then acknowledge.
 
-        ``since`` backfills everything received since that day; ``on_batch`` sees each batch's
-        results as soon as they are committed (for progress output).
+        ``since`` backfills everything received since that day. With ``on_batch``, each batch's
+        results go to it as soon as they are committed and are not also collected (so memory
+        stays flat however large the mailbox); the returned list is then empty.
         """
         source = self.connector(name)
         if not isinstance(source, PollingConnector):
@@ -287,9 +288,10 @@ class Inbox:
         for batch in source.fetch(cursor, since=since):
             filed = self.receive_many(batch.messages, cursor=(name, batch.cursor))
             source.ack(batch.messages)
-            results += filed
             if on_batch is not None:
                 on_batch(filed)
+            else:
+                results += filed
         return results
 
     def _polling_names(self) -> list[str]:
