@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import Policy, compat32
+from email.policy import Compat32, Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, NamedTuple
 
@@ -113,6 +113,7 @@ _FOLDING = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*?)\?=")
 _ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]*@[^<>\s]*)\s*>")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAIL_HEADERS = frozenset(
     {
@@ -256,7 +257,7 @@ def _decode_with(
     leaves = list(_leaves(msg, data))
     report = _delivery_report(msg, leaves)
     subject = _header_text(msg, "subject")
-    sender, from_email = _sender(msg, is_report=report is not None)
+    sender, from_email = _sender(msg, is_dsn=report is not None and report.is_dsn)
     sent_at, date_unparsed = _sent_at(msg)
     flags = _flags(msg, subject, (from_email, sender.email), report)
     if date_unparsed:
@@ -306,7 +307,9 @@ _CHARSET_SUPERSETS = {
     "iso8859-9": "cp1254",
 }
 # Python codecs that are not character sets a mail could mean.
-_NOT_CHARSETS = frozenset({"unicode_escape", "raw_unicode_escape", "undefined", "idna", "punycode"})
+_NOT_CHARSETS = frozenset(
+    {"unicode-escape", "raw-unicode-escape", "undefined", "idna", "punycode", "charmap"}
+)
 
 
 def decode_text(raw: bytes, charset: str | None) -> str:
@@ -334,7 +337,7 @@ def _codec(charset: str | None) -> str | None:
         codec = codecs.lookup(_CHARSET_ALIASES.get(name, name)).name
     except (LookupError, ValueError, TypeError):
         return None
-    if codec in _NOT_CHARSETS:
+    if codec in _NOT_CHARSETS:  # (bytes-to-bytes codecs such as base64 fail in decode_text)
         return None
     return _CHARSET_SUPERSETS.get(codec, codec)
 
@@ -444,13 +447,13 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
 # --- sender and date --------------------------------------------------------------------------
 
 
-def _sender(msg: Message, *, is_report: bool) -> tuple[Sender, str | None]:
+def _sender(msg: Message, *, is_dsn: bool) -> tuple[Sender, str | None]:
     """Reply-To when it names an address (replies go there), else From; and From's address.
 
-    The sender of a delivery report is always its From (the mailer daemon).
+    The sender of a delivery-status report is always its From (the mailer daemon).
     """
     from_name, from_email = _mailbox(msg, "from")
-    if not is_report:
+    if not is_dsn:
         reply_name, reply_email = _mailbox(msg, "reply-to")
         if reply_email:
             return Sender(name=reply_name, email=reply_email), from_email
@@ -580,13 +583,24 @@ class _Info(NamedTuple):
         return inline and self.content_type in ("text/plain", "text/html")
 
 
+class _RawHeaderPolicy(Compat32):
+    """``compat32`` that hands header values back exactly as stored (8-bit bytes included)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_RAW_HEADER_POLICY = _RawHeaderPolicy()
+
+
 def _header_view(part: Message) -> Message:
-    """A ``compat32`` message holding the part's raw MIME headers, to read parameters from.
+    """A message holding the part's raw MIME headers, to read parameters from.
 
     The modern policy hands parameters back already decoded (Latin-1 as Latin-1, unknown
-    charsets garbled); the raw text read the same way under both policies keeps our rules.
+    charsets and raw 8-bit bytes garbled); the raw text, read the same way under both policies,
+    keeps our rules.
     """
-    view = Message(policy=compat32)
+    view = Message(policy=_RAW_HEADER_POLICY)
     for name in ("content-type", "content-disposition", "content-transfer-encoding"):
         raw = _raw_header(part, name)
         if raw is not None:
@@ -599,14 +613,16 @@ def _info(part: Message) -> _Info:
     """Content type and parameters from the part's raw headers."""
     view = _header_view(part)
     content_type = view.get_content_type()
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        content_type = "text/plain"  # what RFC 2045 says an unreadable Content-Type means
     if content_type.startswith("multipart/") and not part.is_multipart():
         content_type = "text/plain"  # no usable boundary: the parser kept the body as text
     return _Info(
         content_type=content_type,
         disposition=view.get_content_disposition(),
         filename=_filename_param(view),
-        charset=view.get_content_charset(),
-        boundary=_param_text(view.get_param("boundary")),
+        charset=(_param_text(view.get_param("charset")) or "").strip().lower() or None,
+        boundary=view.get_boundary(),
         transfer_encoding=str(view.get("content-transfer-encoding", "")).strip().lower(),
     )
 
@@ -800,11 +816,12 @@ def _split_multipart(entity: bytes, boundary: str) -> list[bytes | None] | None:
     except UnicodeEncodeError:
         return None
     body = _entity_body(entity)
-    lines = list(re.finditer(rb"(?m)^--" + marker + rb"(--)?[ \t]*\r?$", body))
+    delimiters = list(re.finditer(rb"(?m)^--" + marker + rb"(--)?[ \t]*\r?$", body))
     pieces: list[bytes | None] = []
-    for current, following in zip(lines, [*lines[1:], None], strict=True):
+    for index, current in enumerate(delimiters):
         if current.group(1):  # the closing delimiter
             break
+        following = delimiters[index + 1] if index + 1 < len(delimiters) else None
         start = current.end() + (1 if body[current.end() : current.end() + 1] == b"\n" else 0)
         end = following.start() if following else len(body)
         piece = body[start:end]
@@ -1115,6 +1132,10 @@ class _Report(NamedTuple):
     action: str | None
     recipient: str | None
 
+    @property
+    def is_dsn(self) -> bool:
+        return self.report_type == "delivery-status"
+
 
 def _delivery_report(msg: Message, leaves: list[_Leaf]) -> _Report | None:
     """The report when the message is a ``multipart/report``, else None."""
@@ -1175,14 +1196,17 @@ def _flags(
     if _raw_header(msg, "list-id") is not None or _raw_header(msg, "list-unsubscribe") is not None:
         flags["list"] = True
     daemon = _daemon_local_part(addresses)
-    is_dsn = report is not None and report.report_type == "delivery-status"
-    if daemon or is_dsn:
+    if daemon or (report is not None and report.is_dsn):
         flags["bounce"] = True
     reason = _auto_reply_reason(msg, subject, daemon, report)
     if reason:
         flags["auto_reply"] = True
         flags["auto_reply_reason"] = reason
-    if is_dsn and report is not None:
+    elif _has_auto_phrase(subject or ""):
+        # "di luar kantor" also occurs in real complaints ("pungli di luar kantor"): on a fresh
+        # message it only marks the message (no acknowledgement is sent), it does not hide it
+        flags["auto_reply_suspect"] = True
+    if report is not None and report.is_dsn:
         flags.update(_dsn_flags(report))
     return flags
 
@@ -1205,7 +1229,8 @@ def _auto_reply_reason(
         return f"header:{header}"
     if daemon:
         return f"sender:{daemon}"
-    if _is_auto_subject(subject or ""):
+    text = subject or ""
+    if _is_auto_subject(text) or (_has_auto_phrase(text) and _is_reply(msg, text)):
         return "subject"
     if report is not None:
         return f"report:{report.report_type or 'unknown'}"
@@ -1242,10 +1267,26 @@ def _daemon_local_part(addresses: tuple[str | None, ...]) -> str | None:
     return None
 
 
+def _folded_subject(subject: str) -> str:
+    return " ".join(strip_reply_prefixes(subject).lower().split())
+
+
 def _is_auto_subject(subject: str) -> bool:
-    lowered = " ".join(strip_reply_prefixes(subject).lower().split())
-    return lowered.startswith(_AUTO_SUBJECT_PREFIXES) or any(
-        phrase in lowered for phrase in _AUTO_SUBJECT_PHRASES
+    """A subject that starts like an automatic reply does."""
+    return _folded_subject(subject).startswith(_AUTO_SUBJECT_PREFIXES)
+
+
+def _has_auto_phrase(subject: str) -> bool:
+    """ "di luar kantor"-style phrases: telling in a reply, ambiguous in a fresh message."""
+    folded = _folded_subject(subject)
+    return any(phrase in folded for phrase in _AUTO_SUBJECT_PHRASES)
+
+
+def _is_reply(msg: Message, subject: str) -> bool:
+    """Replies name what they answer (In-Reply-To, References) or say so (``Re:``)."""
+    headers = ("in-reply-to", "references")
+    return any(_raw_header(msg, h) is not None for h in headers) or (
+        strip_reply_prefixes(subject) != subject.strip()
     )
 
 

@@ -11,6 +11,7 @@ import unicodedata
 from datetime import datetime
 
 from normalizer.address import normalize_email
+from normalizer.email import strip_reply_prefixes
 from normalizer.language import detect_language
 from normalizer.phone import normalize_phone
 from normalizer.text import clean_text, html_to_text, trim_quoted
@@ -92,6 +93,7 @@ def normalize(
         sent_at=inbound.sent_at,
         sender=normalize_sender(inbound.sender, region, flags),
         subject=subject or None,
+        display_subject=strip_reply_prefixes(subject) or None if subject else None,
         body=body,
         text_full=text_full,
         html=inbound.html,

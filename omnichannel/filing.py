@@ -501,8 +501,8 @@ def _enqueue(
 
 def _reply_address(message: NormalizedMessage) -> str | None:
     """Where the acknowledgement goes, on the channel the citizen used."""
-    if message.anonymous or message.is_automatic:
-        return None
+    if message.anonymous or message.is_automatic or message.flags.get("auto_reply_suspect"):
+        return None  # never acknowledge what may be an automatic reply (mail loops)
     if message.channel == "email":
         return message.sender.email
     if message.channel in ("sms", "whatsapp") and message.sender.phone:

@@ -339,3 +339,10 @@ def test_reply_in_the_same_batch_is_merged(inbox: Inbox) -> None:
     )
     assert [r.outcome for r in results] == [Outcome.NEW, Outcome.MERGED]
     assert results[0].complaint_id == results[1].complaint_id
+
+
+def test_complaint_subject_is_shown_without_reply_prefixes(inbox: Inbox) -> None:
+    """A complaint opened by a forwarded or replied mail shows its subject without Fwd:/Balas:."""
+    result = inbox.receive(raw_json("fw", channel="email", subject="Fwd: Balas: Izin PBG macet"))
+    complaint = inbox.complaint(result.complaint_id or 0)
+    assert complaint is not None and complaint.subject == "Izin PBG macet"
