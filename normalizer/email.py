@@ -219,12 +219,12 @@ def decode_email(
 ) -> InboundMessage:
     """Decode raw RFC 822 bytes; raise DecodeError when they are not an e-mail at all."""
     data = _checked_payload(payload)
-    try:
-        return _decode_with(data, email.policy.default, connector, external_id, received_at)
-    except Exception:  # the modern policy trips over some broken headers: try the old one
+    try:  # compat32 parses ~10x faster; headers and parameters are read from the raw text
+        return _decode_with(data, compat32, connector, external_id, received_at)
+    except Exception:  # the standard library's parser bugs differ between policies
         pass
     try:
-        return _decode_with(data, compat32, connector, external_id, received_at)
+        return _decode_with(data, email.policy.default, connector, external_id, received_at)
     except ValidationError as exc:
         detail = describe_validation_error(exc)
         raise DecodeError(f"e-mail does not fit the schema: {detail}") from None
@@ -262,7 +262,7 @@ def _decode_with(
     flags = _flags(msg, subject, (from_email, sender.email), report)
     if date_unparsed:
         flags["date_unparsed"] = True
-    if policy is compat32:
+    if policy is not compat32:
         flags["parser_fallback"] = True
     headers = _headers_of_interest(msg)
     text, html = _bodies(msg)

@@ -43,3 +43,10 @@ def test_connectors_are_loaded_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+def test_pure_packages_import_first_without_cycles() -> None:
+    """normalizer modules and omnichannel.errors import on their own, in any order."""
+    for module in ("normalizer.email", "normalizer.jsondoc", "normalizer.normalize",
+                   "omnichannel.errors", "connectors.imap"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
