@@ -362,3 +362,37 @@ password = "{dovecot.password}"
         "ticket",
         "error",
     }
+
+
+CORPUS = Path(__file__).parent / "testdata" / "email"
+
+
+def test_whole_corpus_through_poll_once(dovecot: Any, mailbox: Mailbox, tmp_path: Path) -> None:
+    """Every corpus mail delivered to the mailbox gets exactly one outcome from `poll --once`:
+    auto-replies and bounces `ignored`, the rest `new` or `merged`; all end up \\Seen."""
+    names = sorted(p.stem for p in CORPUS.glob("*.eml"))
+    mailbox.deliver(*((CORPUS / f"{n}.eml").read_bytes() for n in names))
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f"""
+[database]
+url = "sqlite:///{tmp_path / 'x.db'}"
+[[connectors]]
+name = "email"
+type = "imap"
+host = "{dovecot.host}"
+port = {dovecot.port}
+ssl = false
+username = "{dovecot.user}"
+password = "{dovecot.password}"
+""", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config), "poll", "--once",
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == len(names)
+    for name, line in zip(names, lines, strict=True):
+        flags = json.loads((CORPUS / f"{name}.expected.json").read_text()).get("flags", {})
+        automatic = flags.get("auto_reply") or flags.get("bounce")
+        expected = {"ignored"} if automatic else {"new", "merged"}
+        assert line["outcome"] in expected, (name, line)
+    assert mailbox.uids(criteria="UNSEEN") == []

@@ -1,0 +1,424 @@
+"""Webhook benchmark: signed Twilio webhooks through ``omnichannel serve``, against a floor.
+
+Two HTTP servers, each a fresh subprocess on loopback serving with waitress (the same server,
+the same thread count), are loaded in turn by the same client:
+
+- **floor**: a minimal WSGI app (this script with a hidden ``--floor-server`` flag) that reads
+  the body and does one SQLite ``INSERT`` and ``COMMIT`` per request (WAL, ``synchronous=NORMAL``,
+  as the omnichannel store), answering an empty TwiML ``<Response/>``.  Nothing a webhook
+  server that stores what it receives can do is cheaper.
+- **omnichannel serve**: ``python -m omnichannel serve`` with a temporary configuration: SQLite
+  in a temporary directory and one ``twilio`` connector (``mode = "webhook"``).  Every request
+  is verified (``X-Twilio-Signature``, official validator), stored raw and committed, decoded,
+  normalized, deduplicated and filed (complaint, queue item, acknowledgement), and answered
+  with TwiML carrying the acknowledgement.  Checked afterwards: every answer 200 with a
+  ``<Message>`` (every message ``new``) and one complaint per request; a failed check exits
+  non-zero.
+
+The load generator runs ``--concurrency`` threads, each with one keep-alive
+``http.client`` connection, sending prebuilt signed requests (unique ``MessageSid``, sender and
+complaint text, seeded) until ``--count`` requests are sent or ``--duration`` seconds pass.
+``--warmup`` requests go first and are not timed.  Reported: requests per second and the p50 /
+p99 latency; each measurement is the best (highest rate) of ``--repeat`` runs, each on a fresh
+server and database.  Rates depend on the machine: compare the ratio within one run.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/webhooks.py                 # 3,000 requests, 8 threads
+    .venv/bin/python benchmarks/webhooks.py --count 1000 --repeat 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+import waitress
+from twilio import __version__ as twilio_version
+from twilio.request_validator import RequestValidator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.ingest import complaint_text
+
+ACCOUNT = "AC" + "be" * 16
+TOKEN = "benchmark-auth-token-0123456789"
+OUR_NUMBER = "+6281100000001"
+PATH = "/webhooks/sms"
+FORM = "application/x-www-form-urlencoded"
+TARGET_RATIO = 50.0  # percent of the floor's throughput the project aims for (informative)
+SEED = 42
+STARTUP_TIMEOUT = 60.0
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One signed webhook request, ready to send."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def build_requests(count: int, port: int, *, first: int = 0) -> list[Prepared]:
+    """``count`` signed inbound-SMS webhooks for the server on ``port``, numbered from ``first``:
+    seeded, each from a different citizen, so that every one is a new complaint."""
+    rng = random.Random(SEED + first)
+    validator, url = RequestValidator(TOKEN), f"http://127.0.0.1:{port}{PATH}"
+    prepared = []
+    for index in range(first, first + count):
+        sid = f"SM{index:032x}"
+        fields = {
+            "ToCountry": "ID",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": complaint_text(rng)[1],
+            "FromCountry": "ID",
+            "To": OUR_NUMBER,
+            "NumSegments": "3",
+            "MessageSid": sid,
+            "AccountSid": ACCOUNT,
+            "From": f"+62812{index:08d}",  # a different citizen for every request
+            "ApiVersion": "2010-04-01",
+        }
+        headers = {
+            "Content-Type": FORM,
+            "X-Twilio-Signature": validator.compute_signature(url, fields),
+        }
+        prepared.append(Prepared(urlencode(fields).encode(), headers))
+    return prepared
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchmarkError(f"server exited with {process.returncode} while starting")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            status = connection.getresponse().status
+            connection.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)  # a benchmark waiting for a subprocess to listen, not a test
+    raise BenchmarkError(f"server on port {port} did not come up in {STARTUP_TIMEOUT:.0f} s")
+
+
+@contextmanager
+def running(command: list[str], port: int, ready_path: str, env: dict[str, str]) -> Iterator[None]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until_up(port, ready_path, process)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def omnichannel_server(folder: Path, port: int, threads: int) -> tuple[list[str], dict[str, str]]:
+    config = folder / "omnichannel.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{folder / "omnichannel.db"}"\n\n'
+        '[[connectors]]\nname = "sms"\ntype = "twilio"\n'
+        f'account_sid = "{ACCOUNT}"\nauth_token = "${{BENCH_TWILIO_AUTH_TOKEN}}"\n'
+        'mode = "webhook"\n',
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--threads", str(threads)]
+    return command, {**os.environ, "BENCH_TWILIO_AUTH_TOKEN": TOKEN}
+
+
+def floor_server(folder: Path, port: int, threads: int) -> tuple[list[str], dict[str, str]]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--floor-server", str(port)]
+    command += ["--floor-db", str(folder / "floor.db"), "--server-threads", str(threads)]
+    return command, dict(os.environ)
+
+
+def floor_app(database: Path) -> Callable[..., list[bytes]]:
+    """The floor: read the body, one INSERT and COMMIT in SQLite, an empty TwiML answer."""
+    local = threading.local()
+    setup = sqlite3.connect(database)
+    setup.executescript(
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, payload BLOB, received REAL)"
+    )
+    setup.close()
+    answer = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+    def connection() -> sqlite3.Connection:
+        if not hasattr(local, "conn"):
+            local.conn = sqlite3.connect(database, timeout=60, isolation_level=None)
+            local.conn.execute("PRAGMA synchronous=NORMAL")
+        conn: sqlite3.Connection = local.conn
+        return conn
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if environ.get("REQUEST_METHOD") == "POST":
+            conn = connection()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO raw (payload, received) VALUES (?, ?)", (body, time.time()))
+            conn.execute("COMMIT")
+        start_response(
+            "200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(answer)))]
+        )
+        return [answer]
+
+    return app
+
+
+def serve_floor(port: int, database: Path, threads: int) -> int:
+    """The hidden ``--floor-server`` mode: serve the floor app until terminated."""
+    server = waitress.create_server(
+        floor_app(database), host="127.0.0.1", port=port, threads=threads
+    )
+    server.run()  # until SIGTERM
+    return 0
+
+
+# -- load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    latencies: list[float]
+    answers: list[tuple[int, bytes]]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def load(port: int, requests: Sequence[Prepared], concurrency: int, duration: float) -> Run:
+    """Send ``requests`` from ``concurrency`` keep-alive connections, at most ``duration`` s."""
+    lock, position = threading.Lock(), [0]
+    latencies: list[float] = []
+    answers: list[tuple[int, bytes]] = []
+    deadline = time.perf_counter() + duration
+
+    def take() -> Prepared | None:
+        with lock:
+            if position[0] >= len(requests) or time.perf_counter() > deadline:
+                return None
+            position[0] += 1
+            return requests[position[0] - 1]
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine_l, mine_a = [], []
+        while (request := take()) is not None:
+            started = time.perf_counter()
+            connection.request("POST", PATH, request.body, request.headers)
+            response = connection.getresponse()
+            data = response.read()
+            mine_l.append(time.perf_counter() - started)
+            mine_a.append((response.status, data))
+        connection.close()
+        with lock:
+            latencies.extend(mine_l)
+            answers.extend(mine_a)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Run(len(latencies), time.perf_counter() - started, latencies, answers)
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+class BenchmarkError(RuntimeError):
+    """A run did not do what it should have; the numbers would mean nothing."""
+
+
+def check_answers(run: Run, *, acknowledged: bool, what: str) -> None:
+    bad = [status for status, _ in run.answers if status != 200]
+    if bad:
+        raise BenchmarkError(f"{what}: {len(bad)} answers were not 200 (e.g. {bad[0]})")
+    if acknowledged and sum(b"<Message>" in body for _, body in run.answers) != run.requests:
+        raise BenchmarkError(f"{what}: not every answer acknowledged a new complaint")
+
+
+def count_complaints(folder: Path) -> int:
+    engine = sa.create_engine(f"sqlite:///{folder / 'omnichannel.db'}")
+    with engine.connect() as conn:
+        found = int(conn.execute(sa.text("SELECT count(*) FROM complaints")).scalar_one())
+    engine.dispose()
+    return found
+
+
+def measure_once(kind: str, args: argparse.Namespace) -> Run:
+    """One run of ``kind`` ("floor" or "omnichannel") on a fresh server and database."""
+    with tempfile.TemporaryDirectory(prefix="omnichannel-webhooks-") as tmp:
+        folder, port = Path(tmp), free_port()
+        build = floor_server if kind == "floor" else omnichannel_server
+        command, env = build(folder, port, args.server_threads)
+        warmup = build_requests(args.warmup, port)
+        timed = build_requests(args.count, port, first=args.warmup)
+        with running(command, port, "/healthz" if kind == "omnichannel" else "/", env):
+            load(port, warmup, args.concurrency, args.duration)
+            run = load(port, timed, args.concurrency, args.duration)
+        acknowledged = kind == "omnichannel"
+        check_answers(run, acknowledged=acknowledged, what=kind)
+        if acknowledged and count_complaints(folder) != run.requests + args.warmup:
+            raise BenchmarkError(f"{kind}: complaints in the store differ from requests sent")
+    return run
+
+
+def best_of(kind: str, args: argparse.Namespace) -> Run:
+    runs = []
+    for attempt in range(1, args.repeat + 1):
+        runs.append(measure_once(kind, args))
+        run = runs[-1]
+        print(
+            f"  {kind}: run {attempt}/{args.repeat}: {run.requests} requests in "
+            f"{run.seconds:.2f} s, {run.rate:,.0f} req/s, p50 {1000 * run.percentile(0.5):.1f} ms,"
+            f" p99 {1000 * run.percentile(0.99):.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
+    return max(runs, key=lambda r: r.rate)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def row(name: str, run: Run, floor: Run | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "requests": run.requests,
+        "seconds": round(run.seconds, 3),
+        "req_per_s": round(run.rate, 1),
+        "p50_ms": round(1000 * run.percentile(0.5), 2),
+        "p99_ms": round(1000 * run.percentile(0.99), 2),
+        "percent_of_floor": round(100 * run.rate / floor.rate, 1) if floor else None,
+    }
+
+
+def header(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "benchmark": "webhooks",
+        "count": args.count,
+        "concurrency": args.concurrency,
+        "server_threads": args.server_threads,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "waitress": _version("waitress"),
+        "twilio": twilio_version,
+        "target_percent_of_floor": TARGET_RATIO,
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def report_text(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    info = header(args)
+    lines = [
+        f"omnichannel webhook benchmark — {args.count} signed Twilio webhooks, "
+        f"{args.concurrency} client threads (keep-alive), waitress {info['waitress']} with "
+        f"{args.server_threads} threads, SQLite {info['sqlite']}, Python {info['python']}",
+        f"best of {args.repeat} run(s) each, fresh server and database per run; "
+        f"target: omnichannel >= {TARGET_RATIO:.0f}% of the floor's throughput",
+        f"{'':<42}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'of floor':>10}",
+    ]
+    for item in rows:
+        ratio = f"{item['percent_of_floor']:.1f}%" if item["percent_of_floor"] else "100%"
+        lines.append(
+            f"{item['name']:<42}{item['req_per_s']:>10,.0f}{item['p50_ms']:>10.1f}"
+            f"{item['p99_ms']:>10.1f}{ratio:>10}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=3000, help="timed requests per run")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests first")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--server-threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--duration", type=float, default=120.0, help="max seconds per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per server, best kept")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-db", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("count", "concurrency", "server_threads", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.floor_server:
+        return serve_floor(args.floor_server, Path(args.floor_db), args.server_threads)
+    try:
+        floor = best_of("floor", args)
+        served = best_of("omnichannel", args)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        row("floor: waitress + 1 SQLite insert/commit", floor, None),
+        row("omnichannel serve: twilio webhook", served, floor),
+    ]
+    if args.json:
+        print(json.dumps({**header(args), "results": rows}))
+    else:
+        print(report_text(args, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

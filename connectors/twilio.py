@@ -1,0 +1,561 @@
+"""Twilio: SMS and WhatsApp numbers on Twilio, by signed webhook and by reconciling the message log.
+
+- **Channel**: ``sms``; ``whatsapp`` when the sender is ``whatsapp:+62…``. One connector serves
+  both kinds of number of one Twilio account.
+- **Mode**: ``both`` (default): webhooks, plus a reconciliation poll of Twilio's message log —
+  Twilio does not retry a failed webhook by default, so a message that arrived while we were
+  down is only in the log. ``webhook``: no polling. ``poll``: no webhooks (404), the log only.
+- **Configuration**: ``account_sid``, ``auth_token`` (**secret**), ``mode``, ``poll_interval``
+  (seconds, default 300), ``api_base_url`` (default ``https://api.twilio.com``; tests point it
+  at a local server), ``public_url`` (overrides ``server.public_url`` for this connector),
+  ``phone_numbers`` (our numbers, E.164, ``whatsapp:+62…`` for WhatsApp only; empty = every
+  number of the account), ``media_hosts``, ``media_redirect_hosts``, ``max_bytes`` (webhook
+  body limit, default 1 MiB), ``poll_page_size``, ``timeout``, ``lookback_days`` (how far the
+  very first poll looks back).
+- **Cursor**: ``{"date_sent": <newest date_sent seen, ISO UTC>, "recent": [sid, ...]}``. Each
+  poll lists ``DateSent>=`` (newest - 1 day, as a date: the filter has day granularity), every
+  page (``next_page_uri``), ``direction == "inbound"``, ``status == "received"`` and ``To`` one of
+  ``phone_numbers``. ``recent`` holds the sids of that window already committed, so a poll does
+  not store them or list their media again. The cursor moves only at the end of a complete
+  scan (the log is not ordered), in an empty closing batch.
+- **Dedupe key**: ``MessageSid`` (the API's ``sid``), for webhook and poll alike, so the core
+  files a message once whichever way it came first. Status callbacks: ``<sid>#<status>``.
+- **Webhook verification**: ``X-Twilio-Signature`` checked with the official
+  ``RequestValidator`` against ``public_url`` + the request path + the raw query (the URL
+  Twilio called, behind any TLS proxy), or the request URL itself when no public URL is
+  configured; the validator also tries it with and without the default port. All values of
+  repeated fields are signed. ``AccountSid`` must be ours. Anything else: 403, nothing stored.
+- **Reply**: TwiML (``text/xml``): the acknowledgement ``<Message>`` with the ticket for a
+  ``new`` complaint (when acknowledgements are on), ``<Response/>`` otherwise; the core marks
+  that acknowledgement as sent inline.
+- **Media**: ``MediaUrlN`` become pending attachments, downloaded later (``fetch_media``) with
+  HTTP Basic auth — only from a ``media_hosts`` host (default ``api.twilio.com``, plus the host
+  of ``api_base_url``) and only under ``/2010-04-01/Accounts/<account_sid>/``, so a payload
+  cannot send our credentials elsewhere. Twilio answers with a redirect to its CDN: redirects
+  are followed, without credentials, only to ``media_hosts`` or ``media_redirect_hosts``
+  (default ``*.twiliocdn.com``; ``*.`` matches any subdomain, nothing else). Plain ``http`` only
+  to loopback hosts. Any other host is refused for good (SkippableError); the size cap is
+  enforced while streaming.
+- **Errors**: network errors, HTTP 429 and 5xx are retryable; 401/403 from the API are fatal.
+- **Provider docs**: https://www.twilio.com/docs/messaging/guides/webhook-request,
+  https://www.twilio.com/docs/usage/webhooks/webhooks-security,
+  https://www.twilio.com/docs/sms/api/message-resource#read-multiple-message-resources,
+  https://www.twilio.com/docs/sms/api/media-resource.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.utils import format_datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+
+from normalizer.twilio import (
+    FORM_TYPE,
+    JSON_TYPE,
+    decode_twilio,
+    external_id_of,
+    parse_form,
+)
+from omnichannel.connector import Batch, Media, PollingConnector
+from omnichannel.errors import DecodeError, FatalError, RetryableError, SkippableError
+from omnichannel.schema import InboundMessage, Outcome, RawMessage, ReceiveResult
+from omnichannel.webhook import (
+    DEFAULT_MAX_BYTES,
+    WebhookConnector,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResponse,
+)
+
+__all__ = ["TwilioConnector", "TwilioOptions", "host_allowed", "signature_url"]
+
+log = logging.getLogger("omnichannel.connectors.twilio")
+
+TWILIO_API = "https://api.twilio.com"
+OVERLAP = timedelta(days=1)
+MAX_RECENT = 20_000
+MAX_REDIRECTS = 5
+T = TypeVar("T")
+
+
+class TwilioOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr
+    mode: Literal["webhook", "poll", "both"] = "both"
+    poll_interval: float = Field(default=300, gt=0)
+    api_base_url: str = TWILIO_API
+    public_url: str | None = None
+    phone_numbers: list[str] = Field(default_factory=list)
+    media_hosts: list[str] = Field(default_factory=lambda: ["api.twilio.com"])
+    media_redirect_hosts: list[str] = Field(default_factory=lambda: ["*.twiliocdn.com"])
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    poll_page_size: int = Field(default=1000, ge=1, le=1000)
+    timeout: float = Field(default=30, gt=0)
+    lookback_days: int = Field(default=1, ge=0, le=400)
+
+    @field_validator("api_base_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("phone_numbers")
+    @classmethod
+    def _e164(cls, value: list[str]) -> list[str]:
+        for number in value:
+            digits = number.split(":", 1)[-1]
+            if not (digits.startswith("+") and digits[1:].isdigit() and 6 <= len(digits) <= 16):
+                raise ValueError("each number must be E.164 (+62…), or whatsapp:+62…")
+        return value
+
+
+# -- URLs and hosts ----------------------------------------------------------------------------
+
+
+def signature_url(request_url: str, public_url: str | None) -> str:
+    """The URL Twilio signed: ``public_url`` + the request's path and raw query, or the request
+    URL itself when no public URL is configured."""
+    if not public_url:
+        return request_url
+    parts = urlsplit(request_url)
+    return public_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _netloc(url: str) -> str | None:
+    """``host`` (or ``host:port`` for a non-default port) when ``url`` may be fetched at all."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if not host or parts.username or parts.password or parts.scheme not in ("http", "https"):
+        return None
+    if parts.scheme == "http" and not _is_loopback(host):
+        return None  # never send anything (least of all credentials) in clear text
+    default = 443 if parts.scheme == "https" else 80
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """Whether ``url``'s host matches one of ``patterns`` (``host``, ``host:port``, or
+    ``*.suffix`` for any subdomain of ``suffix`` on the default port)."""
+    netloc = _netloc(url)
+    if netloc is None:
+        return False
+    for pattern in (p.strip().lower() for p in patterns):
+        if pattern.startswith("*."):
+            if netloc.endswith(pattern[1:]) and ":" not in netloc:
+                return True
+        elif netloc == pattern:
+            return True
+    return False
+
+
+# -- the API client ----------------------------------------------------------------------------
+
+
+def _raise_for_status(status: int, what: str) -> None:
+    if status in (401, 403):
+        raise FatalError(f"{what}: Twilio refused the credentials (HTTP {status})")
+    if status == 429 or status >= 500:
+        raise RetryableError(f"{what}: HTTP {status}, will retry")
+
+
+class _ApiHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """The official HTTP client, pointed at ``api_base_url``, with errors mapped to ours and a
+    log that shows no query strings (they hold phone numbers)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout, logger=log)
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.startswith(TWILIO_API + "/"):
+            url = self.base_url + url[len(TWILIO_API) :]
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            raise RetryableError(f"Twilio API unreachable: {type(exc).__name__}") from None
+        _raise_for_status(response.status_code, "Twilio API")
+        return response
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        log.debug("Twilio API %s %s", kwargs["method"], urlsplit(kwargs["url"]).path)
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        log.debug("Twilio API answered %s", status_code)
+
+
+def _api_call(call: Callable[[], T], what: str) -> T:
+    """Run an API call of the official client; its own errors become ours."""
+    try:
+        return call()
+    except TwilioException as exc:
+        status = getattr(exc, "status", None) or getattr(_arg(exc, 1), "status_code", "?")
+        raise FatalError(f"{what}: Twilio API answered HTTP {status}") from None
+    except ValueError:
+        raise RetryableError(f"{what}: the Twilio API answer is not JSON") from None
+
+
+def _arg(exc: BaseException, index: int) -> Any:
+    return exc.args[index] if len(exc.args) > index else None
+
+
+# -- the reconciliation cursor -----------------------------------------------------------------
+
+
+@dataclass
+class _Cursor:
+    newest: datetime | None = None
+    recent: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, value: Any) -> _Cursor:
+        if not isinstance(value, dict):
+            return cls()
+        try:
+            newest = datetime.fromisoformat(str(value["date_sent"])).astimezone(UTC)
+        except (KeyError, TypeError, ValueError):
+            return cls()
+        recent = value.get("recent")
+        return cls(newest, {str(s) for s in recent} if isinstance(recent, list) else set())
+
+    def value(self) -> dict[str, Any] | None:
+        if self.newest is None:
+            return None
+        return {"date_sent": self.newest.isoformat(), "recent": sorted(self.recent)}
+
+    def window_start(self) -> date | None:
+        return (self.newest - OVERLAP).date() if self.newest else None
+
+
+@dataclass
+class _Scan:
+    """What one poll saw: every matching message's sid and date, for the next cursor."""
+
+    before: _Cursor
+    seen: dict[str, datetime] = field(default_factory=dict)
+
+    def take(self, sid: str, when: datetime) -> bool:
+        """Note the message; True when it must be stored (not seen in this or the last poll)."""
+        new = sid not in self.seen and sid not in self.before.recent
+        self.seen[sid] = when
+        return new
+
+    def cursor(self) -> _Cursor:
+        newest = max([*self.seen.values(), *([self.before.newest] if self.before.newest else [])])
+        start = datetime.combine((newest - OVERLAP).date(), time(), UTC)
+        recent = sorted((w, s) for s, w in self.seen.items() if w >= start)[-MAX_RECENT:]
+        return _Cursor(newest, {sid for _, sid in recent})
+
+
+def _rfc2822(value: datetime | None) -> str | None:
+    return format_datetime(value.astimezone(UTC), usegmt=True) if value else None
+
+
+# -- the connector -----------------------------------------------------------------------------
+
+
+class _Params(dict[str, list[str]]):
+    """Form fields with every value, as the validator signs them (it calls ``getlist``)."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
+class TwilioConnector(PollingConnector, WebhookConnector):
+    """SMS and WhatsApp numbers of one Twilio account."""
+
+    type = "twilio"
+    channel = "sms"
+    Options = TwilioOptions
+    options: TwilioOptions
+    content_types = (FORM_TYPE,)
+    acknowledges_inline = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._validator = RequestValidator(self.options.auth_token.get_secret_value())
+        self._rest: Any = None
+
+    def close(self) -> None:
+        rest, self._rest = self._rest, None
+        if rest is not None and rest.http_client.session is not None:
+            rest.http_client.session.close()
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def _form(self, request: WebhookRequest) -> _Params:
+        try:
+            return _Params(parse_form(request.body))
+        except DecodeError:
+            raise WebhookRejected(400, "malformed form body") from None
+
+    def verify(self, request: WebhookRequest) -> None:
+        if self.options.mode == "poll":
+            raise WebhookRejected(404, "webhooks are off for this connector (mode = poll)")
+        params = self._form(request)
+        signature = request.headers.get("x-twilio-signature", "")
+        url = signature_url(request.url, self.options.public_url or self.context.public_url)
+        if not signature or not self._validator.validate(url, params, signature):
+            raise WebhookRejected(403, "bad signature")
+        accounts = params.get("AccountSid", [])
+        if len(accounts) != 1 or not hmac.compare_digest(accounts[0], self.options.account_sid):
+            raise WebhookRejected(403, "not our Twilio account")
+
+    def parse(self, request: WebhookRequest) -> list[RawMessage]:
+        fields = {key: values[0] for key, values in self._form(request).items()}
+        try:
+            external_id = external_id_of(fields)
+        except DecodeError:
+            raise WebhookRejected(400, "MessageSid missing or malformed", "MessageSid") from None
+        log.debug("twilio %s: webhook for %s", self.name, external_id)
+        return [self._raw(external_id, datetime.now(UTC), FORM_TYPE, request.body, "webhook")]
+
+    def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        reply = MessagingResponse()
+        for result in results:
+            if result.outcome is Outcome.NEW and result.ticket:
+                text = self.context.acknowledgement(result.ticket)
+                if text:
+                    reply.message(text)
+        return WebhookResponse(200, str(reply).encode("utf-8"), "text/xml")
+
+    def _raw(
+        self, external_id: str, received_at: datetime, kind: str, payload: bytes, source: str
+    ) -> RawMessage:
+        return RawMessage(
+            connector=self.name,
+            external_id=external_id,
+            received_at=received_at,
+            content_type=kind,
+            payload=payload,
+            meta={"source": source},
+        )
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def decode(self, raw: RawMessage) -> InboundMessage:
+        return decode_twilio(
+            raw.payload, raw.content_type, connector=self.name, external_id=raw.external_id
+        )
+
+    def raw_from_file(self, path: Path, payload: bytes, received_at: datetime) -> RawMessage:
+        """A recorded webhook form, or a Messages API resource (``.json``), for ``ingest``."""
+        try:
+            if payload.lstrip()[:1] == b"{":
+                sid = json.loads(payload)["sid"]
+                if isinstance(sid, str) and sid:
+                    return self._raw(sid, received_at, JSON_TYPE, payload, "file")
+            else:
+                fields = {k: v[0] for k, v in parse_form(payload).items()}
+                return self._raw(external_id_of(fields), received_at, FORM_TYPE, payload, "file")
+        except (ValueError, KeyError, TypeError, DecodeError):
+            pass  # kept under its content hash, and quarantined by decode
+        return super().raw_from_file(path, payload, received_at)
+
+    # -- the REST API --------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._rest is None:
+            opts = self.options
+            self._rest = Client(
+                opts.account_sid,
+                opts.auth_token.get_secret_value(),
+                http_client=_ApiHttpClient(opts.api_base_url, opts.timeout),
+                environment={"OMNICHANNEL": "1"},  # no TWILIO_EDGE/REGION: api_base_url rules
+            )
+        return self._rest
+
+    def _account(self) -> Any:
+        return self._client().api.v2010.accounts(self.options.account_sid)
+
+    def check(self) -> None:
+        _api_call(lambda: self._account().fetch(), "account")
+
+    # -- polling -------------------------------------------------------------------------------
+
+    def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
+        if self.options.mode == "webhook":
+            return
+        before = _Cursor.load(cursor)
+        today = datetime.now(UTC).date()
+        start = since or before.window_start() or today - timedelta(days=self.options.lookback_days)
+        scan, stored, targets = _Scan(before), 0, self._to_filters()
+        for to in targets:
+            for page in self._pages(start, to):
+                raws = [self._api_raw(m) for m in page if self._wanted(m, targets, scan)]
+                stored += len(raws)
+                if raws:
+                    yield Batch(raws, before.value())  # the cursor moves only at the end
+        log.info(
+            "twilio %s: %d inbound messages in the log since %s, %d to store",
+            self.name,
+            len(scan.seen),
+            start.isoformat(),
+            stored,
+        )
+        after = scan.cursor().value() if scan.seen else before.value()
+        if after != before.value():
+            yield Batch([], after)
+
+    def _to_filters(self) -> list[str | None]:
+        """``To`` values to list: each number as SMS and WhatsApp unless it names a channel."""
+        filters: list[str | None] = []
+        for number in self.options.phone_numbers:
+            for value in (number,) if ":" in number else (number, "whatsapp:" + number):
+                if value not in filters:
+                    filters.append(value)
+        return filters or [None]
+
+    def _pages(self, start: date, to: str | None) -> Iterator[list[Any]]:
+        messages = self._account().messages
+        filters = {"to": to} if to else {}
+        page = _api_call(
+            lambda: messages.page(
+                date_sent_after=start.isoformat(), page_size=self.options.poll_page_size, **filters
+            ),
+            "message log",
+        )
+        while page is not None:
+            yield _api_call(partial(list, page), "message log")
+            page = _api_call(page.next_page, "message log")
+
+    def _wanted(self, message: Any, targets: list[str | None], scan: _Scan) -> bool:
+        if message.direction != "inbound" or message.status != "received" or not message.sid:
+            return False
+        if targets != [None] and (message.to or "").strip() not in targets:
+            return False
+        return scan.take(message.sid, self._date_of(message))
+
+    @staticmethod
+    def _date_of(message: Any) -> datetime:
+        when = message.date_sent or message.date_created
+        return when.astimezone(UTC) if isinstance(when, datetime) else datetime.now(UTC)
+
+    def _api_raw(self, message: Any) -> RawMessage:
+        resource = {
+            "sid": message.sid,
+            "account_sid": message.account_sid,
+            "messaging_service_sid": message.messaging_service_sid,
+            "from": message.from_,
+            "to": message.to,
+            "body": message.body,
+            "num_media": message.num_media,
+            "num_segments": message.num_segments,
+            "direction": message.direction,
+            "status": message.status,
+            "api_version": message.api_version,
+            "date_sent": _rfc2822(message.date_sent),
+            "date_created": _rfc2822(message.date_created),
+            "media": self._media_of(message),
+        }
+        payload = json.dumps(resource, ensure_ascii=False).encode("utf-8")
+        return self._raw(message.sid, self._date_of(message), JSON_TYPE, payload, "api")
+
+    def _media_of(self, message: Any) -> list[dict[str, str]] | None:
+        """The message's media as ``{url, content_type}``; None when the list is gone (the
+        decoder then flags the message incomplete)."""
+        if not str(message.num_media or "0").isdigit() or int(message.num_media or 0) == 0:
+            return []
+        media = self._account().messages(message.sid).media
+        try:
+            items = media.list(page_size=100)
+        except TwilioException:  # 401/403, 429 and 5xx were raised as ours already
+            log.warning("twilio %s: the media list of %s is unavailable", self.name, message.sid)
+            return None
+        except ValueError:
+            raise RetryableError("media list: the Twilio API answer is not JSON") from None
+        base = self.options.api_base_url
+        return [
+            {"url": base + str(item.uri).removesuffix(".json"), "content_type": item.content_type}
+            for item in items
+        ]
+
+    # -- media ---------------------------------------------------------------------------------
+
+    def _api_hosts(self) -> list[str]:
+        own = _netloc(self.options.api_base_url)
+        return [*self.options.media_hosts, *([own] if own else [])]
+
+    def _credentialed(self, url: str) -> bool:
+        """Only our account's resources on Twilio's API host get our credentials."""
+        prefix = f"/2010-04-01/Accounts/{self.options.account_sid}/"
+        return host_allowed(url, self._api_hosts()) and urlsplit(url).path.startswith(prefix)
+
+    def fetch_media(self, url: str, *, max_bytes: int) -> Media:
+        if not self._credentialed(url):
+            raise SkippableError("media URL is not on an allowed Twilio API host")
+        try:
+            with requests.Session() as session:
+                return self._download(session, url, max_bytes)
+        except requests.RequestException as exc:
+            raise RetryableError(f"media download failed: {type(exc).__name__}") from None
+
+    def _download(self, session: requests.Session, url: str, max_bytes: int) -> Media:
+        origin, current = _netloc(url), url
+        redirect_hosts = [*self._api_hosts(), *self.options.media_redirect_hosts]
+        auth = (self.options.account_sid, self.options.auth_token.get_secret_value())
+        for _ in range(MAX_REDIRECTS + 1):
+            response = session.get(
+                current,
+                auth=auth if _netloc(current) == origin else None,
+                headers={"Connection": "close"},  # one download per connection: none lingers
+                stream=True,
+                allow_redirects=False,
+                timeout=self.options.timeout,
+            )
+            with response:
+                if not response.is_redirect:
+                    return _read_media(response, max_bytes)
+                current = urljoin(current, response.headers.get("location", ""))
+            if not host_allowed(current, redirect_hosts):
+                raise SkippableError("media redirected to a host that is not allowed")
+        raise SkippableError(f"media redirected more than {MAX_REDIRECTS} times")
+
+
+def _read_media(response: requests.Response, max_bytes: int) -> Media:
+    status = response.status_code
+    if status in (401, 403, 429) or status >= 500:
+        raise RetryableError(f"media download: HTTP {status}")
+    if status != 200:
+        raise SkippableError(f"media download: HTTP {status}")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise SkippableError(f"media larger than {max_bytes} bytes")
+    chunks, total = [], 0
+    for chunk in response.iter_content(65536):
+        total += len(chunk)
+        if total > max_bytes:
+            raise SkippableError(f"media larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return Media(b"".join(chunks), kind or None)
