@@ -485,7 +485,9 @@ def _enqueue(
                         "channel": message.channel,
                         "connector": message.connector,
                     },
-                    "status": "pending",
+                    "status": "sent-inline"
+                    if message.connector in settings.inline_ack
+                    else "pending",
                     "attempts": 0,
                     "next_attempt_at": now,
                     "last_error": None,

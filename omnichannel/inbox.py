@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from omnichannel.schema import (
     format_utc,
 )
 from omnichannel.store import Store
-from omnichannel.store.tables import outbox, quarantine, raw_messages
+from omnichannel.store.tables import quarantine, raw_messages
 from omnichannel.webhook import (
     WebhookConnector,
     WebhookRejected,
@@ -149,12 +150,15 @@ class Inbox:
         if name not in self._connectors:
             entry = self.config.connector(name)
             cls = connector_class(entry.type)
-            self._connectors[name] = cls.from_options(name, entry.options, self.context)
+            self.add_connector(cls.from_options(name, entry.options, self.context))
         return self._connectors[name]
 
     def add_connector(self, connector: Connector) -> None:
         """Use a connector instance that is not in the configuration (portals, tests)."""
         self._connectors[connector.name] = connector
+        if connector.acknowledges_inline:
+            inline = self.settings.inline_ack | {connector.name}
+            self.settings = dataclasses.replace(self.settings, inline_ack=inline)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -348,25 +352,8 @@ class Inbox:
         results = self.receive_many(raws) if raws else []
         response = connector.respond(request, results)
         response.results = results
-        if connector.acknowledges_inline:
-            self._acknowledged_inline([r for r in results if r.outcome is Outcome.NEW])
         self.record(connector.name)
         return response
-
-    def _acknowledged_inline(self, results: list[ReceiveResult]) -> None:
-        """The reply carried the acknowledgement: its outbox rows need no other delivery."""
-        ids = [r.complaint_id for r in results if r.complaint_id is not None]
-        if ids:
-            with self.store.transaction() as conn:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(
-                        outbox.c.complaint_id.in_(ids),
-                        outbox.c.kind == "acknowledgement",
-                        outbox.c.status == "pending",
-                    )
-                    .values(status="sent-inline", updated_at=self._clock())
-                )
 
     def fetch_media(
         self, *, limit: int = 50, max_bytes: int = 16 * 1024 * 1024, max_attempts: int = 8

@@ -47,6 +47,9 @@ class Settings:
     acknowledgements: bool = True
     same_sender_window: timedelta = timedelta(days=14)
     verify_working_days: int = 3
+    inline_ack: frozenset[str] = frozenset()
+    """Connectors whose webhook reply carries the acknowledgement (TwiML): their outbox rows
+    are written already ``sent-inline``, in the same transaction."""
 
 
 @dataclass

@@ -39,5 +39,9 @@ def serve_wsgi(app: WsgiApp, *, threads: int = 4) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         stopping.set()
+        server.task_dispatcher.shutdown(timeout=5)
+        for channel in list(server._map.values()):
+            if channel is not server:
+                channel.close()  # connections a client left open (keep-alive)
         server.close()
         thread.join(timeout=10)
