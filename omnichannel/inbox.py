@@ -16,6 +16,7 @@ from omnichannel import pipeline, queries
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
 from omnichannel.errors import OmnichannelError, StorageUnavailable, UnknownConnector
+from omnichannel.groupcommit import GroupCommit
 from omnichannel.media import MediaResult, fetch_pending_media
 from omnichannel.pipeline import Prepared, Settings
 from omnichannel.registry import connector_class
@@ -105,6 +106,7 @@ class Inbox:
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
         self._status: dict[str, dict[str, Any]] = {}
+        self._group = GroupCommit(lambda raws: self.receive_many(raws))
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -349,7 +351,7 @@ class Inbox:
             raise WebhookRejected(415, "unsupported content type")
         connector.verify(request)
         raws = connector.parse(request)
-        results = self.receive_many(raws) if raws else []
+        results = self._group.submit(raws) if raws else []
         response = connector.respond(request, results)
         response.results = results
         self.record(connector.name)
