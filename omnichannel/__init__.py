@@ -46,13 +46,31 @@ if TYPE_CHECKING:
 _WHERE = {
     "omnichannel.config": ("Config", "load_config"),
     "omnichannel.connector": ("Batch", "Connector", "ConnectorContext", "PollingConnector"),
-    "omnichannel.errors": ("ConfigError", "ConnectorError", "DecodeError", "FatalError",
-                           "OmnichannelError", "RetryableError", "SkippableError",
-                           "StorageUnavailable", "UnknownConnector"),
+    "omnichannel.errors": (
+        "ConfigError",
+        "ConnectorError",
+        "DecodeError",
+        "FatalError",
+        "OmnichannelError",
+        "RetryableError",
+        "SkippableError",
+        "StorageUnavailable",
+        "UnknownConnector",
+    ),
     "omnichannel.inbox": ("Inbox",),
-    "omnichannel.schema": ("Attachment", "AttachmentInfo", "Complaint", "InboundMessage",
-                           "Location", "Message", "NormalizedMessage", "Outcome", "RawMessage",
-                           "ReceiveResult", "Sender"),
+    "omnichannel.schema": (
+        "Attachment",
+        "AttachmentInfo",
+        "Complaint",
+        "InboundMessage",
+        "Location",
+        "Message",
+        "NormalizedMessage",
+        "Outcome",
+        "RawMessage",
+        "ReceiveResult",
+        "Sender",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
