@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from connectors.whatsapp_cloud import WhatsAppCloudConnector
 from omnichannel import Inbox, Outcome
 from omnichannel.config import parse_config
 from omnichannel.http import create_app
@@ -281,3 +284,44 @@ def test_media_downloaded_in_the_background_with_refresh_and_sha256_check(
     photo = stored["Foto bangunan tanpa izin"]
     assert photo.size == len(PHOTO) and photo.sha256 == hashlib.sha256(PHOTO).hexdigest()
     assert graph.lookups.count("1001") == 2  # looked up again after the expired URL
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300), st.sampled_from([fixture("text"), fixture("batch-2x3-repeated")])
+    ),
+    signature_header=st.one_of(
+        st.none(),
+        st.text(max_size=80),
+        st.builds(lambda h: "sha256=" + h, st.text("0123456789abcdef", min_size=64, max_size=64)),
+    ),
+    method=st.sampled_from(["POST", "GET", "PUT"]),
+    query=st.text(max_size=40),
+)
+def test_random_requests_never_500_and_never_store_unsigned(
+    sqlite_inbox: Inbox, body: bytes, signature_header: str | None, method: str, query: str
+) -> None:
+    """Random bodies, signatures, methods and queries: never a 500, never a stored complaint."""
+    if "wa" not in sqlite_inbox.connector_names():
+        sqlite_inbox.add_connector(
+            WhatsAppCloudConnector.from_options(
+                "wa",
+                {
+                    "app_secret": APP_SECRET,
+                    "verify_token": VERIFY,
+                    "access_token": TOKEN,
+                    "phone_number_ids": [PNID],
+                },
+            )
+        )
+    headers = {"Content-Type": "application/json"}
+    if signature_header is not None:
+        headers["X-Hub-Signature-256"] = signature_header
+    response = sqlite_inbox.handle_webhook(
+        "wa", method, f"http://x/webhooks/wa?{query}", headers, body
+    )
+    assert response.status in (400, 403, 405)
+    assert sqlite_inbox.complaints() == []
