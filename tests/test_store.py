@@ -76,3 +76,25 @@ def test_concurrent_first_start_migrates_once(
     store = Store(url, auto_migrate=False)
     assert store.revision() == head_revision()
     store.dispose()
+
+
+def test_threads_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Threads opening one new SQLite file together all get a store (WAL switch races retried)."""
+    import threading
+
+    for attempt in range(10):
+        url = f"sqlite:///{tmp_path / f'fresh{attempt}.db'}"
+        errors: list[BaseException] = []
+
+        def open_store(url: str = url, errors: list[BaseException] = errors) -> None:
+            try:
+                Store(url).dispose()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
