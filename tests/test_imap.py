@@ -373,9 +373,10 @@ def test_whole_corpus_through_poll_once(dovecot: Any, mailbox: Mailbox, tmp_path
     names = sorted(p.stem for p in CORPUS.glob("*.eml"))
     mailbox.deliver(*((CORPUS / f"{n}.eml").read_bytes() for n in names))
     config = tmp_path / "omnichannel.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [database]
-url = "sqlite:///{tmp_path / 'x.db'}"
+url = "sqlite:///{tmp_path / "x.db"}"
 [[connectors]]
 name = "email"
 type = "imap"
@@ -384,9 +385,12 @@ port = {dovecot.port}
 ssl = false
 username = "{dovecot.user}"
 password = "{dovecot.password}"
-""", encoding="utf-8")
-    result = CliRunner().invoke(main, ["--config", str(config), "poll", "--once",
-                                       "--format", "json"])
+""",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "poll", "--once", "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(names)

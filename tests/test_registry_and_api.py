@@ -47,6 +47,11 @@ def test_connectors_are_loaded_lazily() -> None:
 
 def test_pure_packages_import_first_without_cycles() -> None:
     """normalizer modules and omnichannel.errors import on their own, in any order."""
-    for module in ("normalizer.email", "normalizer.jsondoc", "normalizer.normalize",
-                   "omnichannel.errors", "connectors.imap"):
+    for module in (
+        "normalizer.email",
+        "normalizer.jsondoc",
+        "normalizer.normalize",
+        "omnichannel.errors",
+        "connectors.imap",
+    ):
         subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
