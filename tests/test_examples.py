@@ -43,9 +43,16 @@ def test_custom_connector_example(tmp_path: Path) -> None:
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
     """examples/omnichannel.toml passes validation."""
-    config = load_config(EXAMPLES / "omnichannel.toml", env={"IMAP_PASSWORD": "s3cret"})
+    env = {
+        "IMAP_PASSWORD": "s3cret",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t0ken",
+        "GAMMU_DATABASE_URL": "mysql+pymysql://smsd@db/smsd",
+        "PORTAL_WEBHOOK_SECRET": "whsec_c2VjcmV0",
+    }
+    config = load_config(EXAMPLES / "omnichannel.toml", env=env)
     assert config.database.url == "sqlite:///omnichannel.db"
-    assert [c.type for c in config.connectors] == ["files", "imap"]
+    assert sorted(c.type for c in config.connectors) == ["files", "gammu", "imap", "twilio", "web"]
     with pytest.raises(ConfigError, match="IMAP_PASSWORD is not set"):
         load_config(EXAMPLES / "omnichannel.toml", env={})
 
