@@ -119,6 +119,16 @@ def imap(server: Any, **extra: Any) -> ImapConnector:
     return connector
 
 
+def write_config(path: Path, database_url: str, *connectors: dict[str, Any]) -> Path:
+    """An omnichannel.toml with this database and these [[connectors]] tables."""
+    lines = ["[database]", f'url = "{database_url}"']
+    for connector in connectors:
+        lines += ["", "[[connectors]]"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in connector.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def make_inbox(database_url: str, *connectors: dict[str, Any]) -> Inbox:
     return Inbox(parse_config({"database": {"url": database_url}, "connectors": list(connectors)}))
 
@@ -256,32 +266,12 @@ def test_wrong_password_fails_that_connector_only(
 ) -> None:
     """poll --once with a wrong password: that connector FAILED, the other one still polls."""
     mailbox.deliver(mail(1))
-    config = tmp_path / "omnichannel.toml"
-    config.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "x.db"}"
-
-[[connectors]]
-name = "broken"
-type = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-ssl = false
-username = "{dovecot.user}"
-password = "salah-sandi-123"
-retry_wait = 0.01
-
-[[connectors]]
-name = "email"
-type = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-ssl = false
-username = "{dovecot.user}"
-password = "{dovecot.password}"
-""",
-        encoding="utf-8",
+    broken = imap_options(dovecot, password="salah-sandi-123") | {"name": "broken"}
+    config = write_config(
+        tmp_path / "omnichannel.toml",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        broken,
+        imap_options(dovecot),
     )
     result = CliRunner().invoke(main, ["--config", str(config), "poll", "--once"])
     assert result.exit_code == 1
@@ -332,21 +322,8 @@ def test_idle_wakes_the_poller_for_new_mail(
 def test_poll_json_output(dovecot: Any, mailbox: Mailbox, tmp_path: Path) -> None:
     """poll --format json prints one line per message with the contract's keys."""
     mailbox.deliver(mail(1), mail(1))
-    config = tmp_path / "omnichannel.toml"
-    config.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "x.db"}"
-[[connectors]]
-name = "email"
-type = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-ssl = false
-username = "{dovecot.user}"
-password = "{dovecot.password}"
-""",
-        encoding="utf-8",
+    config = write_config(
+        tmp_path / "omnichannel.toml", f"sqlite:///{tmp_path / 'x.db'}", imap_options(dovecot)
     )
     result = CliRunner().invoke(
         main, ["--config", str(config), "poll", "--once", "--format", "json"]
@@ -372,21 +349,8 @@ def test_whole_corpus_through_poll_once(dovecot: Any, mailbox: Mailbox, tmp_path
     auto-replies and bounces `ignored`, the rest `new` or `merged`; all end up \\Seen."""
     names = sorted(p.stem for p in CORPUS.glob("*.eml"))
     mailbox.deliver(*((CORPUS / f"{n}.eml").read_bytes() for n in names))
-    config = tmp_path / "omnichannel.toml"
-    config.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "x.db"}"
-[[connectors]]
-name = "email"
-type = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-ssl = false
-username = "{dovecot.user}"
-password = "{dovecot.password}"
-""",
-        encoding="utf-8",
+    config = write_config(
+        tmp_path / "omnichannel.toml", f"sqlite:///{tmp_path / 'x.db'}", imap_options(dovecot)
     )
     result = CliRunner().invoke(
         main, ["--config", str(config), "poll", "--once", "--format", "json"]

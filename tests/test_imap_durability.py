@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from omnichannel.store.engine import create_engine
 from omnichannel.store.tables import messages, raw_messages
-from tests.test_imap import Mailbox, mail, mailbox  # noqa: F401 - the fixture
+from tests.test_imap import Mailbox, imap_options, mail, mailbox, write_config  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 COUNT = 1000
@@ -41,22 +41,8 @@ def test_kill_9_while_polling_loses_and_doubles_nothing(
     flagged, and never a message flagged before its commit."""
     for start in range(0, COUNT, 100):
         mailbox.client.multiappend("INBOX", [mail(i) for i in range(start, start + 100)])
-    config = tmp_path / "omnichannel.toml"
-    config.write_text(
-        f"""
-[database]
-url = "{database_url}"
-[[connectors]]
-name = "email"
-type = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-ssl = false
-username = "{dovecot.user}"
-password = "{dovecot.password}"
-batch_size = 40
-""",
-        encoding="utf-8",
+    config = write_config(
+        tmp_path / "omnichannel.toml", database_url, imap_options(dovecot, batch_size=40)
     )
     command = [sys.executable, "-m", "omnichannel", "--config", str(config), "poll", "--once"]
     rng, kills = random.Random(11), 0
