@@ -362,10 +362,18 @@ def decode_header_text(value: str) -> str:
 
 def _raw_header(msg: Message, name: str) -> str | None:
     """The first ``name`` header exactly as parsed (may hold surrogate-escaped 8-bit bytes)."""
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            return str(value)
-    return None
+    return _first_headers(msg).get(name)
+
+
+def _first_headers(msg: Message) -> dict[str, str]:
+    """Lower-case name -> first raw value, built once per parsed part (looked up ~40 times)."""
+    cached: dict[str, str] | None = getattr(msg, "_omni_first_headers", None)
+    if cached is None:
+        cached = {}
+        for key, value in msg.raw_items():
+            cached.setdefault(key.lower(), str(value))
+        msg._omni_first_headers = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _header_text(msg: Message, name: str) -> str | None:
@@ -382,6 +390,8 @@ def _clean_line(value: str) -> str:
 
 
 def _strip_controls(value: str) -> str:
+    if value.isprintable():  # no control characters at all: the common case
+        return value
     return "".join(ch for ch in value if ch in "\t\n" or unicodedata.category(ch) != "Cc")
 
 
@@ -610,7 +620,15 @@ def _header_view(part: Message) -> Message:
 
 
 def _info(part: Message) -> _Info:
-    """Content type and parameters from the part's raw headers."""
+    """Content type and parameters from the part's raw headers (worked out once per part)."""
+    cached: _Info | None = getattr(part, "_omni_info", None)
+    if cached is None:
+        cached = _read_info(part)
+        part._omni_info = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _read_info(part: Message) -> _Info:
     view = _header_view(part)
     content_type = view.get_content_type()
     if not _CONTENT_TYPE.fullmatch(content_type):
