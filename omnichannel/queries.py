@@ -113,6 +113,27 @@ def _attachments_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Attac
     return out
 
 
+# Complaint fields stored as they are exported, column for column.
+_DIRECT_FIELDS = (
+    "id",
+    "ticket",
+    "status",
+    "channel",
+    "connector",
+    "received_at",
+    "updated_at",
+    "subject",
+    "body",
+    "language",
+    "category",
+    "agency",
+    "due_at",
+    "cluster_id",
+    "anonymous",
+    "confidential",
+)
+
+
 def _complaint(row: Any, items: list[Message], files: list[AttachmentInfo]) -> Complaint:
     hidden = row["anonymous"] or row["confidential"]
     sender = (
@@ -130,28 +151,8 @@ def _complaint(row: Any, items: list[Message], files: list[AttachmentInfo]) -> C
         location = Location(
             lat=row["location_lat"], lon=row["location_lon"], address=row["location_address"]
         )
-    return Complaint(
-        id=row["id"],
-        ticket=row["ticket"],
-        status=row["status"],
-        channel=row["channel"],
-        connector=row["connector"],
-        received_at=row["received_at"],
-        updated_at=row["updated_at"],
-        sender=sender,
-        subject=row["subject"],
-        body=row["body"],
-        language=row["language"],
-        attachments=files,
-        location=location,
-        category=row["category"],
-        agency=row["agency"],
-        due_at=row["due_at"],
-        cluster_id=row["cluster_id"],
-        anonymous=row["anonymous"],
-        confidential=row["confidential"],
-        messages=items,
-    )
+    direct = {name: row[name] for name in _DIRECT_FIELDS}
+    return Complaint(**direct, sender=sender, attachments=files, location=location, messages=items)
 
 
 def quarantined_raws(
