@@ -98,3 +98,13 @@ def test_threads_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
         for thread in threads:
             thread.join(timeout=120)
         assert errors == []
+
+
+def test_postgresql_urls_get_a_connect_timeout_unless_they_set_one() -> None:
+    """A PostgreSQL URL gets connect_timeout=5 (a hanging server answers 503 in time)."""
+    from omnichannel.store.engine import normalize_url
+
+    assert normalize_url("postgresql://u@db/x").query == {"connect_timeout": "5"}
+    assert normalize_url("postgresql://u@db/x").drivername == "postgresql+psycopg"
+    assert normalize_url("postgresql://u@db/x?connect_timeout=1").query == {"connect_timeout": "1"}
+    assert normalize_url("sqlite:///x.db").query == {}

@@ -23,11 +23,21 @@ __all__ = ["create_engine", "normalize_url"]
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
+PG_CONNECT_TIMEOUT_S = "5"
+
+
 def normalize_url(url: str | URL) -> URL:
-    """``postgresql://`` means psycopg 3 here (the driver we ship in the ``postgres`` extra)."""
+    """``postgresql://`` means psycopg 3 here (the driver we ship in the ``postgres`` extra).
+
+    PostgreSQL connections get a ``connect_timeout`` (5 s) unless the URL sets one: libpq waits
+    for the operating system otherwise (minutes), far beyond the 15 s a provider waits for a
+    webhook's answer — a 503 in time lets it retry.
+    """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": PG_CONNECT_TIMEOUT_S})
     return parsed
 
 
