@@ -25,6 +25,7 @@ from omnichannel.connector import PollingConnector
 from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
 from omnichannel.logs import configure_logging
+from omnichannel.media import run_media_worker
 from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
 from omnichannel.schema import Complaint, ReceiveResult, format_utc
 
@@ -269,14 +270,46 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     inbox = state.inbox()
     configure_logging(secrets=_all_secrets(inbox))
     server = inbox.config.server
-    waitress.serve(
-        create_app(inbox),
-        host=host or server.host,
-        port=port or server.port,
-        threads=threads,
-        ident="omnichannel",
-        clear_untrusted_proxy_headers=True,
+    stop = threading.Event()  # attachments referenced by URL are downloaded alongside
+    worker = threading.Thread(
+        target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
     )
+    worker.start()
+    try:
+        waitress.serve(
+            create_app(inbox),
+            host=host or server.host,
+            port=port or server.port,
+            threads=threads,
+            ident="omnichannel",
+            clear_untrusted_proxy_headers=True,
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+@main.group()
+def media() -> None:
+    """Attachments that arrived as URLs (WhatsApp, Twilio): downloaded in the background."""
+
+
+@media.command("fetch")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@pass_state
+@_handled
+def media_fetch(state: _State, limit: int) -> None:
+    """Download the attachments that are due now (one round); one JSON line each.
+
+    ``omnichannel serve`` does this continuously; this command suits a cron job.
+    """
+    for result in state.inbox().fetch_media(limit=limit):
+        line = {
+            "attachment_id": result.attachment_id,
+            "status": result.status,
+            "error": result.error,
+        }
+        click.echo(json.dumps(line, ensure_ascii=False))
 
 
 # -- polling -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,11 +20,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from omnichannel.connector import Connector, Media
-from omnichannel.errors import OmnichannelError, RetryableError, SkippableError
+from omnichannel.errors import (
+    OmnichannelError,
+    RetryableError,
+    SkippableError,
+    StorageUnavailable,
+)
 from omnichannel.store import Store
 from omnichannel.store.tables import UTCDateTime, attachments, messages
 
-__all__ = ["MediaResult", "fetch_pending_media"]
+__all__ = ["MediaResult", "fetch_pending_media", "run_media_worker"]
 
 log = logging.getLogger("omnichannel.media")
 LEASE = timedelta(minutes=5)
@@ -140,3 +146,17 @@ def fetch_pending_media(
             log.warning("attachment %d: %s (%s)", row.id, result.status, result.error)
         results.append(result)
     return results
+
+
+def run_media_worker(
+    fetch: Callable[[], list[MediaResult]], stop: threading.Event, *, interval: float = 5.0
+) -> None:
+    """Download due attachments until ``stop`` is set; rest ``interval`` s when none are due."""
+    while not stop.is_set():
+        try:
+            busy = bool(fetch())
+        except StorageUnavailable as exc:
+            log.warning("media worker: %s", exc)
+            busy = False
+        if not busy:
+            stop.wait(interval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from connectors.files import FilesConnector
 from omnichannel import Inbox, RetryableError, SkippableError
 from omnichannel.connector import Media
 from omnichannel.store.tables import attachments
-from tests.helpers import raw_json
+from tests.helpers import json_doc, raw_json
 
 NOW = datetime.now(UTC)
 PHOTO = b"\xff\xd8\xff\xe0 pretend jpeg"
@@ -105,3 +106,60 @@ def test_declared_sha256_mismatch_is_retried_then_failed(media_inbox: Inbox) -> 
     [result] = media_inbox.fetch_media(max_attempts=2)
     assert result.status == "failed" and "sha256" in (result.error or "")
     assert rows(media_inbox)[0].content is None
+
+
+def test_worker_downloads_until_stopped(media_inbox: Inbox) -> None:
+    """The background worker stores pending attachments as they come, until told to stop."""
+    import threading
+
+    from omnichannel.media import run_media_worker
+
+    ScriptedMedia.script = {"https://media/w": [PHOTO]}
+    media_inbox.receive(
+        raw_json("w1", attachments=[{"url": "https://media/w", "content_type": "image/jpeg"}])
+    )
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_media_worker, args=(media_inbox.fetch_media, stop), kwargs={"interval": 0.05}
+    )
+    worker.start()
+    try:
+        for _ in range(600):
+            if rows(media_inbox)[0].status == "stored":
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive() and rows(media_inbox)[0].content == PHOTO
+
+
+def test_media_fetch_command(tmp_path: Path) -> None:
+    """`omnichannel media fetch` runs one round and prints one JSON line per attachment."""
+    import json
+
+    from click.testing import CliRunner
+
+    from omnichannel.cli import main
+
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n', encoding="utf-8")
+    doc = tmp_path / "a.json"
+    doc.write_bytes(
+        json_doc(
+            "a",
+            attachments=[{"url": "https://example.invalid/x.jpg", "content_type": "image/jpeg"}],
+        )
+    )
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(config), "ingest", str(doc)]).exit_code == 0
+    result = runner.invoke(main, ["--config", str(config), "media", "fetch"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 0
+    assert lines == [
+        {
+            "attachment_id": 1,
+            "status": "refused",
+            "error": "connector 'files' cannot download attachments",
+        }
+    ]
