@@ -11,6 +11,7 @@ Dedupe levels, in order (precision first — merging two different complaints hi
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from omnichannel.store.tables import (
     ticket_counters,
 )
 
-__all__ = ["Filed", "add_working_days", "file_messages", "next_tickets"]
+__all__ = ["Filed", "add_working_days", "file_messages", "next_tickets", "sha256_hex"]
 
 CHUNK = 500
 # Multi-row inserts without RETURNING (SQLite would fall back to one row at a time to keep the
@@ -437,7 +438,7 @@ def _insert_attachments(
                     "filename": item.filename,
                     "content_type": item.content_type,
                     "size": len(content) if content is not None else item.size,
-                    "sha256": _sha256(content) if content is not None else item.sha256,
+                    "sha256": sha256_hex(content) if content is not None else item.sha256,
                     "content": content,
                     "url": item.url,
                     "status": "pending" if content is None and item.url else "stored",
@@ -523,7 +524,6 @@ def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: date
         conn.execute(_TOUCH_COMPLAINT, rows)
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
-
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data`` (raw payloads, attachment contents)."""
     return hashlib.sha256(data).hexdigest()

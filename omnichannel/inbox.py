@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from omnichannel import pipeline, queries
+from omnichannel import filing, pipeline, queries
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
 from omnichannel.errors import OmnichannelError, StorageUnavailable, UnknownConnector
@@ -429,5 +429,5 @@ def _replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
     conn.execute(
         sa.update(raw_messages)
         .where(raw_messages.c.id == raw_id)
-        .values(payload=payload, size=len(payload), sha256=pipeline._sha256(payload))
+        .values(payload=payload, size=len(payload), sha256=filing.sha256_hex(payload))
     )

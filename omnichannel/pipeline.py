@@ -90,7 +90,7 @@ def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) ->
             "content_type": r.content_type,
             "payload": r.payload,
             "size": len(r.payload),
-            "sha256": _sha256(r.payload),
+            "sha256": filing.sha256_hex(r.payload),
             "meta": r.meta,
             "status": RECEIVED,
         }
@@ -111,12 +111,6 @@ def _raw_ids(conn: sa.Connection, keys: Sequence[tuple[str, str]]) -> list[int]:
             params = {"c": connector, "ids": ids[start : start + CHUNK]}
             found.update({(connector, ext): rid for rid, ext in conn.execute(_RAW_IDS, params)})
     return [found[key] for key in keys]
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 # -- stage 2: pure decoding --------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_random_requests_never_500_and_never_store_unsigned(
     sqlite_inbox: Inbox, body: bytes, headers: dict[str, str], name: str
 ) -> None:
     """Random bodies and headers at both endpoints: never a 500, never a stored complaint."""
-    if "web" not in {c.type for c in sqlite_inbox.config.connectors}:
+    if "portal" not in sqlite_inbox.connector_names():
         from connectors.web import WebConnector
 
         sqlite_inbox.add_connector(WebConnector.from_options("portal", {"secret": SECRET}))
