@@ -1,8 +1,8 @@
 """Group commit: concurrent webhook requests share their transactions.
 
 Each request thread hands its raw messages in and waits. One thread at a time leads: it takes
-everything waiting, stores and files it with one ``receive_many`` (two transactions for the
-whole group instead of two per request), gives every waiting request its own results, and the
+everything waiting, stores and files it with one ``receive_many`` (one transaction for the
+whole group instead of one per request), gives every waiting request its own results, and the
 next waiting thread leads the next group. A request is answered only after the group that
 holds its messages is committed; if that fails, every request of the group gets the error.
 """

@@ -171,16 +171,36 @@ class Inbox:
     def receive_many(
         self, raws: Sequence[RawMessage], *, cursor: tuple[str, Any] | None = None
     ) -> list[ReceiveResult]:
-        """The batch form: all raws are stored in one commit, then filed in one transaction.
+        """The batch form: the raws are stored and filed together, in one transaction.
 
-        ``cursor`` (connector name, value) is saved in the same transaction as the messages.
+        Decoding is pure and runs first, outside any transaction; then one transaction stores
+        the raw payloads, files them and saves ``cursor`` (connector name, value). Should filing
+        fail unexpectedly, the raws are stored on their own first (raw-first, as ``replay``
+        needs them) and filed again, so that the error cannot take the payloads with it.
         """
         for name in {raw.connector for raw in raws}:
             self.connector(name)  # unknown connectors fail before anything is stored
         now = self._clock()
-        with self.store.transaction() as conn:
-            raw_ids = pipeline.store_raw(conn, raws, now)
-        return self._file(list(zip(raw_ids, raws, strict=True)), now, cursor=cursor)
+        decoded = [self._prepare(0, raw) for raw in raws]
+        try:
+            with self.store.transaction() as conn:
+                raw_ids, claimable = pipeline.store_and_claim(conn, raws, now)
+                prepared = [
+                    Prepared(rid, item.raw, item.message, item.error)
+                    for rid, item in zip(raw_ids, decoded, strict=True)
+                ]
+                results = pipeline.file_batch(
+                    conn, prepared, self.settings, now, cursor=cursor, claimed=claimable
+                )
+                stored = pipeline.describe(conn, [rid for rid in raw_ids if rid not in results])
+        except StorageUnavailable:
+            raise
+        except Exception:
+            log.warning("filing failed; storing the raw messages first", exc_info=True)
+            with self.store.transaction() as conn:
+                raw_ids = pipeline.store_raw(conn, raws, now)
+            return self._file(list(zip(raw_ids, raws, strict=True)), now, cursor=cursor)
+        return self._results(list(zip(raw_ids, raws, strict=True)), results, stored)
 
     def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
         """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
@@ -207,6 +227,14 @@ class Inbox:
                 conn, prepared, self.settings, now, from_status=from_status, cursor=cursor
             )
             stored = pipeline.describe(conn, [rid for rid, _ in pairs if rid not in results])
+        return self._results(pairs, results, stored)
+
+    def _results(
+        self,
+        pairs: list[tuple[int, RawMessage]],
+        results: dict[int, ReceiveResult],
+        stored: dict[int, tuple[str | None, int | None, str | None, str]],
+    ) -> list[ReceiveResult]:
         out, seen = [], set()
         for raw_id, raw in pairs:
             filed = results.get(raw_id)

@@ -1,13 +1,20 @@
 """The raw-first pipeline: store, decode, normalize, dedupe, file — each input exactly once.
 
-1. ``store_raw``: every raw payload is inserted if absent (unique on connector + external id) and
-   committed before anything else; this commit is what a webhook's 200 or an IMAP flag waits for.
-2. Decoding and normalizing are pure and run outside any transaction.
-3. ``file_batch``: one transaction claims the raw rows (``UPDATE … WHERE status='received'``: a
-   row another process already filed, or is filing right now, is not claimed and is reported as
-   a ``duplicate``), writes complaints, messages, attachments, queue items, outbox rows and the
-   connector's cursor, and marks each raw row with its outcome.  A crash anywhere before the
-   commit leaves the raw rows ``received``, to be filed by the next run.
+1. Decoding and normalizing are pure and run first, outside any transaction; a failure becomes
+   a quarantine record, never an exception.
+2. ``store_and_claim`` inserts every raw payload if absent (unique on connector + external id)
+   and locks, in id order, the rows still ``received``: the ones this transaction may file.  A
+   row another process already filed, or is filing right now (waited for), is not claimable
+   and is reported as a ``duplicate``.
+3. ``file_batch``, in the same transaction, writes complaints, messages, attachments, queue
+   items, outbox rows and the connector's cursor, and marks each raw row with its outcome.
+
+The commit of that one transaction is what a webhook's 200 or an IMAP flag waits for; a crash
+before it leaves nothing behind, and the source still holds the message.  When filing fails for
+an unexpected reason, ``Inbox.receive_many`` stores the raw payloads on their own first
+(``store_raw``, committed) and files them again (``_claim`` + ``file_batch``), so that no error
+can take a payload with it; rows left ``received`` that way are filed by the next delivery or
+by ``replay``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from omnichannel.store.tables import (
     raw_messages,
 )
 
-__all__ = ["Prepared", "Settings", "file_batch", "prepare", "store_raw"]
+__all__ = ["Prepared", "Settings", "file_batch", "prepare", "store_and_claim", "store_raw"]
 
 RECEIVED, PROCESSED, QUARANTINED = "received", "processed", "quarantined"
 Decoder = Callable[[RawMessage], Any]
@@ -74,6 +81,12 @@ _LOCK_CLAIMABLE = (
     .with_for_update()
 )
 _MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values(status="filing")
+_RAW_IDS_LOCKED = (
+    sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
+    .where(raw_messages.c.connector == sa.bindparam("c"), raw_messages.c.external_id.in_(_IDS))
+    .order_by(raw_messages.c.id)
+    .with_for_update()
+)
 
 
 # -- stage 1: raw first ------------------------------------------------------------------------
@@ -81,6 +94,36 @@ _MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values
 
 def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> list[int]:
     """Insert each raw message if absent; return the raw row id of each, in order."""
+    _insert_raw(conn, raws, now)
+    return _raw_ids(conn, [(r.connector, r.external_id) for r in raws])
+
+
+def store_and_claim(
+    conn: sa.Connection, raws: Sequence[RawMessage], now: datetime
+) -> tuple[list[int], set[int]]:
+    """``store_raw`` and ``_claim`` in one go, for filing in the same transaction.
+
+    Returns the raw row id of each message, in order, and the ids this transaction may file:
+    rows still ``received`` (just inserted, or left by an earlier crash), locked in id order.
+    Rows filed before, or by a concurrent transaction (waited for), are not claimable.
+    """
+    _insert_raw(conn, raws, now)
+    found: dict[tuple[str, str], int] = {}
+    claimable: set[int] = set()
+    by_connector: dict[str, list[str]] = {}
+    for r in raws:
+        by_connector.setdefault(r.connector, []).append(r.external_id)
+    for connector, ids in sorted(by_connector.items()):
+        for start in range(0, len(ids), CHUNK):
+            params = {"c": connector, "ids": ids[start : start + CHUNK]}
+            for rid, ext, status in conn.execute(_RAW_IDS_LOCKED, params):
+                found[(connector, ext)] = rid
+                if status == RECEIVED:
+                    claimable.add(rid)
+    return [found[(r.connector, r.external_id)] for r in raws], claimable
+
+
+def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> None:
     rows = [
         {
             "connector": r.connector,
@@ -98,7 +141,6 @@ def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) ->
     ]
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # same lock order everywhere
     insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
-    return _raw_ids(conn, [(r.connector, r.external_id) for r in raws])
 
 
 def _raw_ids(conn: sa.Connection, keys: Sequence[tuple[str, str]]) -> list[int]:
@@ -139,12 +181,15 @@ def file_batch(
     *,
     from_status: str = RECEIVED,
     cursor: tuple[str, Any] | None = None,
+    claimed: set[int] | None = None,
 ) -> dict[int, ReceiveResult]:
     """File the claimable items in this transaction; return results keyed by raw id.
 
     Items not claimed (already filed by this or another process) are left out of the result.
+    ``claimed``: the rows this transaction has already locked and may file (``store_and_claim``).
     """
-    claimed = _claim(conn, [item.raw_id for item in items], from_status)
+    if claimed is None:
+        claimed = _claim(conn, [item.raw_id for item in items], from_status)
     todo: dict[int, Prepared] = {}
     for item in items:
         if item.raw_id in claimed:

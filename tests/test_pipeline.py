@@ -297,6 +297,43 @@ def test_crash_between_store_and_filing_is_recovered(inbox: Inbox) -> None:
     assert count(inbox, complaints) == 1
 
 
+def test_filing_failure_keeps_the_raw_message(
+    inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should filing fail unexpectedly, the raw payload is still stored (and filed later)."""
+    from omnichannel import filing
+
+    real = filing.file_messages
+
+    def broken(*args: object, **kwargs: object) -> list[filing.Filed]:
+        raise RuntimeError("a bug in filing")
+
+    monkeypatch.setattr(filing, "file_messages", broken)
+    with pytest.raises(RuntimeError, match="a bug in filing"):
+        inbox.receive(raw_json("bug-1"))
+    assert count(inbox, raw_messages) == 1
+    assert count(inbox, complaints) == 0
+    monkeypatch.setattr(filing, "file_messages", real)
+    assert inbox.receive(raw_json("bug-1")).outcome is Outcome.NEW
+    assert count(inbox, raw_messages) == 1
+
+
+def test_one_batch_is_one_transaction(inbox: Inbox) -> None:
+    """A batch is stored and filed in one write transaction (plus none for the raw alone)."""
+    begins: list[object] = []
+
+    def began(connection: object) -> None:
+        begins.append(connection)
+
+    sa.event.listen(inbox.store.engine, "begin", began)
+    try:
+        results = inbox.receive_many([raw_json(f"one-{i}", text=f"Teks {i}.") for i in range(3)])
+    finally:
+        sa.event.remove(inbox.store.engine, "begin", began)
+    assert [r.outcome for r in results] == [Outcome.NEW] * 3
+    assert len(begins) == 1
+
+
 def test_storage_unavailable_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A store that cannot be opened raises StorageUnavailable, not a driver error."""
     from omnichannel.config import default_config
