@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import mimetypes
@@ -82,8 +83,17 @@ _HEADER_FIELDS = {
 
 def parse_form(payload: bytes) -> dict[str, list[str]]:
     """Every field of a form body with all its values; DecodeError when it is not a form."""
+    fields: dict[str, list[str]] = {}
+    for key, value in _form_pairs(bytes(payload)):
+        fields.setdefault(key, []).append(value)
+    return fields
+
+
+@functools.lru_cache(maxsize=16)
+def _form_pairs(payload: bytes) -> tuple[tuple[str, str], ...]:
+    # cached: one webhook body is read by the signature check, the parser and the decoder
     try:
-        text = bytes(payload).decode("utf-8")
+        text = payload.decode("utf-8")
         pairs = parse_qsl(
             text,
             keep_blank_values=True,
@@ -93,10 +103,7 @@ def parse_form(payload: bytes) -> dict[str, list[str]]:
         )
     except ValueError:  # not UTF-8, a field without "=", bad escapes, too many fields
         raise DecodeError("not a form body (application/x-www-form-urlencoded)") from None
-    fields: dict[str, list[str]] = {}
-    for key, value in pairs:
-        fields.setdefault(key, []).append(value)
-    return fields
+    return tuple(pairs)
 
 
 def _single(fields: Mapping[str, list[str]]) -> dict[str, str]:

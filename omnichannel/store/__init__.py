@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,9 +25,17 @@ def insert_ignore(
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    conn.execute(statement, list(rows))
+    conn.execute(_insert_ignore(conn.dialect.name, table, tuple(conflict)), list(rows))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_ignore(dialect_name: str, table: sa.Table, conflict: tuple[str, ...]) -> sa.Insert:
+    # built once per table: SQLAlchemy then finds the compiled form in its cache directly
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement: sa.Insert = dialect.insert(table).on_conflict_do_nothing(
+        index_elements=list(conflict)
+    )
+    return statement
 
 
 class Store:
