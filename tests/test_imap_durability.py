@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,29 @@ from tests.test_imap import Mailbox, imap_options, mail, mailbox, write_config  
 
 pytestmark = pytest.mark.slow
 COUNT = 1000
+KILLS = 6
+
+
+def _kill_when_stored(
+    proc: subprocess.Popen[bytes], watcher: sa.Engine, target: int, rng: random.Random
+) -> bool:
+    """SIGKILL ``proc`` a random moment (0-50 ms) after ``target`` raw rows are committed;
+    False if it finished first. Progress, not wall-clock time, picks the point, so the test
+    kills mid-run on a fast machine as on a slow one."""
+    while proc.poll() is None:
+        with watcher.connect() as conn:
+            try:
+                stored = conn.execute(sa.select(sa.func.count()).select_from(raw_messages))
+                count = int(stored.scalar_one())
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no schema yet
+                count = 0
+        if count >= target:
+            time.sleep(rng.uniform(0, 0.05))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return True
+        time.sleep(0.002)
+    return False
 
 
 def stored_message_ids(url: str) -> tuple[set[str], int, set[str]]:
@@ -37,8 +61,8 @@ def test_kill_9_while_polling_loses_and_doubles_nothing(
     tmp_path: Path,
     database_url: str,
 ) -> None:
-    """Killed at random points and restarted until done: exactly 1,000 outcomes, every message
-    flagged, and never a message flagged before its commit."""
+    """Killed at random points (and restarted) while it ingests, then run to the end: exactly
+    1,000 outcomes, every message flagged, and never a message flagged before its commit."""
     for start in range(0, COUNT, 100):
         mailbox.client.multiappend("INBOX", [mail(i) for i in range(start, start + 100)])
     config = write_config(
@@ -46,21 +70,19 @@ def test_kill_9_while_polling_loses_and_doubles_nothing(
     )
     command = [sys.executable, "-m", "omnichannel", "--config", str(config), "poll", "--once"]
     rng, kills = random.Random(11), 0
-    for _ in range(25):
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=rng.uniform(1.0, 3.0))
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            kills += 1
-            filed, _, _ = stored_message_ids(database_url)
-            assert mailbox.seen_message_ids() <= filed  # nothing flagged before its commit
-            continue
+    watcher = create_engine(database_url)
+    try:
+        for _ in range(KILLS):  # kill -9 once progress passes a random point, then restart
+            target = rng.randint(1, COUNT - 1)
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if _kill_when_stored(proc, watcher, target, rng):
+                kills += 1
+                filed, _, _ = stored_message_ids(database_url)
+                assert mailbox.seen_message_ids() <= filed  # nothing flagged before its commit
+        proc = subprocess.run(command, stdout=subprocess.DEVNULL, timeout=300, check=False)
         assert proc.returncode == 0
-        break
-    else:
-        pytest.fail("the poller never finished")
+    finally:
+        watcher.dispose()
     assert kills >= 1
     filed, raws, statuses = stored_message_ids(database_url)
     assert raws == COUNT and statuses == {"processed"}
