@@ -60,6 +60,7 @@ import sqlalchemy as sa
 from imapclient import IMAPClient
 
 from connectors.imap import ImapConnector, ImapOptions
+from normalizer.normalize import normalize
 from omnichannel import Inbox, Outcome
 from omnichannel.config import parse_config
 from omnichannel.store.tables import complaints, raw_messages
@@ -443,6 +444,30 @@ def connector_fetch(server: dict[str, Any], folder: str, batch: int) -> tuple[fl
     return elapsed, messages, size
 
 
+def decode_only(server: dict[str, Any], folder: str, batch: int) -> tuple[float, int, int]:
+    """Seconds spent in ``ImapConnector.decode`` + ``normalize`` alone, for every mail.
+
+    The mails are fetched by the connector batch by batch as above, but only the decoding and
+    normalizing of each batch is timed: the CPU every poll must spend per mail whatever its I/O,
+    to set beside the transport limit.
+    """
+    connector = ImapConnector(
+        CONNECTOR, ImapOptions.model_validate(imap_options(server, folder, batch))
+    )
+    messages = size = 0
+    elapsed = 0.0
+    for fetched in connector.fetch(None):
+        start = time.perf_counter()
+        for raw in fetched.messages:
+            normalize(connector.decode(raw), connector=CONNECTOR, received_at=raw.received_at)
+        elapsed += time.perf_counter() - start
+        messages += len(fetched.messages)
+        size += sum(len(raw.payload) for raw in fetched.messages)
+        del fetched
+    connector.close()
+    return elapsed, messages, size
+
+
 @contextmanager
 def fresh_inbox(server: dict[str, Any], folder: str, batch: int) -> Iterator[Inbox]:
     """An Inbox with the IMAP connector, on a new, migrated SQLite file in a temp directory."""
@@ -542,6 +567,7 @@ def _ru_maxrss_mib() -> float:
 KINDS = {
     "raw": "raw IMAP fetch (transport limit)",
     "fetch": "connector fetch only",
+    "decode": "decode + normalize only (CPU)",
     "poll": "connector poll (Inbox.poll)",
 }
 
@@ -556,6 +582,8 @@ def child(spec: dict[str, Any]) -> int:
             seconds, messages, size = raw_fetch(server, folder, batch)
         elif spec["kind"] == "fetch":
             seconds, messages, size = connector_fetch(server, folder, batch)
+        elif spec["kind"] == "decode":
+            seconds, messages, size = decode_only(server, folder, batch)
         else:
             seconds, messages, size = connector_poll(server, folder, batch, spec["expected"])
     except BenchmarkError as exc:
@@ -825,7 +853,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for folder in (FOLDER, SMALL_FOLDER):
             warm_up(server, folder)
         raw = measure("raw", server, args, small_count)
-        rows = [measure(kind, server, args, small_count) for kind in ("fetch", "poll")]
+        kinds = ("fetch", "decode", "poll")
+        rows = [measure(kind, server, args, small_count) for kind in kinds]
         for m in rows:
             if m.bytes != raw.bytes:
                 raise BenchmarkError(f"{m.name}: {m.bytes} bytes read, raw fetch read {raw.bytes}")

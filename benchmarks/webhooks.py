@@ -270,6 +270,60 @@ def load(port: int, requests: Sequence[Prepared], concurrency: int, duration: fl
     return Run(len(latencies), time.perf_counter() - started, latencies, answers)
 
 
+def load_in_process(
+    inbox: Any, port: int, requests: Sequence[Prepared], concurrency: int, duration: float
+) -> Run:
+    """As ``load``, but each thread calls ``Inbox.handle_webhook`` directly: no HTTP at all."""
+    lock, position = threading.Lock(), [0]
+    latencies: list[float] = []
+    answers: list[tuple[int, bytes]] = []
+    deadline = time.perf_counter() + duration
+    url = f"http://127.0.0.1:{port}{PATH}"
+
+    def worker() -> None:
+        mine_l, mine_a = [], []
+        while True:
+            with lock:
+                if position[0] >= len(requests) or time.perf_counter() > deadline:
+                    break
+                request = requests[position[0]]
+                position[0] += 1
+            started = time.perf_counter()
+            response = inbox.handle_webhook("sms", "POST", url, request.headers, request.body)
+            mine_l.append(time.perf_counter() - started)
+            mine_a.append((response.status, response.body))
+        with lock:
+            latencies.extend(mine_l)
+            answers.extend(mine_a)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Run(len(latencies), time.perf_counter() - started, latencies, answers)
+
+
+def measure_in_process(args: argparse.Namespace) -> Run:
+    """The omnichannel side without HTTP: the same signed requests, the same store."""
+    from omnichannel import Inbox
+
+    with tempfile.TemporaryDirectory(prefix="omnichannel-webhooks-") as tmp:
+        folder, port = Path(tmp), free_port()
+        _, env = omnichannel_server(folder, port, args.server_threads)
+        os.environ["BENCH_TWILIO_AUTH_TOKEN"] = env["BENCH_TWILIO_AUTH_TOKEN"]
+        warmup = build_requests(args.warmup, port)
+        timed = build_requests(args.count, port, first=args.warmup)
+        with Inbox.from_config(folder / "omnichannel.toml") as inbox:
+            load_in_process(inbox, port, warmup, args.concurrency, args.duration)
+            run = load_in_process(inbox, port, timed, args.concurrency, args.duration)
+        check_answers(run, acknowledged=True, what="in process")
+        if count_complaints(folder) != run.requests + args.warmup:
+            raise BenchmarkError("in process: complaints in the store differ from requests sent")
+    return run
+
+
 # -- measurements ------------------------------------------------------------------------------
 
 
@@ -314,7 +368,7 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
 def best_of(kind: str, args: argparse.Namespace) -> Run:
     runs = []
     for attempt in range(1, args.repeat + 1):
-        runs.append(measure_once(kind, args))
+        runs.append(measure_in_process(args) if kind == "in process" else measure_once(kind, args))
         run = runs[-1]
         print(
             f"  {kind}: run {attempt}/{args.repeat}: {run.requests} requests in "
@@ -406,12 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         floor = best_of("floor", args)
         served = best_of("omnichannel", args)
+        direct = best_of("in process", args)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     rows = [
         row("floor: waitress + 1 SQLite insert/commit", floor, None),
         row("omnichannel serve: twilio webhook", served, floor),
+        row("same, Inbox.handle_webhook, no HTTP", direct, floor),
     ]
     if args.json:
         print(json.dumps({**header(args), "results": rows}))
