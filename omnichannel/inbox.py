@@ -181,14 +181,11 @@ class Inbox:
         for name in {raw.connector for raw in raws}:
             self.connector(name)  # unknown connectors fail before anything is stored
         now = self._clock()
-        decoded = [self._prepare(0, raw) for raw in raws]
+        decoded = [self._prepare(0, raw) for raw in raws]  # ids are known once stored
         try:
             with self.store.transaction() as conn:
                 raw_ids, claimable = pipeline.store_and_claim(conn, raws, now)
-                prepared = [
-                    Prepared(rid, item.raw, item.message, item.error)
-                    for rid, item in zip(raw_ids, decoded, strict=True)
-                ]
+                prepared = _with_ids(decoded, raw_ids)
                 results = pipeline.file_batch(
                     conn, prepared, self.settings, now, cursor=cursor, claimed=claimable
                 )
@@ -199,8 +196,8 @@ class Inbox:
             log.warning("filing failed; storing the raw messages first", exc_info=True)
             with self.store.transaction() as conn:
                 raw_ids = pipeline.store_raw(conn, raws, now)
-            return self._file(list(zip(raw_ids, raws, strict=True)), now, cursor=cursor)
-        return self._results(list(zip(raw_ids, raws, strict=True)), results, stored)
+            return self._file(_with_ids(decoded, raw_ids), now, cursor=cursor)
+        return self._results(prepared, results, stored)
 
     def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
         """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
@@ -215,36 +212,36 @@ class Inbox:
 
     def _file(
         self,
-        pairs: list[tuple[int, RawMessage]],
+        prepared: list[Prepared],
         now: datetime,
         *,
         from_status: str = pipeline.RECEIVED,
         cursor: tuple[str, Any] | None = None,
     ) -> list[ReceiveResult]:
-        prepared = [self._prepare(raw_id, raw) for raw_id, raw in pairs]
         with self.store.transaction() as conn:
             results = pipeline.file_batch(
                 conn, prepared, self.settings, now, from_status=from_status, cursor=cursor
             )
-            stored = pipeline.describe(conn, [rid for rid, _ in pairs if rid not in results])
-        return self._results(pairs, results, stored)
+            unfiled = [item.raw_id for item in prepared if item.raw_id not in results]
+            stored = pipeline.describe(conn, unfiled)
+        return self._results(prepared, results, stored)
 
     def _results(
         self,
-        pairs: list[tuple[int, RawMessage]],
+        prepared: list[Prepared],
         results: dict[int, ReceiveResult],
         stored: dict[int, tuple[str | None, int | None, str | None, str]],
     ) -> list[ReceiveResult]:
         out, seen = [], set()
-        for raw_id, raw in pairs:
-            filed = results.get(raw_id)
-            if filed is not None and raw_id not in seen:
+        for item in prepared:
+            filed = results.get(item.raw_id)
+            if filed is not None and item.raw_id not in seen:
                 out.append(filed)
             elif filed is not None:  # the same message twice in one batch
                 out.append(filed.model_copy(update={"outcome": Outcome.DUPLICATE}))
             else:
-                out.append(self._duplicate(raw_id, raw, stored.get(raw_id)))
-            seen.add(raw_id)
+                out.append(self._duplicate(item.raw_id, item.raw, stored.get(item.raw_id)))
+            seen.add(item.raw_id)
         return out
 
     def _prepare(self, raw_id: int, raw: RawMessage) -> Prepared:
@@ -415,7 +412,8 @@ class Inbox:
             if payload is not None and rows:
                 _replace_payload(conn, rows[0][0], payload)
                 rows = queries.quarantined_raws(conn, raw_ids)
-        return self._file(rows, self._clock(), from_status=pipeline.QUARANTINED)
+        prepared = [self._prepare(raw_id, raw) for raw_id, raw in rows]
+        return self._file(prepared, self._clock(), from_status=pipeline.QUARANTINED)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -443,6 +441,13 @@ class Inbox:
     def quarantined(self, *, include_resolved: bool = False) -> list[dict[str, Any]]:
         with self.store.transaction() as conn:
             return queries.list_quarantine(conn, include_resolved=include_resolved)
+
+
+def _with_ids(decoded: list[Prepared], raw_ids: list[int]) -> list[Prepared]:
+    """The decoded messages with the raw row ids their payloads were stored under."""
+    return [
+        dataclasses.replace(item, raw_id=rid) for item, rid in zip(decoded, raw_ids, strict=True)
+    ]
 
 
 def _replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:

@@ -71,9 +71,12 @@ class Prepared:
 
 CHUNK = 500
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
-_RAW_IDS = sa.select(raw_messages.c.id, raw_messages.c.external_id).where(
-    raw_messages.c.connector == sa.bindparam("c"), raw_messages.c.external_id.in_(_IDS)
+_RAW_ROWS = (
+    sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
+    .where(raw_messages.c.connector == sa.bindparam("c"), raw_messages.c.external_id.in_(_IDS))
+    .order_by(raw_messages.c.id)
 )
+_RAW_ROWS_LOCKED = _RAW_ROWS.with_for_update()
 _LOCK_CLAIMABLE = (
     sa.select(raw_messages.c.id)
     .where(raw_messages.c.id.in_(_IDS), raw_messages.c.status == sa.bindparam("s"))
@@ -81,12 +84,6 @@ _LOCK_CLAIMABLE = (
     .with_for_update()
 )
 _MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values(status="filing")
-_RAW_IDS_LOCKED = (
-    sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
-    .where(raw_messages.c.connector == sa.bindparam("c"), raw_messages.c.external_id.in_(_IDS))
-    .order_by(raw_messages.c.id)
-    .with_for_update()
-)
 
 
 # -- stage 1: raw first ------------------------------------------------------------------------
@@ -95,7 +92,8 @@ _RAW_IDS_LOCKED = (
 def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> list[int]:
     """Insert each raw message if absent; return the raw row id of each, in order."""
     _insert_raw(conn, raws, now)
-    return _raw_ids(conn, [(r.connector, r.external_id) for r in raws])
+    found = _stored(conn, _RAW_ROWS, raws)
+    return [found[(r.connector, r.external_id)][0] for r in raws]
 
 
 def store_and_claim(
@@ -108,19 +106,9 @@ def store_and_claim(
     Rows filed before, or by a concurrent transaction (waited for), are not claimable.
     """
     _insert_raw(conn, raws, now)
-    found: dict[tuple[str, str], int] = {}
-    claimable: set[int] = set()
-    by_connector: dict[str, list[str]] = {}
-    for r in raws:
-        by_connector.setdefault(r.connector, []).append(r.external_id)
-    for connector, ids in sorted(by_connector.items()):
-        for start in range(0, len(ids), CHUNK):
-            params = {"c": connector, "ids": ids[start : start + CHUNK]}
-            for rid, ext, status in conn.execute(_RAW_IDS_LOCKED, params):
-                found[(connector, ext)] = rid
-                if status == RECEIVED:
-                    claimable.add(rid)
-    return [found[(r.connector, r.external_id)] for r in raws], claimable
+    found = _stored(conn, _RAW_ROWS_LOCKED, raws)
+    ids = [found[(r.connector, r.external_id)][0] for r in raws]
+    return ids, {rid for rid, status in found.values() if status == RECEIVED}
 
 
 def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> None:
@@ -143,16 +131,20 @@ def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) 
     insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
 
 
-def _raw_ids(conn: sa.Connection, keys: Sequence[tuple[str, str]]) -> list[int]:
-    found: dict[tuple[str, str], int] = {}
+def _stored(
+    conn: sa.Connection, query: sa.Select[Any], raws: Sequence[RawMessage]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """``{(connector, external id): (raw id, status)}`` of the stored rows of ``raws``."""
+    found: dict[tuple[str, str], tuple[int, str]] = {}
     by_connector: dict[str, list[str]] = {}
-    for connector, external_id in keys:
-        by_connector.setdefault(connector, []).append(external_id)
-    for connector, ids in by_connector.items():
+    for r in raws:
+        by_connector.setdefault(r.connector, []).append(r.external_id)
+    for connector, ids in sorted(by_connector.items()):  # one lock order everywhere
         for start in range(0, len(ids), CHUNK):
             params = {"c": connector, "ids": ids[start : start + CHUNK]}
-            found.update({(connector, ext): rid for rid, ext in conn.execute(_RAW_IDS, params)})
-    return [found[key] for key in keys]
+            for rid, ext, status in conn.execute(query, params):
+                found[(connector, ext)] = (rid, status)
+    return found
 
 
 # -- stage 2: pure decoding --------------------------------------------------------------------
