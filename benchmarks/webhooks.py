@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,8 +232,53 @@ class Run:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+Send = Callable[[Prepared], tuple[int, bytes]]
+
+
 def load(port: int, requests: Sequence[Prepared], concurrency: int, duration: float) -> Run:
     """Send ``requests`` from ``concurrency`` keep-alive connections, at most ``duration`` s."""
+
+    @contextmanager
+    def connection() -> Iterator[Send]:
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def send(request: Prepared) -> tuple[int, bytes]:
+            client.request("POST", PATH, request.body, request.headers)
+            response = client.getresponse()
+            return response.status, response.read()
+
+        try:
+            yield send
+        finally:
+            client.close()
+
+    return drive(requests, concurrency, duration, connection)
+
+
+def load_in_process(
+    inbox: Any, port: int, requests: Sequence[Prepared], concurrency: int, duration: float
+) -> Run:
+    """As ``load``, but each thread calls ``Inbox.handle_webhook`` directly: no HTTP at all."""
+    url = f"http://127.0.0.1:{port}{PATH}"
+
+    @contextmanager
+    def direct() -> Iterator[Send]:
+        def send(request: Prepared) -> tuple[int, bytes]:
+            response = inbox.handle_webhook("sms", "POST", url, request.headers, request.body)
+            return response.status, response.body
+
+        yield send
+
+    return drive(requests, concurrency, duration, direct)
+
+
+def drive(
+    requests: Sequence[Prepared],
+    concurrency: int,
+    duration: float,
+    sender: Callable[[], AbstractContextManager[Send]],
+) -> Run:
+    """``concurrency`` threads, each with its own ``sender()``, share out ``requests``."""
     lock, position = threading.Lock(), [0]
     latencies: list[float] = []
     answers: list[tuple[int, bytes]] = []
@@ -247,16 +292,12 @@ def load(port: int, requests: Sequence[Prepared], concurrency: int, duration: fl
             return requests[position[0] - 1]
 
     def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine_l, mine_a = [], []
-        while (request := take()) is not None:
-            started = time.perf_counter()
-            connection.request("POST", PATH, request.body, request.headers)
-            response = connection.getresponse()
-            data = response.read()
-            mine_l.append(time.perf_counter() - started)
-            mine_a.append((response.status, data))
-        connection.close()
+        with sender() as send:
+            while (request := take()) is not None:
+                started = time.perf_counter()
+                mine_a.append(send(request))
+                mine_l.append(time.perf_counter() - started)
         with lock:
             latencies.extend(mine_l)
             answers.extend(mine_a)
@@ -268,60 +309,6 @@ def load(port: int, requests: Sequence[Prepared], concurrency: int, duration: fl
     for thread in threads:
         thread.join()
     return Run(len(latencies), time.perf_counter() - started, latencies, answers)
-
-
-def load_in_process(
-    inbox: Any, port: int, requests: Sequence[Prepared], concurrency: int, duration: float
-) -> Run:
-    """As ``load``, but each thread calls ``Inbox.handle_webhook`` directly: no HTTP at all."""
-    lock, position = threading.Lock(), [0]
-    latencies: list[float] = []
-    answers: list[tuple[int, bytes]] = []
-    deadline = time.perf_counter() + duration
-    url = f"http://127.0.0.1:{port}{PATH}"
-
-    def worker() -> None:
-        mine_l, mine_a = [], []
-        while True:
-            with lock:
-                if position[0] >= len(requests) or time.perf_counter() > deadline:
-                    break
-                request = requests[position[0]]
-                position[0] += 1
-            started = time.perf_counter()
-            response = inbox.handle_webhook("sms", "POST", url, request.headers, request.body)
-            mine_l.append(time.perf_counter() - started)
-            mine_a.append((response.status, response.body))
-        with lock:
-            latencies.extend(mine_l)
-            answers.extend(mine_a)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Run(len(latencies), time.perf_counter() - started, latencies, answers)
-
-
-def measure_in_process(args: argparse.Namespace) -> Run:
-    """The omnichannel side without HTTP: the same signed requests, the same store."""
-    from omnichannel import Inbox
-
-    with tempfile.TemporaryDirectory(prefix="omnichannel-webhooks-") as tmp:
-        folder, port = Path(tmp), free_port()
-        _, env = omnichannel_server(folder, port, args.server_threads)
-        os.environ["BENCH_TWILIO_AUTH_TOKEN"] = env["BENCH_TWILIO_AUTH_TOKEN"]
-        warmup = build_requests(args.warmup, port)
-        timed = build_requests(args.count, port, first=args.warmup)
-        with Inbox.from_config(folder / "omnichannel.toml") as inbox:
-            load_in_process(inbox, port, warmup, args.concurrency, args.duration)
-            run = load_in_process(inbox, port, timed, args.concurrency, args.duration)
-        check_answers(run, acknowledged=True, what="in process")
-        if count_complaints(folder) != run.requests + args.warmup:
-            raise BenchmarkError("in process: complaints in the store differ from requests sent")
-    return run
 
 
 # -- measurements ------------------------------------------------------------------------------
@@ -362,6 +349,25 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
         check_answers(run, acknowledged=acknowledged, what=kind)
         if acknowledged and count_complaints(folder) != run.requests + args.warmup:
             raise BenchmarkError(f"{kind}: complaints in the store differ from requests sent")
+    return run
+
+
+def measure_in_process(args: argparse.Namespace) -> Run:
+    """The omnichannel side without HTTP: the same signed requests, the same store."""
+    from omnichannel import Inbox
+
+    with tempfile.TemporaryDirectory(prefix="omnichannel-webhooks-") as tmp:
+        folder, port = Path(tmp), free_port()
+        _, env = omnichannel_server(folder, port, args.server_threads)
+        os.environ["BENCH_TWILIO_AUTH_TOKEN"] = env["BENCH_TWILIO_AUTH_TOKEN"]
+        warmup = build_requests(args.warmup, port)
+        timed = build_requests(args.count, port, first=args.warmup)
+        with Inbox.from_config(folder / "omnichannel.toml") as inbox:
+            load_in_process(inbox, port, warmup, args.concurrency, args.duration)
+            run = load_in_process(inbox, port, timed, args.concurrency, args.duration)
+        check_answers(run, acknowledged=True, what="in process")
+        if count_complaints(folder) != run.requests + args.warmup:
+            raise BenchmarkError("in process: complaints in the store differ from requests sent")
     return run
 
 
