@@ -23,6 +23,15 @@ COUNT = 1000
 KILLS = 6
 
 
+def _stored_count(watcher: sa.Engine) -> int:
+    with watcher.connect() as conn:
+        try:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(raw_messages))
+            return int(stored.scalar_one())
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no schema yet
+            return 0
+
+
 def _kill_when_stored(
     proc: subprocess.Popen[bytes], watcher: sa.Engine, target: int, rng: random.Random
 ) -> bool:
@@ -30,13 +39,7 @@ def _kill_when_stored(
     False if it finished first. Progress, not wall-clock time, picks the point, so the test
     kills mid-run on a fast machine as on a slow one."""
     while proc.poll() is None:
-        with watcher.connect() as conn:
-            try:
-                stored = conn.execute(sa.select(sa.func.count()).select_from(raw_messages))
-                count = int(stored.scalar_one())
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no schema yet
-                count = 0
-        if count >= target:
+        if _stored_count(watcher) >= target:
             time.sleep(rng.uniform(0, 0.05))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
@@ -72,13 +75,17 @@ def test_kill_9_while_polling_loses_and_doubles_nothing(
     rng, kills = random.Random(11), 0
     watcher = create_engine(database_url)
     try:
-        for _ in range(KILLS):  # kill -9 once progress passes a random point, then restart
-            target = rng.randint(1, COUNT - 1)
+        for _ in range(KILLS):  # kill -9 once a run has stored more, at a random point
+            stored = _stored_count(watcher)
+            if stored >= COUNT:
+                break
+            target = rng.randint(stored + 1, COUNT)
             proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if _kill_when_stored(proc, watcher, target, rng):
-                kills += 1
-                filed, _, _ = stored_message_ids(database_url)
-                assert mailbox.seen_message_ids() <= filed  # nothing flagged before its commit
+            if not _kill_when_stored(proc, watcher, target, rng):
+                break  # it finished first
+            kills += 1
+            filed, _, _ = stored_message_ids(database_url)
+            assert mailbox.seen_message_ids() <= filed  # nothing flagged before its commit
         proc = subprocess.run(command, stdout=subprocess.DEVNULL, timeout=300, check=False)
         assert proc.returncode == 0
     finally:
