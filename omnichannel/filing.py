@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from normalizer.normalize import body_fingerprint, sender_key
 from omnichannel.schema import NormalizedMessage, Outcome
-from omnichannel.store import insert_ignore
+from omnichannel.store import direct, insert_ignore
 from omnichannel.store.tables import (
     UTCDateTime,
     attachments,
@@ -37,46 +37,65 @@ from omnichannel.store.tables import (
 __all__ = ["Filed", "add_working_days", "file_messages", "next_tickets", "sha256_hex"]
 
 CHUNK = 500
-# Multi-row inserts without RETURNING (SQLite would fall back to one row at a time to keep the
-# order); the new ids are read back by a unique key: complaints by ticket, messages by raw id.
+# Run on the driver (``direct``): compiled once per dialect. Multi-row inserts without RETURNING;
+# the new ids are consecutive on SQLite (``direct.inserted_ids``) and read back by a unique key
+# elsewhere: complaints by ticket, messages by raw id.
 _INSERT_COMPLAINTS = sa.insert(complaints)
 _INSERT_MESSAGES = sa.insert(messages)
+_INSERT_ATTACHMENTS = sa.insert(attachments)
+_INSERT_QUEUE_ITEMS = sa.insert(queue_items)
+_INSERT_OUTBOX = sa.insert(outbox)
 _TOUCH_COMPLAINT = (
     sa.update(complaints)
     .where(complaints.c.id == sa.bindparam("cid"))
-    .values(updated_at=sa.bindparam("now"))
+    .values(updated_at=sa.bindparam("now", type_=UTCDateTime()))
 )
 _ADD_TO_COUNTER = (
     sa.update(ticket_counters)
     .where(
         ticket_counters.c.prefix == sa.bindparam("p"), ticket_counters.c.year == sa.bindparam("y")
     )
-    .values(value=ticket_counters.c.value + sa.bindparam("n"))
+    .values(value=ticket_counters.c.value + sa.bindparam("n", type_=sa.Integer()))
     .returning(ticket_counters.c.value)
 )
-_SINCE = sa.bindparam("since", type_=UTCDateTime())
-_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
-_THREADS = (
-    sa.select(messages.c.message_id, complaints.c.id, complaints.c.ticket)
-    .join(complaints, complaints.c.id == messages.c.complaint_id)
-    .where(messages.c.message_id.in_(_IDS))
-)
-_TICKETS = sa.select(complaints.c.id, complaints.c.ticket).where(complaints.c.ticket.in_(_IDS))
-_SENDERS = (
-    sa.select(
-        messages.c.sender_key,
-        messages.c.body_hash,
-        messages.c.received_at,
-        complaints.c.id,
-        complaints.c.ticket,
+_TEXT, _ID = sa.String(), sa.Integer()
+
+
+def _threads(size: int) -> sa.Select[Any]:
+    return (
+        sa.select(messages.c.message_id, complaints.c.id, complaints.c.ticket)
+        .join(complaints, complaints.c.id == messages.c.complaint_id)
+        .where(messages.c.message_id.in_(direct.in_list(size, _TEXT)))
     )
-    .join(complaints, complaints.c.id == messages.c.complaint_id)
-    .where(messages.c.body_hash.in_(_IDS), messages.c.received_at >= _SINCE)
-)
-_COMPLAINT_IDS = sa.select(complaints.c.ticket, complaints.c.id).where(
-    complaints.c.ticket.in_(_IDS)
-)
-_MESSAGE_IDS = sa.select(messages.c.raw_id, messages.c.id).where(messages.c.raw_id.in_(_IDS))
+
+
+def _tickets(size: int) -> sa.Select[Any]:
+    return sa.select(complaints.c.ticket, complaints.c.id).where(
+        complaints.c.ticket.in_(direct.in_list(size, _TEXT))
+    )
+
+
+def _senders(size: int) -> sa.Select[Any]:
+    return (
+        sa.select(
+            messages.c.sender_key,
+            messages.c.body_hash,
+            messages.c.received_at,
+            complaints.c.id,
+            complaints.c.ticket,
+        )
+        .join(complaints, complaints.c.id == messages.c.complaint_id)
+        .where(
+            messages.c.body_hash.in_(direct.in_list(size, _TEXT)),
+            messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()),
+        )
+    )
+
+
+def _message_ids(size: int) -> sa.Select[Any]:
+    return sa.select(messages.c.raw_id, messages.c.id).where(
+        messages.c.raw_id.in_(direct.in_list(size, _ID))
+    )
 
 
 @dataclass
@@ -230,16 +249,16 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
     found: dict[str, _Target] = {}
     for chunk in _chunks(ids):
-        rows = conn.execute(_THREADS, {"ids": chunk})
-        found.update({r.message_id: _Target(r.id, r.ticket) for r in rows})
+        rows = direct.fetch_in(conn, _threads, chunk)
+        found.update({message_id: _Target(cid, ticket) for message_id, cid, ticket in rows})
     return found
 
 
 def _known_tickets(conn: sa.Connection, tickets: set[str | None]) -> dict[str, _Target]:
     found: dict[str, _Target] = {}
     for chunk in _chunks(t for t in tickets if t):
-        rows = conn.execute(_TICKETS, {"ids": chunk})
-        found.update({r.ticket: _Target(r.id, r.ticket) for r in rows})
+        rows = direct.fetch_in(conn, _tickets, chunk)
+        found.update({ticket: _Target(cid, ticket) for ticket, cid in rows})
     return found
 
 
@@ -251,10 +270,11 @@ def _known_senders(
     if not wanted or oldest is None or window <= timedelta(0):
         return found
     for chunk in _chunks({f for _, f in wanted}):
-        for row in conn.execute(_SENDERS, {"ids": chunk, "since": oldest - window}):
-            pair = (row.sender_key, row.body_hash)
+        rows = direct.fetch_in(conn, _senders, chunk, {"since": oldest - window})
+        for sender, fingerprint, received_at, cid, ticket in rows:
+            pair = (sender, fingerprint)
             if pair in wanted:
-                found.setdefault(pair, []).append((row.received_at, _Target(row.id, row.ticket)))
+                found.setdefault(pair, []).append((received_at, _Target(cid, ticket)))
     return found
 
 
@@ -266,7 +286,8 @@ def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> lis
     if count <= 0:
         return []
     params = {"p": prefix, "y": year, "n": count}
-    last = conn.execute(_ADD_TO_COUNTER, params).scalar_one_or_none()
+    rows = direct.fetch(conn, _ADD_TO_COUNTER, params)
+    last = rows[0][0] if rows else None
     if last is None:  # first ticket of the year: create the counter (race-safe), then count
         insert_ignore(
             conn,
@@ -274,7 +295,7 @@ def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> lis
             [{"prefix": prefix, "year": year, "value": 0}],
             ("prefix", "year"),
         )
-        last = conn.execute(_ADD_TO_COUNTER, params).scalar_one()
+        last = direct.fetch(conn, _ADD_TO_COUNTER, params)[0][0]
     return [f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 
 
@@ -312,17 +333,22 @@ def _insert_complaints(
     years = [m.received_at.astimezone(settings.timezone).year for m in opening]
     tickets = _allocate(conn, years, settings.ticket_prefix)
     rows = [_complaint_row(m, t, settings, now) for m, t in zip(opening, tickets, strict=True)]
-    conn.execute(_INSERT_COMPLAINTS, rows)
-    by_ticket = _ids_by(conn, _COMPLAINT_IDS, tickets)
-    return [by_ticket[t] for t in tickets], tickets
+    direct.execute_many(conn, _INSERT_COMPLAINTS, rows)
+    ids = direct.inserted_ids(conn, len(rows))
+    if ids is None:
+        by_ticket = _ids_by(conn, _tickets, tickets)
+        ids = [by_ticket[t] for t in tickets]
+    return ids, tickets
 
 
-def _ids_by(conn: sa.Connection, query: sa.Select[Any], values: Sequence[Any]) -> dict[Any, int]:
+def _ids_by(
+    conn: sa.Connection, build: Callable[[int], sa.Select[Any]], values: Sequence[Any]
+) -> dict[Any, int]:
     """``{key: id}`` from a ``(key, id)`` query over ``values`` (read back after an insert)."""
     found: dict[Any, int] = {}
     for start in range(0, len(values), CHUNK):
         chunk = list(values[start : start + CHUNK])
-        found.update({k: int(i) for k, i in conn.execute(query, {"ids": chunk})})
+        found.update({k: int(i) for k, i in direct.fetch_in(conn, build, chunk)})
     return found
 
 
@@ -377,10 +403,13 @@ def _insert_messages(
             items, keys, plan.outcomes, strict=True
         )
     ]
-    conn.execute(_INSERT_MESSAGES, rows)
-    raw_ids = [raw_id for raw_id, _ in items]
-    by_raw = _ids_by(conn, _MESSAGE_IDS, raw_ids)
-    return [by_raw[raw_id] for raw_id in raw_ids]
+    direct.execute_many(conn, _INSERT_MESSAGES, rows)
+    ids = direct.inserted_ids(conn, len(rows))
+    if ids is None:
+        raw_ids = [raw_id for raw_id, _ in items]
+        by_raw = _ids_by(conn, _message_ids, raw_ids)
+        ids = [by_raw[raw_id] for raw_id in raw_ids]
+    return ids
 
 
 def _message_row(
@@ -444,8 +473,7 @@ def _insert_attachments(
                     "status": "pending" if content is None and item.url else "stored",
                 }
             )
-    if rows:
-        conn.execute(sa.insert(attachments), rows)
+    direct.execute_many(conn, _INSERT_ATTACHMENTS, rows)
 
 
 def _enqueue(
@@ -496,10 +524,8 @@ def _enqueue(
                     "updated_at": now,
                 }
             )
-    if queue:
-        conn.execute(sa.insert(queue_items), queue)
-    if acks:
-        conn.execute(sa.insert(outbox), acks)
+    direct.execute_many(conn, _INSERT_QUEUE_ITEMS, queue)
+    direct.execute_many(conn, _INSERT_OUTBOX, acks)
 
 
 def _reply_address(message: NormalizedMessage) -> str | None:
@@ -520,8 +546,7 @@ def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: date
         if outcome is Outcome.MERGED
     }
     rows = [{"cid": cid, "now": now} for cid in sorted(c for c in merged if c is not None)]
-    if rows:
-        conn.execute(_TOUCH_COMPLAINT, rows)
+    direct.execute_many(conn, _TOUCH_COMPLAINT, rows)
 
 
 def sha256_hex(data: bytes) -> str:

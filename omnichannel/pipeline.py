@@ -30,8 +30,9 @@ import sqlalchemy as sa
 from normalizer.normalize import normalize
 from omnichannel import filing
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage, ReceiveResult
-from omnichannel.store import insert_ignore
+from omnichannel.store import direct, insert_ignore
 from omnichannel.store.tables import (
+    UTCDateTime,
     complaints,
     cursors,
     quarantine,
@@ -71,17 +72,38 @@ class Prepared:
 
 CHUNK = 500
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
-_RAW_ROWS = (
-    sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
-    .where(raw_messages.c.connector == sa.bindparam("c"), raw_messages.c.external_id.in_(_IDS))
-    .order_by(raw_messages.c.id)
-)
-_RAW_ROWS_LOCKED = _RAW_ROWS.with_for_update()
+
+
+def _raw_rows(size: int) -> sa.Select[Any]:
+    return (
+        sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
+        .where(
+            raw_messages.c.connector == sa.bindparam("c", type_=sa.String()),
+            raw_messages.c.external_id.in_(direct.in_list(size, sa.String())),
+        )
+        .order_by(raw_messages.c.id)
+    )
+
+
+def _raw_rows_locked(size: int) -> sa.Select[Any]:
+    return _raw_rows(size).with_for_update()
+
+
 _LOCK_CLAIMABLE = (
     sa.select(raw_messages.c.id)
     .where(raw_messages.c.id.in_(_IDS), raw_messages.c.status == sa.bindparam("s"))
     .order_by(raw_messages.c.id)
     .with_for_update()
+)
+_MARK_RAW = (
+    sa.update(raw_messages)
+    .where(raw_messages.c.id == sa.bindparam("rid"))
+    .values(
+        status=sa.bindparam("s"),
+        outcome=sa.bindparam("o"),
+        complaint_id=sa.bindparam("c"),
+        processed_at=sa.bindparam("t", type_=UTCDateTime()),
+    )
 )
 _MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values(status="filing")
 
@@ -92,7 +114,7 @@ _MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values
 def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> list[int]:
     """Insert each raw message if absent; return the raw row id of each, in order."""
     _insert_raw(conn, raws, now)
-    found = _stored(conn, _RAW_ROWS, raws)
+    found = _stored(conn, _raw_rows, raws)
     return [found[(r.connector, r.external_id)][0] for r in raws]
 
 
@@ -106,7 +128,7 @@ def store_and_claim(
     Rows filed before, or by a concurrent transaction (waited for), are not claimable.
     """
     _insert_raw(conn, raws, now)
-    found = _stored(conn, _RAW_ROWS_LOCKED, raws)
+    found = _stored(conn, _raw_rows_locked, raws)
     ids = [found[(r.connector, r.external_id)][0] for r in raws]
     return ids, {rid for rid, status in found.values() if status == RECEIVED}
 
@@ -132,7 +154,7 @@ def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) 
 
 
 def _stored(
-    conn: sa.Connection, query: sa.Select[Any], raws: Sequence[RawMessage]
+    conn: sa.Connection, query: Callable[[int], sa.Select[Any]], raws: Sequence[RawMessage]
 ) -> dict[tuple[str, str], tuple[int, str]]:
     """``{(connector, external id): (raw id, status)}`` of the stored rows of ``raws``."""
     found: dict[tuple[str, str], tuple[int, str]] = {}
@@ -141,8 +163,8 @@ def _stored(
         by_connector.setdefault(r.connector, []).append(r.external_id)
     for connector, ids in sorted(by_connector.items()):  # one lock order everywhere
         for start in range(0, len(ids), CHUNK):
-            params = {"c": connector, "ids": ids[start : start + CHUNK]}
-            for rid, ext, status in conn.execute(query, params):
+            chunk = ids[start : start + CHUNK]
+            for rid, ext, status in direct.fetch_in(conn, query, chunk, {"c": connector}):
                 found[(connector, ext)] = (rid, status)
     return found
 
@@ -250,19 +272,7 @@ def _claim(conn: sa.Connection, raw_ids: Sequence[int], from_status: str) -> set
 
 
 def _mark_raw(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
-    if not updates:
-        return
-    statement = (
-        sa.update(raw_messages)
-        .where(raw_messages.c.id == sa.bindparam("rid"))
-        .values(
-            status=sa.bindparam("s"),
-            outcome=sa.bindparam("o"),
-            complaint_id=sa.bindparam("c"),
-            processed_at=sa.bindparam("t"),
-        )
-    )
-    conn.execute(statement, updates)
+    direct.execute_many(conn, _MARK_RAW, updates)
 
 
 # -- quarantine and cursors --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from omnichannel.errors import StorageUnavailable
-from omnichannel.store import migrate
+from omnichannel.store import direct, migrate
 from omnichannel.store.engine import create_engine, normalize_url
 
 __all__ = ["Store", "insert_ignore"]
@@ -25,7 +25,7 @@ def insert_ignore(
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races."""
     if not rows:
         return
-    conn.execute(_insert_ignore(conn.dialect.name, table, tuple(conflict)), list(rows))
+    direct.execute_many(conn, _insert_ignore(conn.dialect.name, table, tuple(conflict)), rows)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,126 @@
+"""The filing hot path's driver-level execution (``omnichannel.store.direct``): it must write and
+read exactly what SQLAlchemy's own execution of the same statements does, on every backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from omnichannel import Inbox
+from omnichannel.store import direct
+from omnichannel.store.tables import UTCDateTime, messages, raw_messages
+
+T0 = datetime(2026, 11, 30, 6, 15, 0, 123456, tzinfo=UTC)
+INSERT_RAW = sa.insert(raw_messages)
+
+
+def raw_row(n: int, **changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "connector": "files",
+        "external_id": f"x{n}",
+        "received_at": T0 + timedelta(seconds=n),
+        "stored_at": T0,
+        "content_type": "application/json",
+        "payload": b"\x00\xffpayload",
+        "size": 9,
+        "sha256": "0" * 64,
+        "meta": {"n": n, "nested": [1, "dua"]},
+        "status": "received",
+    }
+    return row | changes
+
+
+def stored(
+    inbox: Inbox, table: sa.Table, exclude: tuple[str, ...] = ("id",)
+) -> list[tuple[Any, ...]]:
+    columns = [c for c in table.c if c.name not in exclude]
+    with inbox.store.transaction() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(*columns).order_by(table.c.external_id))]
+
+
+def test_rows_written_are_those_core_writes(inbox: Inbox) -> None:
+    """The same rows inserted by Core and by ``execute_many`` (aware datetimes, JSON with and
+    without None, bytes) read back identically, through Core's own result processing."""
+    full, bare = raw_row(0), raw_row(0, meta={}, content_type="text/plain")
+    core_rows = [full | {"external_id": "c1"}, bare | {"external_id": "c2"}]
+    direct_rows = [full | {"external_id": "d1"}, bare | {"external_id": "d2"}]
+    with inbox.store.transaction() as conn:
+        conn.execute(INSERT_RAW, core_rows)
+        direct.execute_many(conn, INSERT_RAW, direct_rows)
+        direct.execute_many(conn, INSERT_RAW, [raw_row(5)])  # a single row is one execute
+        direct.execute_many(conn, INSERT_RAW, [])  # nothing to do
+    rows = stored(inbox, raw_messages, ("id", "external_id"))  # c1, c2, d1, d2, x5
+    assert rows[2] == rows[0] and rows[3] == rows[1]
+    assert rows[2][1] == T0 and rows[2][1].tzinfo is UTC
+    assert rows[2][7] == {"n": 0, "nested": [1, "dua"]} and rows[2][4] == b"\x00\xffpayload"
+    assert rows[3][7] == {} and rows[3][3] == "text/plain"
+    assert len(rows) == 5
+
+
+def test_values_fixed_in_the_statement_and_null_json(inbox: Inbox) -> None:
+    """A value written into the statement (``.values(status="filing")``) is sent as Core
+    would; JSON ``none_as_null`` columns store SQL NULL, the others JSON ``null``."""
+    with inbox.store.transaction() as conn:
+        direct.execute_many(conn, INSERT_RAW, [raw_row(1)])
+        raw_id = conn.execute(sa.select(raw_messages.c.id)).scalar_one()
+        mark = (
+            sa.update(raw_messages)
+            .where(raw_messages.c.id == sa.bindparam("rid"))
+            .values(status="filing", processed_at=sa.bindparam("t", type_=UTCDateTime()))
+        )
+        direct.execute_many(conn, mark, [{"rid": raw_id, "t": T0}])
+        row = conn.execute(sa.select(raw_messages.c.status, raw_messages.c.processed_at)).one()
+    assert tuple(row) == ("filing", T0)
+
+
+def size_query(size: int) -> sa.Select[Any]:
+    return (
+        sa.select(raw_messages.c.external_id, raw_messages.c.received_at)
+        .where(raw_messages.c.external_id.in_(direct.in_list(size, sa.String())))
+        .where(raw_messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()))
+        .order_by(raw_messages.c.external_id)
+    )
+
+
+@pytest.mark.parametrize("wanted", [1, 2, 3, 5, 8, 9])
+def test_fetch_in_pads_the_list_and_reads_typed_values(inbox: Inbox, wanted: int) -> None:
+    """Lists of any size find exactly their rows (padding repeats the last value), and the
+    selected columns come back as their types read them (aware UTC datetimes)."""
+    with inbox.store.transaction() as conn:
+        direct.execute_many(conn, INSERT_RAW, [raw_row(n) for n in range(10)])
+        ids = [f"x{n}" for n in range(wanted)] + ["absent"]
+        rows = direct.fetch_in(conn, size_query, ids, {"since": T0 + timedelta(seconds=1)})
+        assert direct.fetch_in(conn, size_query, [], {"since": T0}) == []
+    expected = [(f"x{n}", T0 + timedelta(seconds=n)) for n in range(1, wanted)]
+    assert rows == expected
+    assert all(when.tzinfo is UTC for _, when in rows)
+
+
+def test_inserted_ids_are_the_ids_the_rows_got(inbox: Inbox) -> None:
+    """On SQLite the ids of one multi-row insert are known without reading them back, and
+    they are the ones the rows carry; elsewhere the caller is told to read them back."""
+    with inbox.store.transaction() as conn:
+        direct.execute_many(conn, INSERT_RAW, [raw_row(n) for n in range(3)])
+        conn.execute(sa.delete(raw_messages).where(raw_messages.c.external_id == "x2"))
+        direct.execute_many(conn, INSERT_RAW, [raw_row(n) for n in range(10, 14)])
+        ids = direct.inserted_ids(conn, 4)
+        actual = conn.execute(
+            sa.select(raw_messages.c.id)
+            .where(raw_messages.c.external_id.in_([f"x{n}" for n in range(10, 14)]))
+            .order_by(raw_messages.c.external_id)
+        ).scalars()
+        actual_ids = list(actual)
+    if inbox.store.dialect == "sqlite":
+        assert ids == actual_ids
+    else:
+        assert ids is None
+
+
+def test_expanding_parameters_are_refused(inbox: Inbox) -> None:
+    """An ``expanding`` IN parameter has no fixed SQL: ``execute_many`` says so."""
+    statement = sa.update(messages).where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+    with inbox.store.transaction() as conn, pytest.raises(ValueError, match="expanding"):
+        direct.execute_many(conn, statement.values(outcome="new"), [{"ids": [1]}])
