@@ -290,6 +290,8 @@ class _Params(dict[str, list[str]]):
     def getlist(self, key: str) -> list[str]:
         return self[key]
 
+    getall = getlist  # tried first by the validator: without it, an AttributeError per field
+
 
 class TwilioConnector(PollingConnector, WebhookConnector):
     """SMS and WhatsApp numbers of one Twilio account."""

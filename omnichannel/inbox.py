@@ -106,7 +106,9 @@ class Inbox:
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
         self._status: dict[str, dict[str, Any]] = {}
-        self._group = GroupCommit(lambda raws: self.receive_many(raws))
+        self._group: GroupCommit[Prepared, ReceiveResult] = GroupCommit(
+            lambda decoded: self._receive_decoded(decoded)
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -180,8 +182,18 @@ class Inbox:
         """
         for name in {raw.connector for raw in raws}:
             self.connector(name)  # unknown connectors fail before anything is stored
+        return self._receive_decoded(self._decode(raws), cursor=cursor)
+
+    def _decode(self, raws: Sequence[RawMessage]) -> list[Prepared]:
+        """Decode and normalize (pure); the raw row ids are known once stored."""
+        return [self._prepare(0, raw) for raw in raws]
+
+    def _receive_decoded(
+        self, decoded: Sequence[Prepared], *, cursor: tuple[str, Any] | None = None
+    ) -> list[ReceiveResult]:
+        """``receive_many`` once decoding is done: one transaction stores and files."""
+        raws = [item.raw for item in decoded]
         now = self._clock()
-        decoded = [self._prepare(0, raw) for raw in raws]  # ids are known once stored
         try:
             with self.store.transaction() as conn:
                 raw_ids, claimable = pipeline.store_and_claim(conn, raws, now)
@@ -376,7 +388,8 @@ class Inbox:
             raise WebhookRejected(415, "unsupported content type")
         connector.verify(request)
         raws = connector.parse(request)
-        results = self._group.submit(raws) if raws else []
+        # decoded here, in the request's thread: the group's leader only stores and files
+        results = self._group.submit(self._decode(raws)) if raws else []
         response = connector.respond(request, results)
         response.results = results
         self.record(connector.name)
@@ -443,7 +456,7 @@ class Inbox:
             return queries.list_quarantine(conn, include_resolved=include_resolved)
 
 
-def _with_ids(decoded: list[Prepared], raw_ids: list[int]) -> list[Prepared]:
+def _with_ids(decoded: Sequence[Prepared], raw_ids: list[int]) -> list[Prepared]:
     """The decoded messages with the raw row ids their payloads were stored under."""
     return [
         dataclasses.replace(item, raw_id=rid) for item, rid in zip(decoded, raw_ids, strict=True)

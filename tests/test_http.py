@@ -186,7 +186,7 @@ def test_storage_unavailable_is_503(app_inbox: Inbox, monkeypatch: pytest.Monkey
     def down(*_: Any, **__: Any) -> None:
         raise StorageUnavailable("storage unavailable (test)")
 
-    monkeypatch.setattr(app_inbox, "receive_many", down)
+    monkeypatch.setattr(app_inbox.store, "transaction", down)
     body = b'{"id": "w6", "text": "x"}'
     response = app_inbox.handle_webhook(
         "echo",
