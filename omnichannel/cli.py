@@ -259,17 +259,34 @@ def demo(state: _State, folder: str | None) -> None:
 @click.option("--host", default=None, help="Listen address (default: server.host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: server.port).")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option(
+    "--filing",
+    type=click.Choice(["process", "thread"]),
+    default=None,
+    help="Store and file webhooks in a child process (default; an in-memory SQLite database "
+    "cannot be shared, so it files in the server's own threads) or in the server's threads.",
+)
 @pass_state
 @_handled
-def serve(state: _State, host: str | None, port: int | None, threads: int) -> None:
+def serve(
+    state: _State, host: str | None, port: int | None, threads: int, filing: str | None
+) -> None:
     """Serve the webhooks, /healthz and /metrics (waitress) until SIGTERM/SIGINT."""
     import waitress
 
+    from omnichannel.filer import FilingProcess
     from omnichannel.http import create_app
 
     inbox = state.inbox()
     configure_logging(secrets=_all_secrets(inbox))
     server = inbox.config.server
+    filer = None
+    if (filing or ("thread" if inbox.store.in_memory else "process")) == "process":
+        if inbox.store.in_memory:
+            raise click.UsageError("--filing process needs a database file or server")
+        filer = FilingProcess(inbox.config, secrets=_all_secrets(inbox))
+        filer.start()
+        inbox.delegate_filing(filer.receive_many)
     stop = threading.Event()  # attachments referenced by URL are downloaded alongside
     worker = threading.Thread(
         target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
@@ -287,6 +304,8 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     finally:
         stop.set()
         worker.join(timeout=30)
+        if filer is not None:
+            filer.close()
 
 
 @main.group()

@@ -109,6 +109,7 @@ class Inbox:
         self._group: GroupCommit[Prepared, ReceiveResult] = GroupCommit(
             lambda decoded: self._receive_decoded(decoded)
         )
+        self._delegate: Callable[[Sequence[RawMessage]], list[ReceiveResult]] | None = None
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -388,12 +389,24 @@ class Inbox:
             raise WebhookRejected(415, "unsupported content type")
         connector.verify(request)
         raws = connector.parse(request)
-        # decoded here, in the request's thread: the group's leader only stores and files
-        results = self._group.submit(self._decode(raws)) if raws else []
+        results = self._store_and_file(raws) if raws else []
         response = connector.respond(request, results)
         response.results = results
         self.record(connector.name)
         return response
+
+    def delegate_filing(
+        self, receive: Callable[[Sequence[RawMessage]], list[ReceiveResult]] | None
+    ) -> None:
+        """Have webhooks stored and filed by ``receive`` (``FilingProcess.receive_many``, as
+        ``omnichannel serve`` does), or again in this process (``None``)."""
+        self._delegate = receive
+
+    def _store_and_file(self, raws: list[RawMessage]) -> list[ReceiveResult]:
+        if self._delegate is not None:
+            return self._delegate(raws)
+        # decoded here, in the request's thread: the group's leader only stores and files
+        return self._group.submit(self._decode(raws))
 
     def fetch_media(
         self, *, limit: int = 50, max_bytes: int = 16 * 1024 * 1024, max_attempts: int = 8

@@ -54,6 +54,13 @@ class Store:
         return f"<Store {self.url.render_as_string(hide_password=True)}>"
 
     @property
+    def in_memory(self) -> bool:
+        """An SQLite database in this process's memory (no other process can open it)."""
+        database = self.url.database or ""
+        memory = database in ("", ":memory:") or self.url.query.get("mode") == "memory"
+        return self.dialect == "sqlite" and memory
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 

@@ -1,0 +1,200 @@
+"""``omnichannel serve``'s filing process: signed webhooks over real HTTP, stored and filed in a
+child process, answered only after its commit; a child that dies or hangs costs a 503, never a
+message."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from omnichannel import Inbox, Outcome
+from omnichannel.config import Config, parse_config
+from omnichannel.errors import StorageUnavailable
+from omnichannel.filer import FilingProcess
+from omnichannel.http import create_app
+from omnichannel.store.tables import complaints, raw_messages
+from omnichannel.testing.http import serve_wsgi
+from tests.test_twilio import ACCOUNT, TOKEN, Answer, count, post, sid, sms_fields, twiml_messages
+
+
+def twilio_config(database: str) -> Config:
+    return parse_config(
+        {
+            "database": {"url": database},
+            "connectors": [
+                {"name": "sms", "type": "twilio", "account_sid": ACCOUNT, "auth_token": TOKEN}
+            ],
+        }
+    )
+
+
+class Served:
+    """An inbox whose webhooks are filed by a FilingProcess, served on loopback."""
+
+    def __init__(self, inbox: Inbox, filer: FilingProcess, base_url: str) -> None:
+        self.inbox, self.filer, self.base_url = inbox, filer, base_url
+
+    def post(self, n: int, **extra: str) -> Answer:
+        return post(self.base_url, sms_fields(n, **extra))
+
+    def child(self) -> int:
+        pid = self.filer.pid
+        assert pid is not None and pid != os.getpid()
+        return pid
+
+
+def served(config: Config, **options: Any) -> Iterator[Served]:
+    inbox = Inbox(config)
+    filer = FilingProcess(config, secrets=[TOKEN], **options)
+    filer.start()
+    inbox.delegate_filing(filer.receive_many)
+    try:
+        with serve_wsgi(create_app(inbox), threads=8) as base_url:
+            yield Served(inbox, filer, base_url)
+    finally:
+        filer.close()
+        inbox.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Served]:
+    yield from served(twilio_config(f"sqlite:///{tmp_path / 'omnichannel.db'}"))
+
+
+def wait_for_exit(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)  # polling a process we killed, not a timing assumption
+    raise AssertionError(f"process {pid} did not exit")
+
+
+def test_concurrent_webhooks_are_filed_by_the_child_once_each(server: Served) -> None:
+    """Twenty webhooks at once, one of them posted three times: every answer is 200, each new
+    message gets its own ticket in TwiML, the repeats none; the child, not the server process,
+    wrote one complaint per message."""
+    answers: dict[int, list[Answer]] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(22)
+
+    def send(n: int) -> None:
+        start.wait()
+        answer = server.post(n)
+        with lock:
+            answers.setdefault(n, []).append(answer)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in [*range(1, 21), 1, 1]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert server.child() != os.getpid()
+    messages = {n: [twiml_messages(a) for a in found] for n, found in answers.items()}
+    assert sorted(messages) == list(range(1, 21))
+    assert sorted(len(m) for m in messages[1]) == [0, 0, 1]  # one new, two duplicates
+    assert all(len(found) == 1 and len(found[0]) == 1 for n, found in messages.items() if n != 1)
+    texts = [m[0] for found in messages.values() for m in found if m]
+    assert len(texts) == 20
+    assert {c.ticket for c in server.inbox.complaints()} == {
+        ticket for text in texts for ticket in re.findall(r"ADU-\d{4}-\d{6}", text)
+    }
+    assert count(server.inbox, complaints) == 20 and count(server.inbox, raw_messages) == 20
+
+
+def test_a_killed_child_costs_the_waiting_request_a_503_and_is_started_again(
+    server: Served,
+) -> None:
+    """The child is stopped while a request waits for it, then killed: that request is answered
+    503 (Twilio retries or the reconciliation poll recovers it), nothing was stored for it; the
+    next request starts a new child, and the retried message is filed once."""
+    assert len(twiml_messages(server.post(1))) == 1
+    first = server.child()
+    os.kill(first, signal.SIGSTOP)
+    waiting: list[Answer] = []
+    sender = threading.Thread(target=lambda: waiting.append(server.post(2)))
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not server.filer._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the request is handed to the (stopped) child
+    os.kill(first, signal.SIGKILL)
+    sender.join(timeout=30)
+    assert waiting[0].status_code == 503
+    assert waiting[0].json() == {"error": "storage unavailable, retry later"}
+    wait_for_exit(first)
+    with server.inbox.store.transaction() as conn:
+        stored = conn.execute(sa.select(raw_messages.c.external_id)).scalars().all()
+    assert stored == [sid(1)]
+    retried = server.post(2)
+    assert len(twiml_messages(retried)) == 1
+    assert server.child() != first
+    assert count(server.inbox, complaints) == 2 and count(server.inbox, raw_messages) == 2
+
+
+def test_a_child_that_does_not_answer_in_time_gets_a_503(tmp_path: Path) -> None:
+    """A hung child: the request is answered 503 once ``timeout`` has passed, not held until
+    the provider gives up; when the child runs again, the message is there exactly once."""
+    config = twilio_config(f"sqlite:///{tmp_path / 'omnichannel.db'}")
+    for server in served(config, timeout=1.0):
+        pid = server.child()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            answer = server.post(1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert answer.status_code == 503
+        again = server.post(1)  # the provider's retry; the child filed the first one late
+        assert twiml_messages(again) == []  # a duplicate: acknowledged (or not) the first time
+        with server.inbox.store.transaction() as conn:
+            outcomes = conn.execute(sa.select(raw_messages.c.outcome)).scalars().all()
+        assert outcomes == [Outcome.NEW.value]
+        assert count(server.inbox, complaints) == 1
+
+
+def test_storage_down_in_the_child_is_a_503_and_it_recovers(tmp_path: Path) -> None:
+    """The child cannot open the store (a directory where the database file should be): 503
+    for every request, the child stays up; once the store is back, requests are filed."""
+    database = tmp_path / "omnichannel.db"
+    config = twilio_config(f"sqlite:///{database}")
+    Inbox(config).close()  # the schema exists; the server process has its own connection
+    filer = FilingProcess(config, timeout=30)
+    try:
+        database.rename(tmp_path / "away.db")
+        database.mkdir()
+        with pytest.raises(StorageUnavailable):
+            filer.receive_many([raw(1)])
+        child = filer.pid
+        assert child is not None
+        database.rmdir()
+        (tmp_path / "away.db").rename(database)
+        [result] = filer.receive_many([raw(1)])
+        assert result.outcome is Outcome.NEW and filer.pid == child
+    finally:
+        filer.close()
+
+
+def raw(n: int) -> Any:
+    from datetime import UTC, datetime
+    from urllib.parse import urlencode
+
+    from omnichannel import RawMessage
+
+    return RawMessage(
+        connector="sms",
+        external_id=sid(n),
+        received_at=datetime.now(UTC),
+        content_type="application/x-www-form-urlencoded",
+        payload=urlencode(sms_fields(n)).encode(),
+        meta={"source": "webhook"},
+    )
