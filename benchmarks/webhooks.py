@@ -352,7 +352,7 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
         command, env = SERVERS[kind](folder, port, args.server_threads)
         warmup = build_requests(args.warmup, port)
         timed = build_requests(args.count, port, first=args.warmup)
-        with running(command, port, "/healthz" if kind == "omnichannel" else "/", env):
+        with running(command, port, "/" if kind == "floor" else "/healthz", env):
             load(port, warmup, args.concurrency, args.duration)
             run = load(port, timed, args.concurrency, args.duration)
         acknowledged = kind != "floor"
