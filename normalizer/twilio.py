@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from normalizer.phone import normalize_phone
 from omnichannel.errors import DecodeError
@@ -93,17 +93,33 @@ def parse_form(payload: bytes) -> dict[str, list[str]]:
 def _form_pairs(payload: bytes) -> tuple[tuple[str, str], ...]:
     # cached: one webhook body is read by the signature check, the parser and the decoder
     try:
-        text = payload.decode("utf-8")
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=bool(text),
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
+        return _split_form(payload.decode("utf-8"))
     except ValueError:  # not UTF-8, a field without "=", bad escapes, too many fields
         raise DecodeError("not a form body (application/x-www-form-urlencoded)") from None
+
+
+def _split_form(text: str) -> tuple[tuple[str, str], ...]:
+    """``parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
+    max_num_fields=MAX_FIELDS)``, with ``unquote`` only for the names and values that need it
+    (most of a Twilio form needs none: a third of the cost of a webhook's decoding)."""
+    if not text:
+        return ()
+    fields = text.split("&")
+    if len(fields) > MAX_FIELDS:
+        raise ValueError("too many fields")
+    pairs = []
+    for field in fields:
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError("a field without '='")
+        pairs.append((_unquote(name), _unquote(value)))
     return tuple(pairs)
+
+
+def _unquote(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, errors="strict") if "%" in text else text
 
 
 def _single(fields: Mapping[str, list[str]]) -> dict[str, str]:

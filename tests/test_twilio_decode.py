@@ -316,3 +316,45 @@ class TestTwilioContract(ConnectorContract):
     connector_type = "twilio"
     options = OPTIONS
     cases = _contract_cases()
+
+
+FORM_TEXT = st.text(alphabet="ab=&%+2F0C3E9éx ", max_size=60) | st.builds(
+    urlencode, st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=6)
+)
+
+
+@given(FORM_TEXT)
+def test_form_splitting_agrees_with_parse_qsl(text: str) -> None:
+    """The form splitter gives exactly what the standard library's strict ``parse_qsl`` gives,
+    and refuses exactly what it refuses."""
+    from urllib.parse import parse_qsl
+
+    from normalizer.twilio import MAX_FIELDS, _split_form
+
+    def standard() -> list[tuple[str, str]]:
+        return parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+
+    try:
+        expected: list[tuple[str, str]] | type[ValueError] = standard()
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            _split_form(text)
+    else:
+        assert list(_split_form(text)) == expected
+
+
+def test_too_many_form_fields_are_refused() -> None:
+    """A body with more fields than allowed is not a form we read."""
+    from normalizer.twilio import MAX_FIELDS, _split_form
+
+    assert len(_split_form("&".join(["a=1"] * MAX_FIELDS))) == MAX_FIELDS
+    with pytest.raises(ValueError):
+        _split_form("&".join(["a=1"] * (MAX_FIELDS + 1)))
