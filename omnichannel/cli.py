@@ -292,6 +292,7 @@ def serve(
         target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
     )
     worker.start()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # waitress stops on SystemExit, gracefully
     try:
         waitress.serve(
             create_app(inbox),
@@ -306,6 +307,10 @@ def serve(
         worker.join(timeout=30)
         if filer is not None:
             filer.close()
+
+
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(0)
 
 
 @main.group()

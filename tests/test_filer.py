@@ -7,8 +7,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +202,73 @@ def raw(n: int) -> Any:
         payload=urlencode(sms_fields(n)).encode(),
         meta={"source": "webhook"},
     )
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def test_omnichannel_serve_files_in_a_child_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """``omnichannel serve`` as an operator runs it: a signed webhook is answered with its
+    ticket, filed by the server's filing process; SIGTERM stops the server (exit 0) and its
+    filing process, and the complaint is in the database."""
+    database = tmp_path / "omnichannel.db"
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{database}"\n\n'
+        f'[[connectors]]\nname = "sms"\ntype = "twilio"\naccount_sid = "{ACCOUNT}"\n'
+        'auth_token = "${TEST_TWILIO_TOKEN}"\n',
+        encoding="utf-8",
+    )
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "serve"]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "TEST_TWILIO_TOKEN": TOKEN},
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base_url, server)
+        [text] = twiml_messages(post(base_url, sms_fields(1)))
+        ticket = re.search(r"ADU-\d{4}-000001", text)
+        assert ticket is not None
+        filers = [pid for pid in children(server.pid) if b"spawn_main" in cmdline(pid)]
+        assert len(filers) == 1
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        wait_for_exit(filers[0])
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, errors = server.communicate(timeout=30)
+    assert b"filing process started" in errors and TOKEN.encode() not in errors
+    inbox = Inbox(twilio_config(f"sqlite:///{database}"))
+    try:
+        assert [c.ticket for c in inbox.complaints()] == [ticket.group(0)]
+    finally:
+        inbox.close()
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited while starting"
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)  # waiting for a subprocess to listen
+    raise AssertionError("omnichannel serve did not come up")
