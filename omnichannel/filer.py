@@ -30,6 +30,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,23 +66,23 @@ class FilingProcess:
     def __init__(
         self, config: Config, *, secrets: Sequence[str] = (), timeout: float = 60.0
     ) -> None:
-        """``secrets``: what the child's log lines must never show (connector credentials)."""
+        """``secrets``: what the child's log lines must never show (connector credentials);
+        ``timeout``: how long a request waits for its results (sending included)."""
         self._config = config
         self._secrets = list(secrets)
         self._timeout = timeout
         self._context = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()  # guards the child, the pipe's sending end and _waiting
+        self._lock = threading.Lock()  # guards the child, its queue and _waiting
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._child: _Child | None = None
         self._closed = False
 
     @property
     def pid(self) -> int | None:
         """The child's process id, while it runs."""
-        process = self._process
-        return int(process.pid) if process is not None and process.is_alive() else None
+        child = self._child
+        return child.pid if child is not None and child.process.is_alive() else None
 
     def start(self) -> None:
         """Start the child now (otherwise the first request does)."""
@@ -91,20 +92,14 @@ class FilingProcess:
     def receive_many(self, raws: Sequence[RawMessage]) -> list[ReceiveResult]:
         """Store and file ``raws`` in the child; their results, once committed."""
         waiting = _Waiting()
+        fields = [_raw_fields(raw) for raw in raws]
         with self._lock:
             if self._closed:
                 raise StorageUnavailable("storage unavailable (the server is stopping)")
-            conn = self._ensure_started()
+            child = self._ensure_started()
             job = next(self._ids)
             self._waiting[job] = waiting
-            try:
-                conn.send((job, [_raw_fields(raw) for raw in raws]))
-            except (OSError, ValueError) as exc:
-                self._waiting.pop(job, None)
-                self._lost(f"cannot reach the filing process: {exc}")
-                raise StorageUnavailable(
-                    "storage unavailable (filing process unreachable)"
-                ) from None
+            child.outgoing.put((job, fields))  # sent by the child's sender thread
         if not waiting.done.wait(self._timeout):
             with self._lock:
                 self._waiting.pop(job, None)
@@ -116,30 +111,28 @@ class FilingProcess:
         return waiting.results
 
     def close(self) -> None:
-        """Stop the child: it finishes the transaction it is in, then exits."""
+        """Stop the child: it files what was sent to it, then exits."""
         with self._lock:
             self._closed = True
-            conn, process = self._conn, self._process
-            self._conn = self._process = None
-        if conn is not None:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send(None)  # "stop"; closing our end would not wake the reader thread
-        if process is not None:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        if conn is not None:
-            conn.close()
+            child, self._child = self._child, None
+        if child is None:
+            return
+        child.outgoing.put(None)  # the sender tells the child to stop once all is sent
+        child.process.join(timeout=30)
+        if child.process.is_alive():
+            child.process.kill()
+            child.process.join()
+        child.conn.close()
 
     # -- the parent's side -------------------------------------------------------------------
 
-    def _ensure_started(self) -> Connection:
-        """Called with the lock held: the pipe to a running child, starting one if needed."""
-        if self._conn is not None and self._process is not None and self._process.is_alive():
-            return self._conn
-        if self._process is not None:
-            self._lost("the filing process exited")
+    def _ensure_started(self) -> _Child:
+        """Called with the lock held: a running child, started if needed."""
+        child = self._child
+        if child is not None and child.process.is_alive():
+            return child
+        if child is not None:
+            self._lost(child, "the filing process exited")
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=_child_main,
@@ -149,48 +142,95 @@ class FilingProcess:
         )
         process.start()
         theirs.close()
-        self._conn, self._process = ours, process
-        reader = threading.Thread(
-            target=self._read, args=(ours,), name="omnichannel-filer-reader", daemon=True
-        )
-        reader.start()
+        child = self._child = _Child(process, ours)
+        for target, name in ((self._read, "reader"), (self._send, "sender")):
+            thread = threading.Thread(
+                target=target, args=(child,), name=f"omnichannel-filer-{name}", daemon=True
+            )
+            thread.start()
         log.info("filing process started (pid %s)", process.pid)
-        return ours
+        return child
 
-    def _read(self, conn: Connection) -> None:
+    def _send(self, child: _Child) -> None:
+        """Send the child each request still waiting; a stop (``None``) ends it."""
+        while True:
+            item = child.outgoing.get()
+            if item is None:
+                with contextlib.suppress(OSError, ValueError):
+                    child.conn.send(None)
+                return
+            with self._lock:
+                if item[0] not in self._waiting:
+                    continue  # timed out, or failed with a child that is gone
+            try:
+                child.conn.send(item)
+            except (OSError, ValueError):
+                with self._lock:
+                    if self._child is child:
+                        self._lost(child, "cannot reach the filing process")
+                return
+            except Exception as exc:  # a value that cannot be pickled: this request only
+                self._fail(item[0], RuntimeError(f"cannot send to the filing process: {exc}"))
+
+    def _read(self, child: _Child) -> None:
         """Hand each answer to the request waiting for it, until the child's pipe closes."""
         while True:
             try:
-                job, kind, payload = conn.recv()
+                job, kind, payload = child.conn.recv()
             except (EOFError, OSError):
                 with self._lock:
-                    if self._conn is conn:
-                        self._lost("the filing process exited")
+                    if self._child is child:
+                        self._lost(child, "the filing process exited")
+                child.conn.close()
                 return
-            with self._lock:
-                waiting = self._waiting.pop(job, None)
-            if waiting is None:
-                continue  # its request timed out
             if kind == "ok":
-                waiting.results = [_result(*fields) for fields in payload]
+                self._answer(job, [_result(*fields) for fields in payload])
             elif kind == "unavailable":
-                waiting.error = StorageUnavailable(payload)
+                self._fail(job, StorageUnavailable(payload))
             else:
-                waiting.error = RuntimeError(f"filing failed in the filing process: {payload}")
+                self._fail(job, RuntimeError(f"filing failed in the filing process: {payload}"))
+
+    def _answer(self, job: int, results: list[ReceiveResult]) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(job, None)
+        if waiting is not None:  # else its request timed out
+            waiting.results = results
             waiting.done.set()
 
-    def _lost(self, reason: str) -> None:
+    def _fail(self, job: int, error: BaseException) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(job, None)
+        if waiting is not None:
+            waiting.error = error
+            waiting.done.set()
+
+    def _lost(self, child: _Child, reason: str) -> None:
         """Called with the lock held: fail every waiting request; the next one restarts."""
         for waiting in self._waiting.values():
             waiting.error = StorageUnavailable(f"storage unavailable ({reason})")
             waiting.done.set()
         self._waiting.clear()
-        conn, process = self._conn, self._process
-        self._conn = self._process = None
-        if conn is not None:
-            conn.close()
-        if process is not None:
-            log.warning("%s (pid %s, exit code %s)", reason, process.pid, process.exitcode)
+        if self._child is child:
+            self._child = None
+        child.outgoing.put(None)  # ends its sender
+        if child.process.is_alive():
+            child.process.kill()
+        log.warning("%s (pid %s, exit code %s)", reason, child.pid, child.process.exitcode)
+
+
+@dataclass
+class _Child:
+    """One child process, its pipe, and what waits to be sent to it."""
+
+    process: Any
+    conn: Connection
+    outgoing: queue.SimpleQueue[tuple[int, list[_RawFields]] | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
 
 
 # -- what crosses the pipe: plain tuples (pickling a pydantic model costs several times more) -

@@ -166,6 +166,40 @@ def test_a_child_that_does_not_answer_in_time_gets_a_503(tmp_path: Path) -> None
         assert count(server.inbox, complaints) == 1
 
 
+def test_a_hung_child_does_not_hold_large_requests_past_the_timeout(tmp_path: Path) -> None:
+    """Payloads larger than the pipe holds, to a child that does not read: each request still
+    gets its 503 once ``timeout`` has passed (sending is part of the wait)."""
+    config = twilio_config(f"sqlite:///{tmp_path / 'omnichannel.db'}")
+    filer = FilingProcess(config, timeout=1.0)
+    filer.start()
+    try:
+        [result] = filer.receive_many([raw(1)])  # the child is up and filing
+        pid = filer.pid
+        assert pid is not None and result.outcome is Outcome.NEW
+        big = [raw(n).model_copy(update={"payload": b"Body=" + b"x" * 2_000_000}) for n in (2, 3)]
+        errors: list[BaseException] = []
+
+        def send(item: Any) -> None:
+            try:
+                filer.receive_many([item])
+            except StorageUnavailable as exc:
+                errors.append(exc)
+
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            senders = [threading.Thread(target=send, args=(item,)) for item in big]
+            for thread in senders:
+                thread.start()
+            for thread in senders:
+                thread.join(timeout=30)
+            assert [thread.is_alive() for thread in senders] == [False, False]
+            assert len(errors) == 2 and all("no answer" in str(e) for e in errors)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        filer.close()
+
+
 def test_storage_down_in_the_child_is_a_503_and_it_recovers(tmp_path: Path) -> None:
     """The child cannot open the store (a directory where the database file should be): 503
     for every request, the child stays up; once the store is back, requests are filed."""
