@@ -21,6 +21,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,18 +44,31 @@ class _Plan:
     positional: bool
     results: tuple[Processor | None, ...] = ()  # per selected column, for statements with rows
 
-    def parameters(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def parameters(
+        self, row: Mapping[str, Any], seen: dict[tuple[Any, ...], Any] | None = None
+    ) -> tuple[Any, ...] | dict[str, Any]:
+        """The driver's parameters for ``row``. ``seen``: processed datetimes, shared by the
+        rows of one call (a batch's rows carry the same few moments: "now", received at)."""
         values = [
             row[name] if keyed else fixed
             for name, keyed, fixed in zip(self.names, self.keyed, self.fixed, strict=True)
         ]
         processed = [  # the processors handle None themselves (JSON writes 'null')
-            value if process is None else process(value)
+            value if process is None else _processed(process, value, seen)
             for value, process in zip(values, self.processors, strict=True)
         ]
         if self.positional:
             return tuple(processed)
         return dict(zip(self.names, processed, strict=True))
+
+
+def _processed(process: Processor, value: Any, seen: dict[tuple[Any, ...], Any] | None) -> Any:
+    if seen is None or type(value) is not datetime:
+        return process(value)
+    key = (process, value, value.tzinfo)  # equal instants in other zones may render otherwise
+    if key not in seen:
+        seen[key] = process(value)
+    return seen[key]
 
 
 _plans: dict[tuple[str, str, str, int, tuple[str, ...]], _Plan] = {}
@@ -72,7 +86,8 @@ def execute_many(
     if not rows:
         return
     plan = _plan(conn.dialect, statement, tuple(rows[0]))
-    parameters = [plan.parameters(row) for row in rows]
+    seen: dict[tuple[Any, ...], Any] = {}
+    parameters = [plan.parameters(row, seen) for row in rows]
     if len(parameters) == 1:
         conn.exec_driver_sql(plan.sql, parameters[0])
     else:
