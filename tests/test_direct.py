@@ -3,7 +3,7 @@ read exactly what SQLAlchemy's own execution of the same statements does, on eve
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -124,3 +124,27 @@ def test_expanding_parameters_are_refused(inbox: Inbox) -> None:
     statement = sa.update(messages).where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
     with inbox.store.transaction() as conn, pytest.raises(ValueError, match="expanding"):
         direct.execute_many(conn, statement.values(outcome="new"), [{"ids": [1]}])
+
+
+def test_equal_instants_in_other_zones_are_processed_each_on_their_own(inbox: Inbox) -> None:
+    """Repeated datetimes are processed once per call, but an equal instant in another zone is
+    not taken for the same value: a plain ``DateTime`` column renders each as Core does."""
+    table = sa.Table(
+        "direct_moments",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", sa.DateTime()),
+    )
+    jakarta = T0.astimezone(timezone(timedelta(hours=7)))
+    assert jakarta == T0
+    table.create(inbox.store.engine)
+    try:
+        with inbox.store.transaction() as conn:
+            direct.execute_many(conn, sa.insert(table), [{"at": T0}, {"at": jakarta}, {"at": T0}])
+            conn.execute(sa.insert(table), [{"at": T0}, {"at": jakarta}, {"at": T0}])
+            found = [
+                str(at) for at in conn.execute(sa.select(table.c.at).order_by(table.c.id)).scalars()
+            ]
+        assert found[:3] == found[3:]
+    finally:
+        table.drop(inbox.store.engine)
