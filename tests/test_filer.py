@@ -70,8 +70,9 @@ def served(config: Config, **options: Any) -> Iterator[Served]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Served]:
-    yield from served(twilio_config(f"sqlite:///{tmp_path / 'omnichannel.db'}"))
+def server(database_url: str) -> Iterator[Served]:
+    """On SQLite and, when a server is reachable, on PostgreSQL."""
+    yield from served(twilio_config(database_url))
 
 
 def wait_for_exit(pid: int) -> None:
