@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,43 @@ def test_postgresql_urls_get_a_connect_timeout_unless_they_set_one() -> None:
     assert normalize_url("postgresql://u@db/x").drivername == "postgresql+psycopg"
     assert normalize_url("postgresql://u@db/x?connect_timeout=1").query == {"connect_timeout": "1"}
     assert normalize_url("sqlite:///x.db").query == {}
+
+
+class _FakeDriver:
+    class OperationalError(Exception):
+        pass
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_connect_within_keeps_its_deadline_and_closes_a_late_connection() -> None:
+    """A connection attempt that outlasts the deadline is answered with the driver's
+    OperationalError at the deadline; the connection it makes later is closed, not leaked.
+    Quick attempts and their errors come through unchanged."""
+    from omnichannel.store.engine import connect_within
+
+    quick = _Connection()
+    assert connect_within(5.0, lambda: quick, _FakeDriver) is quick
+
+    def refused() -> _Connection:
+        raise _FakeDriver.OperationalError("connection refused")
+
+    with pytest.raises(_FakeDriver.OperationalError, match="refused"):
+        connect_within(5.0, refused, _FakeDriver)
+
+    release, late = threading.Event(), _Connection()
+
+    def hanging() -> _Connection:
+        release.wait(10)
+        return late
+
+    with pytest.raises(_FakeDriver.OperationalError, match="timeout expired"):
+        connect_within(0.05, hanging, _FakeDriver)
+    release.set()
+    assert late.closed.wait(10)

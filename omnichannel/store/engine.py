@@ -7,8 +7,11 @@ with "database is locked" half-way through a transaction.
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +88,67 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     return engine
 
 
+def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
+    """``connect_timeout`` is kept to the fraction of a second: libpq (and psycopg after it)
+    makes anything under 2 s into 2 s, and a webhook that finds the database hanging should
+    be answered 503 well before that. Values of 0 or less keep libpq's meaning (no limit)."""
+    try:
+        deadline = float(url.query.get("connect_timeout", PG_CONNECT_TIMEOUT_S))  # type: ignore[arg-type]
+    except ValueError:
+        deadline = 0.0  # psycopg reports the bad value itself
+    if deadline > 0:
+        url = url.update_query_dict({"connect_timeout": str(max(2, math.ceil(deadline)))})
+    engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    if deadline > 0:
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return connect_within(
+                deadline, lambda: dialect.connect(*cargs, **cparams), dialect.loaded_dbapi
+            )
+
+    return engine
+
+
+def connect_within(seconds: float, connect: Callable[[], Any], dbapi: Any) -> Any:
+    """``connect()``, or the driver's ``OperationalError`` once ``seconds`` have passed.
+
+    The attempt goes on in a thread of its own until the driver gives up (its own timeout);
+    a connection it makes after the deadline is closed at once, never used.
+    """
+    lock, done = threading.Lock(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            connection = connect()
+        except BaseException as exc:
+            outcome.setdefault("error", exc)
+        else:
+            with lock:
+                late = "abandoned" in outcome
+                outcome.setdefault("connection", connection)
+            if late:
+                connection.close()
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="connect", daemon=True).start()
+    if not done.wait(seconds):
+        with lock:
+            if "connection" not in outcome:
+                outcome["abandoned"] = True
+                raise dbapi.OperationalError(f"connection timeout expired ({seconds:g} s)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["connection"]
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine configured for safe concurrent use of the omnichannel store."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(parsed, **kwargs)
     return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
