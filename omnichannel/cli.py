@@ -278,13 +278,14 @@ def serve(
     from omnichannel.http import create_app
 
     inbox = state.inbox()
-    configure_logging(secrets=_all_secrets(inbox))
+    secrets = _all_secrets(inbox)
+    configure_logging(secrets=secrets)
     server = inbox.config.server
     filer = None
+    if filing == "process" and inbox.store.in_memory:
+        raise click.UsageError("--filing process needs a database file or server")
     if (filing or ("thread" if inbox.store.in_memory else "process")) == "process":
-        if inbox.store.in_memory:
-            raise click.UsageError("--filing process needs a database file or server")
-        filer = FilingProcess(inbox.config, secrets=_all_secrets(inbox))
+        filer = FilingProcess(inbox.config, secrets=secrets)
         filer.start()
         inbox.delegate_filing(filer.receive_many)
     stop = threading.Event()  # attachments referenced by URL are downloaded alongside

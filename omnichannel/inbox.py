@@ -41,6 +41,8 @@ from omnichannel.webhook import (
 __all__ = ["FileResult", "Inbox"]
 
 Clock = Callable[[], datetime]
+Receiver = Callable[[Sequence[RawMessage]], list[ReceiveResult]]
+"""Stores and files raw messages, one result each (``receive_many``'s shape)."""
 log = logging.getLogger("omnichannel.inbox")
 
 
@@ -109,7 +111,7 @@ class Inbox:
         self._group: GroupCommit[Prepared, ReceiveResult] = GroupCommit(
             lambda decoded: self._receive_decoded(decoded)
         )
-        self._delegate: Callable[[Sequence[RawMessage]], list[ReceiveResult]] | None = None
+        self._delegate: Receiver | None = None
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -395,9 +397,7 @@ class Inbox:
         self.record(connector.name)
         return response
 
-    def delegate_filing(
-        self, receive: Callable[[Sequence[RawMessage]], list[ReceiveResult]] | None
-    ) -> None:
+    def delegate_filing(self, receive: Receiver | None) -> None:
         """Have webhooks stored and filed by ``receive`` (``FilingProcess.receive_many``, as
         ``omnichannel serve`` does), or again in this process (``None``)."""
         self._delegate = receive

@@ -154,7 +154,7 @@ def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) 
 
 
 def _stored(
-    conn: sa.Connection, query: Callable[[int], sa.Select[Any]], raws: Sequence[RawMessage]
+    conn: sa.Connection, build: Callable[[int], sa.Select[Any]], raws: Sequence[RawMessage]
 ) -> dict[tuple[str, str], tuple[int, str]]:
     """``{(connector, external id): (raw id, status)}`` of the stored rows of ``raws``."""
     found: dict[tuple[str, str], tuple[int, str]] = {}
@@ -164,7 +164,7 @@ def _stored(
     for connector, ids in sorted(by_connector.items()):  # one lock order everywhere
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            for rid, ext, status in direct.fetch_in(conn, query, chunk, {"c": connector}):
+            for rid, ext, status in direct.fetch_in(conn, build, chunk, {"c": connector}):
                 found[(connector, ext)] = (rid, status)
     return found
 

@@ -71,8 +71,7 @@ def _processed(process: Processor, value: Any, seen: dict[tuple[Any, ...], Any] 
     return seen[key]
 
 
-_plans: dict[tuple[str, str, str, int, tuple[str, ...]], _Plan] = {}
-_statements: dict[int, sa.Executable] = {}  # keeps the keyed statements alive (ids stay unique)
+_plans: dict[tuple[str, str, str, sa.Executable, tuple[str, ...]], _Plan] = {}
 _lock = threading.Lock()
 
 
@@ -158,11 +157,11 @@ def inserted_ids(conn: sa.Connection, count: int) -> list[int] | None:
 
 
 def _plan(dialect: Dialect, statement: sa.Executable, keys: tuple[str, ...]) -> _Plan:
-    key = (dialect.name, dialect.driver, str(dialect.paramstyle), id(statement), keys)
+    # statements hash by identity; the key keeps each one alive along with its plan
+    key = (dialect.name, dialect.driver, str(dialect.paramstyle), statement, keys)
     plan = _plans.get(key)
     if plan is None:
         with _lock:
-            _statements[id(statement)] = statement
             plan = _plans[key] = _compile(dialect, statement, keys)
     return plan
 
