@@ -113,16 +113,28 @@ def build_requests(count: int, port: int, *, first: int = 0) -> list[Prepared]:
 # -- servers -----------------------------------------------------------------------------------
 
 
+def tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a server's output, for an error message."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
+def wait_until_up(
+    port: int, path: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BenchmarkError(f"server exited with {process.returncode} while starting")
+            raise BenchmarkError(
+                f"server exited with {process.returncode} while starting:\n{tail(log)}"
+            )
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             connection.request("GET", path)
@@ -137,10 +149,15 @@ def wait_until_up(port: int, path: str, process: subprocess.Popen[bytes]) -> Non
 
 
 @contextmanager
-def running(command: list[str], port: int, ready_path: str, env: dict[str, str]) -> Iterator[None]:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def running(
+    command: list[str], port: int, ready_path: str, env: dict[str, str], log: Path
+) -> Iterator[None]:
+    """The server running; its output goes to ``log`` (a pipe nobody reads would fill up and
+    stall the server once it logs enough, as waitress does when its task queue grows)."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_until_up(port, ready_path, process)
+        wait_until_up(port, ready_path, process, log)
         yield
     finally:
         process.terminate()
@@ -352,7 +369,8 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
         command, env = SERVERS[kind](folder, port, args.server_threads)
         warmup = build_requests(args.warmup, port)
         timed = build_requests(args.count, port, first=args.warmup)
-        with running(command, port, "/" if kind == "floor" else "/healthz", env):
+        ready = "/" if kind == "floor" else "/healthz"
+        with running(command, port, ready, env, folder / "server.log"):
             load(port, warmup, args.concurrency, args.duration)
             run = load(port, timed, args.concurrency, args.duration)
         acknowledged = kind != "floor"
