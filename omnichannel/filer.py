@@ -30,10 +30,12 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
+import pickle
+import select
+import struct
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -49,11 +51,25 @@ MAX_BATCH = 200
 """At most this many raw messages per transaction in the child."""
 
 
-@dataclass
 class _Waiting:
-    results: list[ReceiveResult] = field(default_factory=list)
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    """One request waiting for its answer: a lock held until the answer is delivered (the
+    cheapest hand-over between threads that CPython has)."""
+
+    __slots__ = ("answer", "signal")
+
+    def __init__(self) -> None:
+        self.answer: tuple[str, Any] | None = None
+        self.signal = threading.Lock()
+        self.signal.acquire()
+
+    def deliver(self, kind: str, payload: Any) -> None:
+        """Called once, by whoever took this entry out of ``_waiting``."""
+        self.answer = (kind, payload)
+        self.signal.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Until delivered, or ``timeout`` seconds (-1: no limit)."""
+        return self.signal.acquire(timeout=timeout if timeout == -1 else max(timeout, 0.0))
 
 
 class FilingProcess:
@@ -72,7 +88,7 @@ class FilingProcess:
         self._secrets = list(secrets)
         self._timeout = timeout
         self._context = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()  # guards the child, its queue and _waiting
+        self._lock = threading.Lock()  # guards the child's life and _waiting
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
         self._child: _Child | None = None
@@ -84,31 +100,47 @@ class FilingProcess:
         child = self._child
         return child.pid if child is not None and child.process.is_alive() else None
 
-    def start(self) -> None:
-        """Start the child now (otherwise the first request does)."""
+    def start(self, *, wait: float = 60.0) -> None:
+        """Start the child now (otherwise the first request does), and wait up to ``wait``
+        seconds until it has opened the store (or found it unavailable) and reads requests."""
         with self._lock:
-            self._ensure_started()
+            child = self._ensure_started()
+        child.ready.wait(wait)
 
     def receive_many(self, raws: Sequence[RawMessage]) -> list[ReceiveResult]:
         """Store and file ``raws`` in the child; their results, once committed."""
-        waiting = _Waiting()
-        fields = [_raw_fields(raw) for raw in raws]
+        deadline = time.monotonic() + self._timeout
+        waiting, job = _Waiting(), next(self._ids)
+        frame = pickle.dumps((job, [_raw_fields(raw) for raw in raws]), pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if self._closed:
                 raise StorageUnavailable("storage unavailable (the server is stopping)")
-            child = self._ensure_started()
-            job = next(self._ids)
+            child = self._child or self._ensure_started()
             self._waiting[job] = waiting
-            child.outgoing.put((job, fields))  # sent by the child's sender thread
-        if not waiting.done.wait(self._timeout):
+        try:
+            child.send(frame, deadline)
+        except TimeoutError:
+            self._give_up(child, job, "the filing process does not read what it is sent")
+        except (OSError, ValueError):
+            self._give_up(child, job, "cannot reach the filing process")
+        if not waiting.wait(deadline - time.monotonic()):
             with self._lock:
-                self._waiting.pop(job, None)
-            raise StorageUnavailable(
-                f"storage unavailable (no answer from the filing process in {self._timeout:g} s)"
-            )
-        if waiting.error is not None:
-            raise waiting.error
-        return waiting.results
+                mine = self._waiting.pop(job, None) is not None
+            if mine:
+                raise StorageUnavailable(
+                    "storage unavailable (no answer from the filing process"
+                    f" in {self._timeout:g} s)"
+                )
+            waiting.wait(-1)  # answered just now: whoever took it delivers it at once
+        assert waiting.answer is not None
+        kind, payload = waiting.answer
+        if kind == "ok":
+            return [_result(*fields) for fields in payload]
+        if kind == "unavailable":
+            raise StorageUnavailable(payload)
+        if kind == "lost":
+            raise StorageUnavailable(f"storage unavailable ({payload})")
+        raise RuntimeError(f"filing failed in the filing process: {payload}")
 
     def close(self) -> None:
         """Stop the child: it files what was sent to it, then exits."""
@@ -117,12 +149,12 @@ class FilingProcess:
             child, self._child = self._child, None
         if child is None:
             return
-        child.outgoing.put(None)  # the sender tells the child to stop once all is sent
+        with contextlib.suppress(OSError):  # TimeoutError included: it is hung, and killed
+            child.send(_STOP, time.monotonic() + 30)
         child.process.join(timeout=30)
         if child.process.is_alive():
             child.process.kill()
             child.process.join()
-        child.conn.close()
 
     # -- the parent's side -------------------------------------------------------------------
 
@@ -133,104 +165,159 @@ class FilingProcess:
             return child
         if child is not None:
             self._lost(child, "the filing process exited")
-        ours, theirs = self._context.Pipe()
+        requests_theirs, requests_ours = self._context.Pipe(duplex=False)
+        answers_ours, answers_theirs = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child_main,
-            args=(theirs, self._config, self._secrets),
+            args=(requests_theirs, answers_theirs, self._config, self._secrets),
             name="omnichannel-filer",
             daemon=True,
         )
         process.start()
-        theirs.close()
-        child = self._child = _Child(process, ours)
-        for target, name in ((self._read, "reader"), (self._send, "sender")):
-            thread = threading.Thread(
-                target=target, args=(child,), name=f"omnichannel-filer-{name}", daemon=True
-            )
-            thread.start()
+        requests_theirs.close()
+        answers_theirs.close()
+        child = self._child = _Child(process, requests_ours, answers_ours)
+        reader = threading.Thread(
+            target=self._read, args=(child,), name="omnichannel-filer-reader", daemon=True
+        )
+        reader.start()
         log.info("filing process started (pid %s)", process.pid)
         return child
-
-    def _send(self, child: _Child) -> None:
-        """Send the child each request still waiting; a stop (``None``) ends it."""
-        while True:
-            item = child.outgoing.get()
-            if item is None:
-                with contextlib.suppress(OSError, ValueError):
-                    child.conn.send(None)
-                return
-            with self._lock:
-                if item[0] not in self._waiting:
-                    continue  # timed out, or failed with a child that is gone
-            try:
-                child.conn.send(item)
-            except (OSError, ValueError):
-                with self._lock:
-                    if self._child is child:
-                        self._lost(child, "cannot reach the filing process")
-                return
-            except Exception as exc:  # a value that cannot be pickled: this request only
-                self._fail(item[0], RuntimeError(f"cannot send to the filing process: {exc}"))
 
     def _read(self, child: _Child) -> None:
         """Hand each answer to the request waiting for it, until the child's pipe closes."""
         while True:
             try:
-                job, kind, payload = child.conn.recv()
+                answers = pickle.loads(_read_frame(child.answers.fileno()))
             except (EOFError, OSError):
                 with self._lock:
                     if self._child is child:
                         self._lost(child, "the filing process exited")
-                child.conn.close()
+                child.close()
+                child.reap()
                 return
-            if kind == "ok":
-                self._answer(job, [_result(*fields) for fields in payload])
-            elif kind == "unavailable":
-                self._fail(job, StorageUnavailable(payload))
-            else:
-                self._fail(job, RuntimeError(f"filing failed in the filing process: {payload}"))
+            child.ready.set()
+            with self._lock:
+                found = [(self._waiting.pop(job, None), kind, data) for job, kind, data in answers]
+            for waiting, kind, data in found:
+                if waiting is not None:  # else its request timed out
+                    waiting.deliver(kind, data)
 
-    def _answer(self, job: int, results: list[ReceiveResult]) -> None:
+    def _give_up(self, child: _Child, job: int, reason: str) -> None:
+        """A send failed or stalled part-way: the pipe is of no more use, the child goes."""
         with self._lock:
-            waiting = self._waiting.pop(job, None)
-        if waiting is not None:  # else its request timed out
-            waiting.results = results
-            waiting.done.set()
-
-    def _fail(self, job: int, error: BaseException) -> None:
-        with self._lock:
+            if self._child is child:
+                self._lost(child, reason)
             waiting = self._waiting.pop(job, None)
         if waiting is not None:
-            waiting.error = error
-            waiting.done.set()
+            waiting.deliver("lost", reason)
 
     def _lost(self, child: _Child, reason: str) -> None:
         """Called with the lock held: fail every waiting request; the next one restarts."""
         for waiting in self._waiting.values():
-            waiting.error = StorageUnavailable(f"storage unavailable ({reason})")
-            waiting.done.set()
+            waiting.deliver("lost", reason)
         self._waiting.clear()
         if self._child is child:
             self._child = None
-        child.outgoing.put(None)  # ends its sender
         if child.process.is_alive():
-            child.process.kill()
+            child.process.kill()  # its reader sees the pipe close, and closes our ends
         log.warning("%s (pid %s, exit code %s)", reason, child.pid, child.process.exitcode)
 
 
-@dataclass
-class _Child:
-    """One child process, its pipe, and what waits to be sent to it."""
+# -- frames: a length, then a pickle; the Connection objects only carry the pipes' ends --------
 
-    process: Any
-    conn: Connection
-    outgoing: queue.SimpleQueue[tuple[int, list[_RawFields]] | None] = field(
-        default_factory=queue.SimpleQueue
-    )
+_STOP = pickle.dumps(None)
+_HEADER = struct.Struct("!Q")
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> bytes:
+    (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    return _read_exactly(fd, size)
+
+
+def _write_frame(fd: int, frame: bytes) -> None:
+    """Write one frame to a blocking pipe."""
+    data = memoryview(_HEADER.pack(len(frame)) + frame)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Child:
+    """One child process and the two pipes to it: requests go down one, answers come up the
+    other. The parent's end of the request pipe does not block, so that a child that stops
+    reading costs a request its ``timeout``, not a thread for good."""
+
+    def __init__(self, process: Any, requests: Connection, answers: Connection) -> None:
+        self.process, self.requests, self.answers = process, requests, answers
+        self._sending = threading.Lock()
+        self._closed = False
+        self.ready = threading.Event()  # set by the reader at the child's first (empty) answer
+        os.set_blocking(requests.fileno(), False)
 
     @property
     def pid(self) -> int:
         return int(self.process.pid)
+
+    def send(self, frame: bytes, deadline: float) -> None:
+        """Write one frame by ``deadline``, or raise TimeoutError; a frame cut short leaves the
+        pipe unusable (the caller gives the child up)."""
+        if not self._sending.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise TimeoutError
+        try:
+            if self._closed:
+                raise OSError("the pipe to the filing process is closed")
+            self._write(self.requests.fileno(), frame, deadline)
+        finally:
+            self._sending.release()
+
+    @staticmethod
+    def _write(fd: int, frame: bytes, deadline: float) -> None:
+        data = memoryview(_HEADER.pack(len(frame)) + frame)
+        poller: select.poll | None = None
+        while data:
+            try:
+                data = data[os.write(fd, data) :]
+                continue
+            except BlockingIOError:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if poller is None:
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+            poller.poll(remaining * 1000)
+
+    def reap(self) -> None:
+        """Wait for the child's exit (it closed its pipe, or was killed), so no zombie stays."""
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def close(self) -> None:
+        """Close our ends (by the reader, once the child is gone: no sender is left writing)."""
+        with self._sending:
+            self._closed = True
+            self.requests.close()
+        self.answers.close()
 
 
 # -- what crosses the pipe: plain tuples (pickling a pydantic model costs several times more) -
@@ -297,12 +384,20 @@ def _result(
 # -- the child's side ------------------------------------------------------------------------
 
 
-def _child_main(conn: Connection, config: Config, secrets: list[str]) -> None:
+def _child_main(
+    requests: Connection, answers: Connection, config: Config, secrets: list[str]
+) -> None:
     from omnichannel.logs import configure_logging
 
     configure_logging(secrets=secrets)
     with _Store(config) as store:
-        _serve(conn, store)
+        with contextlib.suppress(StorageUnavailable):
+            store.open()  # now rather than at the first request; it is tried again then
+        try:
+            _write_frame(answers.fileno(), pickle.dumps([]))  # ready
+        except OSError:
+            return
+        _serve(requests.fileno(), answers.fileno(), store)
 
 
 class _Store:
@@ -312,12 +407,15 @@ class _Store:
         self._config = config
         self._inbox: Any = None
 
-    def receive_many(self, raws: list[RawMessage]) -> list[ReceiveResult]:
+    def open(self) -> Any:
         if self._inbox is None:
             from omnichannel.inbox import Inbox
 
             self._inbox = Inbox(self._config)  # StorageUnavailable when the store is down
-        results: list[ReceiveResult] = self._inbox.receive_many(raws)
+        return self._inbox
+
+    def receive_many(self, raws: list[RawMessage]) -> list[ReceiveResult]:
+        results: list[ReceiveResult] = self.open().receive_many(raws)
         return results
 
     def __enter__(self) -> _Store:
@@ -328,13 +426,13 @@ class _Store:
             self._inbox.close()
 
 
-def _serve(conn: Connection, store: _Store) -> None:
-    """File what arrives, every waiting request at once, until the parent says stop (``None``)
-    or goes away."""
+def _serve(requests: int, answers: int, store: _Store) -> None:
+    """File what arrives, every waiting request at once, one answer frame per transaction,
+    until the parent says stop (``None``) or goes away."""
     stopping = False
     while not stopping:
         try:
-            first = conn.recv()
+            first = pickle.loads(_read_frame(requests))
         except (EOFError, OSError):
             return
         if first is None:
@@ -342,8 +440,8 @@ def _serve(conn: Connection, store: _Store) -> None:
         batch: list[tuple[int, list[_RawFields]]] = [first]
         size = len(first[1])
         try:
-            while size < MAX_BATCH and conn.poll(0):
-                more = conn.recv()
+            while size < MAX_BATCH and _readable(requests):
+                more = pickle.loads(_read_frame(requests))
                 if more is None:
                     stopping = True  # after this batch
                     break
@@ -352,8 +450,7 @@ def _serve(conn: Connection, store: _Store) -> None:
         except (EOFError, OSError):
             stopping = True
         try:
-            for answer in _file(store, batch):
-                conn.send(answer)
+            _write_frame(answers, pickle.dumps(_file(store, batch), pickle.HIGHEST_PROTOCOL))
         except OSError:
             return  # the parent is gone; what was committed stays committed
 
