@@ -148,3 +148,41 @@ def test_equal_instants_in_other_zones_are_processed_each_on_their_own(inbox: In
         assert found[:3] == found[3:]
     finally:
         table.drop(inbox.store.engine)
+
+
+def test_driver_errors_are_sqlalchemys_and_the_transaction_is_rolled_back(inbox: Inbox) -> None:
+    """A statement the database refuses (a second row with the same connector and external id)
+    raises SQLAlchemy's ``IntegrityError``, as ``Connection.execute`` would, and nothing of the
+    transaction stays."""
+    with pytest.raises(sa.exc.IntegrityError), inbox.store.transaction() as conn:
+        direct.execute_many(conn, INSERT_RAW, [raw_row(1)])
+        direct.execute_many(conn, INSERT_RAW, [raw_row(2), raw_row(1)])
+    assert stored(inbox, raw_messages) == []
+
+
+def test_statements_go_through_sqlalchemy_when_cursor_events_listen(inbox: Inbox) -> None:
+    """With a ``before_cursor_execute`` listener on the engine (tracing, query logging), the
+    statements are executed by SQLAlchemy so that the listener sees each of them (a multi-row
+    insert once, as an ``executemany``), and they do what they do without it."""
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement.split()[0])
+
+    with inbox.store.transaction() as conn:
+        direct.execute_many(conn, INSERT_RAW, [raw_row(1)])
+    sa.event.listen(inbox.store.engine, "before_cursor_execute", listen)
+    try:
+        with inbox.store.transaction() as conn:
+            direct.execute_many(conn, INSERT_RAW, [raw_row(2), raw_row(3)])
+            rows = direct.fetch_in(conn, _raw_ids, ["x1", "x2", "x3"])
+    finally:
+        sa.event.remove(inbox.store.engine, "before_cursor_execute", listen)
+    assert sorted(r[1] for r in rows) == ["x1", "x2", "x3"]
+    assert seen.count("INSERT") == 1 and seen.count("SELECT") == 1
+
+
+def _raw_ids(size: int) -> sa.Select[Any]:
+    return sa.select(raw_messages.c.id, raw_messages.c.external_id).where(
+        raw_messages.c.external_id.in_(direct.in_list(size, sa.String()))
+    )

@@ -5,9 +5,15 @@ by the column types' own bind processors, executed as driver SQL.
 statement, parameter construction for every row and column, and an execution context; for the
 few multi-row writes of a webhook's filing that was most of its time. Here the SQL string, the
 parameter order and each parameter's bind processor are worked out once per statement, dialect
-and column set, and each row becomes one tuple (or dict, for named parameter styles) handed to
-``Connection.exec_driver_sql``. SQLAlchemy still owns the connection, the transaction, error
-translation and invalidation, and the ``*_cursor_execute`` events.
+and column set, and each row becomes one tuple (or dict, for named parameter styles).
+
+Those run on the connection's DBAPI cursor: even ``Connection.exec_driver_sql`` builds an
+execution context and a result object per statement, which cost more than SQLite's own work on
+these statements. SQLAlchemy still owns the connection and the transaction, and a driver error
+goes through its error handling (the same exception classes, ``handle_error`` events, and
+invalidation of a connection that was lost). When anything listens to the engine's
+``before_cursor_execute`` or ``after_cursor_execute`` events (tracing, SQL logging with
+``echo``), every statement goes through ``exec_driver_sql`` instead, so that they see it.
 
 Statements take plain parameters only; an IN list is written as ``in_list(n)`` separate
 parameters, and ``fetch_in`` builds (once per list size, rounded up to a power of two) the
@@ -88,9 +94,9 @@ def execute_many(
     seen: dict[tuple[Any, ...], Any] = {}
     parameters = [plan.parameters(row, seen) for row in rows]
     if len(parameters) == 1:
-        conn.exec_driver_sql(plan.sql, parameters[0])
+        _run(conn, plan.sql, parameters[0], many=False, rows=False)
     else:
-        conn.exec_driver_sql(plan.sql, parameters)
+        _run(conn, plan.sql, parameters, many=True, rows=False)
 
 
 def fetch(
@@ -99,7 +105,7 @@ def fetch(
     """Execute ``statement`` once with ``params``; its rows, as the selected columns' types
     read them (``RETURNING`` included)."""
     plan = _plan(conn.dialect, statement, tuple(params))
-    rows = conn.exec_driver_sql(plan.sql, plan.parameters(params)).fetchall()
+    rows = _run(conn, plan.sql, plan.parameters(params), many=False, rows=True)
     if not any(plan.results):
         return [tuple(row) for row in rows]
     return [
@@ -151,9 +157,29 @@ def inserted_ids(conn: sa.Connection, count: int) -> list[int] | None:
     """
     if conn.dialect.name != "sqlite" or count <= 0:
         return None
-    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    [(last,)] = _run(conn, "SELECT last_insert_rowid()", (), many=False, rows=True)
     first = int(last) - count + 1
     return list(range(first, int(last) + 1))
+
+
+def _run(conn: sa.Connection, sql: str, parameters: Any, *, many: bool, rows: bool) -> Any:
+    """Execute on the DBAPI cursor (see the module's notes); the rows when ``rows``."""
+    dispatch = conn.dispatch
+    if conn.engine.echo or dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+        result = conn.exec_driver_sql(sql, parameters)
+        return result.fetchall() if rows else None
+    cursor = conn.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        return cursor.fetchall() if rows else None
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # SQLAlchemy's own handling: its exception classes, handle_error, invalidation
+        conn._handle_dbapi_exception(exc, sql, parameters, cursor, None)
+    finally:
+        cursor.close()
 
 
 def _plan(dialect: Dialect, statement: sa.Executable, keys: tuple[str, ...]) -> _Plan:
