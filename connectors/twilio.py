@@ -56,13 +56,14 @@ from email.utils import format_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlparse, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, add_port, remove_port
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -84,7 +85,7 @@ from omnichannel.webhook import (
     WebhookResponse,
 )
 
-__all__ = ["TwilioConnector", "TwilioOptions", "host_allowed", "signature_url"]
+__all__ = ["TwilioConnector", "TwilioOptions", "host_allowed", "signature_url", "twiml_messages"]
 
 log = logging.getLogger("omnichannel.connectors.twilio")
 
@@ -284,6 +285,45 @@ def _rfc2822(value: datetime | None) -> str | None:
 # -- the connector -----------------------------------------------------------------------------
 
 
+def _port_variants(url: str) -> list[str]:
+    """``url``, then the forms the official validator also accepts: with the default port
+    added, or removed (``twilio.request_validator.add_port`` / ``remove_port``)."""
+    parsed = urlparse(url)
+    variants = [url]
+    for variant in (add_port(parsed), remove_port(parsed)):
+        if variant not in variants:
+            variants.append(variant)
+    return variants
+
+
+def _twiml_parts() -> tuple[bytes, bytes, bytes, bytes]:
+    """The official library's TwiML around two ``<Message>`` texts, cut at the texts: the
+    answer for any texts is then put together without building an XML tree per request."""
+    slot = "OMNICHANNEL-TEXT-SLOT"
+    reply = MessagingResponse()
+    reply.message(slot)
+    reply.message(slot)
+    head, between, tail = str(reply).split(slot)
+    return str(MessagingResponse()).encode(), head.encode(), between.encode(), tail.encode()
+
+
+_EMPTY_TWIML, _TWIML_HEAD, _TWIML_BETWEEN, _TWIML_TAIL = _twiml_parts()
+
+
+def twiml_messages(texts: Sequence[str]) -> bytes:
+    """``str(MessagingResponse())`` with one ``.message(text)`` per text, as UTF-8 bytes; the
+    same bytes the library writes (ElementTree escapes ``&``, ``<`` and ``>`` in text)."""
+    if not texts:
+        return _EMPTY_TWIML
+    if not all(texts):  # an empty text is written <Message />: left to the library
+        reply = MessagingResponse()
+        for text in texts:
+            reply.message(text)
+        return str(reply).encode("utf-8")
+    escaped = _TWIML_BETWEEN.join(xml_escape(text).encode("utf-8") for text in texts)
+    return _TWIML_HEAD + escaped + _TWIML_TAIL
+
+
 class _Params(dict[str, list[str]]):
     """Form fields with every value, as the validator signs them (it calls ``getlist``)."""
 
@@ -316,10 +356,14 @@ class TwilioConnector(PollingConnector, WebhookConnector):
     # -- webhooks ------------------------------------------------------------------------------
 
     def _form(self, request: WebhookRequest) -> _Params:
-        try:
-            return _Params(parse_form(request.body))
-        except DecodeError:
-            raise WebhookRejected(400, "malformed form body") from None
+        """The form fields, parsed once per request (``verify`` then ``parse``)."""
+        params: _Params | None = request.scratch.get("twilio.form")
+        if params is None:
+            try:
+                params = request.scratch["twilio.form"] = _Params(parse_form(request.body))
+            except DecodeError:
+                raise WebhookRejected(400, "malformed form body") from None
+        return params
 
     def verify(self, request: WebhookRequest) -> None:
         if self.options.mode == "poll":
@@ -327,11 +371,21 @@ class TwilioConnector(PollingConnector, WebhookConnector):
         params = self._form(request)
         signature = request.headers.get("x-twilio-signature", "")
         url = signature_url(request.url, self.options.public_url or self.context.public_url)
-        if not signature or not self._validator.validate(url, params, signature):
+        if not signature or not self._signed(url, params, signature):
             raise WebhookRejected(403, "bad signature")
         accounts = params.get("AccountSid", [])
         if len(accounts) != 1 or not hmac.compare_digest(accounts[0], self.options.account_sid):
             raise WebhookRejected(403, "not our Twilio account")
+
+    def _signed(self, url: str, params: _Params, signature: str) -> bool:
+        """``RequestValidator.validate`` for form bodies: the official signature of ``url`` as
+        called, then of ``url`` with or without its default port; stops at the first match
+        (``validate`` always computes both)."""
+        for candidate in _port_variants(url):
+            computed = self._validator.compute_signature(candidate, params)
+            if hmac.compare_digest(computed.encode(), signature.encode()):
+                return True
+        return False
 
     def parse(self, request: WebhookRequest) -> list[RawMessage]:
         fields = {key: values[0] for key, values in self._form(request).items()}
@@ -343,13 +397,12 @@ class TwilioConnector(PollingConnector, WebhookConnector):
         return [self._raw(external_id, datetime.now(UTC), FORM_TYPE, request.body, "webhook")]
 
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
-        reply = MessagingResponse()
-        for result in results:
-            if result.outcome is Outcome.NEW and result.ticket:
-                text = self.context.acknowledgement(result.ticket)
-                if text:
-                    reply.message(text)
-        return WebhookResponse(200, str(reply).encode("utf-8"), "text/xml")
+        texts = [
+            self.context.acknowledgement(result.ticket)
+            for result in results
+            if result.outcome is Outcome.NEW and result.ticket
+        ]
+        return WebhookResponse(200, twiml_messages([t for t in texts if t]), "text/xml")
 
     def _raw(
         self, external_id: str, received_at: datetime, kind: str, payload: bytes, source: str

@@ -51,6 +51,9 @@ class WebhookRequest:
     headers: Mapping[str, str]
     body: bytes
     remote_addr: str | None = None
+    scratch: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What a connector worked out while verifying, for its ``parse`` of the same request
+    (a parsed form, say), so that the body is not read twice."""
 
     @classmethod
     def build(

@@ -22,9 +22,13 @@ from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from connectors.twilio import TwilioConnector, host_allowed, signature_url
+from connectors.twilio import twiml_messages as twiml_reply
 from omnichannel import Inbox, Outcome
 from omnichannel.config import AcknowledgementConfig, default_config, parse_config
 from omnichannel.connector import PollingConnector
@@ -442,6 +446,23 @@ def test_public_test_vector_with_the_official_validator_and_behind_a_proxy() -> 
     assert verify("https://other.example.com") == "403 bad signature"
     assert verify(None) == "403 bad signature"  # signed for the public URL, not the internal one
     assert verify("https://mycompany.com", VECTOR_SIGNATURE.lower()) == "403 bad signature"
+
+
+# XML 1.0 text: what an acknowledgement template can hold (ElementTree writes anything else as is)
+XML_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_characters="\x00\ufffe\uffff"),
+    max_size=80,
+)
+
+
+@given(st.lists(XML_TEXT, max_size=3))
+def test_twiml_answers_are_the_official_librarys_bytes(texts: list[str]) -> None:
+    """The reply put together from the library's own TwiML around the texts is, byte for byte,
+    what ``MessagingResponse`` writes for those texts: escaping, several messages, none."""
+    reply = MessagingResponse()
+    for text in texts:
+        reply.message(text)
+    assert twiml_reply(texts) == str(reply).encode("utf-8")
 
 
 def test_signed_sms_is_stored_and_answered_with_the_acknowledgement(
