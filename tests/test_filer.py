@@ -202,6 +202,7 @@ def test_a_hung_child_does_not_hold_large_requests_past_the_timeout(tmp_path: Pa
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         wait_for_exit(pid)
+        filer.start()  # the new child is ready (starting one takes longer than the timeout)
         [result] = filer.receive_many([raw(4)])
         assert result.outcome is Outcome.NEW and filer.pid not in (None, pid)
     finally:

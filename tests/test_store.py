@@ -149,3 +149,40 @@ def test_connect_within_keeps_its_deadline_and_closes_a_late_connection() -> Non
         connect_within(0.05, hanging, _FakeDriver)
     release.set()
     assert late.closed.wait(10)
+
+
+def test_sqlite_transactions_of_all_threads_share_one_connection(tmp_path: Path) -> None:
+    """On SQLite the threads of a process take turns (one writer at a time) on one connection:
+    concurrent read-modify-write transactions lose no update, a failed transaction is rolled
+    back and the next one works, and a connection that was invalidated is replaced."""
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    with store.transaction() as conn:
+        conn.exec_driver_sql("CREATE TABLE counter (n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
+    connections: set[int] = set()
+
+    def add(times: int) -> None:
+        for _ in range(times):
+            with store.transaction() as conn:
+                connections.add(id(conn))
+                n = conn.exec_driver_sql("SELECT n FROM counter").scalar_one()
+                conn.exec_driver_sql("UPDATE counter SET n = ?", (n + 1,))
+
+    threads = [threading.Thread(target=add, args=(50,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with pytest.raises(ZeroDivisionError), store.transaction() as conn:
+        conn.exec_driver_sql("UPDATE counter SET n = 0")
+        raise ZeroDivisionError
+    with pytest.raises(ZeroDivisionError), store.transaction() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM counter").scalar_one() == 200
+        connections.add(id(conn))
+        conn.invalidate()  # as SQLAlchemy does when the driver reports a lost connection
+        raise ZeroDivisionError
+    with store.transaction() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM counter").scalar_one() == 200
+        replaced = id(conn)
+    assert len(connections) == 1 and replaced not in connections
+    store.dispose()

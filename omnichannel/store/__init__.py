@@ -47,6 +47,9 @@ class Store:
         # SQLite has one writer at a time; threads of one process queue here instead of
         # spinning in SQLite's busy handler (which adds up to hundreds of ms of tail latency)
         self._writer = threading.RLock() if self.dialect == "sqlite" else None
+        # ... and, as they take turns anyway, they share one connection: checking one out of
+        # the pool and back in for every transaction cost more than a small transaction itself
+        self._shared: sa.Connection | None = None
         if auto_migrate:
             self.migrate(only_if_needed=True)
 
@@ -78,8 +81,23 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One atomic unit of work; connection failures become StorageUnavailable."""
-        with self._serialized(), self._translate_errors(), self.engine.begin() as connection:
-            yield connection
+        with self._serialized(), self._translate_errors():
+            if self._writer is None:
+                with self.engine.begin() as connection:
+                    yield connection
+            else:
+                connection = self._connection()
+                with connection.begin():
+                    yield connection
+
+    def _connection(self) -> sa.Connection:
+        """SQLite: the connection the process's transactions take turns on (writer lock held)."""
+        shared = self._shared
+        if shared is None or shared.closed or shared.invalidated:
+            if shared is not None:
+                shared.close()
+            shared = self._shared = self.engine.connect()
+        return shared
 
     @contextmanager
     def _serialized(self) -> Iterator[None]:
@@ -99,4 +117,8 @@ class Store:
             raise StorageUnavailable(f"storage unavailable ({self.dialect}: {reason})") from exc
 
     def dispose(self) -> None:
+        with self._serialized():
+            shared, self._shared = self._shared, None
+            if shared is not None:
+                shared.close()
         self.engine.dispose()
