@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["execute_many", "fetch", "fetch_in", "in_list", "inserted_ids"]
+__all__ = ["execute_many", "execute_sql", "fetch", "fetch_in", "in_list", "inserted_ids"]
 
 Processor = Callable[[Any], Any]
 
@@ -115,6 +115,11 @@ def fetch(
         )
         for row in rows
     ]
+
+
+def execute_sql(conn: sa.Connection, sql: str) -> None:
+    """Execute a statement without parameters (``BEGIN IMMEDIATE``, say) as the others."""
+    _run(conn, sql, (), many=False, rows=False)
 
 
 def in_list(size: int, type_: sa.types.TypeEngine[Any]) -> list[sa.BindParameter[Any]]:

@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
 from omnichannel.errors import StorageUnavailable
+from omnichannel.store import direct
 
 __all__ = ["create_engine", "normalize_url"]
 
@@ -83,7 +84,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        direct.execute_sql(connection, "BEGIN IMMEDIATE")
 
     return engine
 
