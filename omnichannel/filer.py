@@ -36,6 +36,7 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -322,15 +323,19 @@ class _Child:
 
 # -- what crosses the pipe: plain tuples (pickling a pydantic model costs several times more) -
 
-_RawFields = tuple[str, str, Any, str, bytes, dict[str, Any]]
+_RawFields = tuple[str, str, int, str, bytes, dict[str, Any]]
 _ResultFields = tuple[str, str, str, int | None, str | None, int | None, str | None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _raw_fields(raw: RawMessage) -> _RawFields:
+    # the time as whole microseconds since the epoch: exact, and pickled in a fraction of
+    # what an aware datetime costs (its timezone goes through copyreg)
     return (
         raw.connector,
         raw.external_id,
-        raw.received_at,
+        (raw.received_at - _EPOCH) // _MICROSECOND,
         raw.content_type,
         raw.payload,
         raw.meta,
@@ -342,7 +347,7 @@ def _raw(fields: _RawFields) -> RawMessage:
     return RawMessage.model_construct(  # validated in the server process already
         connector=connector,
         external_id=external_id,
-        received_at=received_at,
+        received_at=_EPOCH + received_at * _MICROSECOND,
         content_type=content_type,
         payload=payload,
         meta=meta,

@@ -315,3 +315,24 @@ def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)  # waiting for a subprocess to listen
     raise AssertionError("omnichannel serve did not come up")
+
+
+@pytest.mark.parametrize(
+    "received_at",
+    [
+        "2026-11-30T06:15:00.123456+00:00",
+        "2026-11-30T14:15:00.000001+08:00",  # another zone: the same instant, in UTC
+        "1969-12-31T23:59:59.999999+00:00",  # before the epoch
+    ],
+)
+def test_raw_messages_cross_to_the_child_unchanged(received_at: str) -> None:
+    """What the server sends the child for a raw message is that message again, to the
+    microsecond (the time travels as microseconds since the epoch)."""
+    from datetime import datetime
+
+    from omnichannel.filer import _raw, _raw_fields
+
+    sent = raw(1).model_copy(update={"received_at": datetime.fromisoformat(received_at)})
+    sent = type(sent).model_validate(sent.model_dump())
+    back = _raw(_raw_fields(sent))
+    assert back == sent and back.received_at.utcoffset() is not None
