@@ -126,9 +126,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(
-    port: int, path: str, process: subprocess.Popen[bytes], log: Path
-) -> None:
+def wait_until_up(port: int, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

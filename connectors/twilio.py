@@ -285,15 +285,17 @@ def _rfc2822(value: datetime | None) -> str | None:
 # -- the connector -----------------------------------------------------------------------------
 
 
-def _port_variants(url: str) -> list[str]:
+def _port_variants(url: str) -> Iterator[str]:
     """``url``, then the forms the official validator also accepts: with the default port
-    added, or removed (``twilio.request_validator.add_port`` / ``remove_port``)."""
+    added, or removed (``twilio.request_validator.add_port`` / ``remove_port``); worked out
+    only when ``url`` itself did not match."""
+    yield url
     parsed = urlparse(url)
-    variants = [url]
+    seen = {url}
     for variant in (add_port(parsed), remove_port(parsed)):
-        if variant not in variants:
-            variants.append(variant)
-    return variants
+        if variant not in seen:
+            seen.add(variant)
+            yield variant
 
 
 def _twiml_parts() -> tuple[bytes, bytes, bytes, bytes]:

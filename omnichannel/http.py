@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,17 @@ class _Metrics:
             ["connector"],
             registry=self.registry,
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set (labels() takes a lock and
+        checks its arguments on every call); label values come from configured names and
+        fixed sets (statuses, outcomes), so this stays small."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 class _App:
@@ -109,17 +121,19 @@ class _App:
     def webhook(self, environ: Environ, name: str, method: str) -> WebhookResponse:
         limit = self._limit(name)
         label = name if limit is not None else "-"
-        with self.metrics.latency.labels(label).time():
-            body = _read_body(environ, limit) if method == "POST" and limit is not None else b""
-            if body is None:
-                response = json_response(413, {"error": "request body too large"})
-            else:
-                response = self.inbox.handle_webhook(
-                    name, method, request_url(environ), _headers(environ), body
-                )
-        self.metrics.requests.labels(label, str(response.status)).inc()
+        started = time.perf_counter()
+        body = _read_body(environ, limit) if method == "POST" and limit is not None else b""
+        if body is None:
+            response = json_response(413, {"error": "request body too large"})
+        else:
+            response = self.inbox.handle_webhook(
+                name, method, request_url(environ), _headers(environ), body
+            )
+        metrics = self.metrics
+        metrics.child(metrics.latency, label).observe(time.perf_counter() - started)
+        metrics.child(metrics.requests, label, str(response.status)).inc()
         for result in response.results:
-            self.metrics.outcomes.labels(label, result.outcome.value).inc()
+            metrics.child(metrics.outcomes, label, result.outcome.value).inc()
         return response
 
     def _limit(self, name: str) -> int | None:
