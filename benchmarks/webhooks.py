@@ -121,6 +121,20 @@ def tail(log: Path, lines: int = 20) -> str:
         return "(no output)"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) used so far by process ``pid`` and its child processes (the
+    filing process), from ``/proc``; None where there is no ``/proc`` (not Linux)."""
+    try:
+        total = 0.0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child)) or 0.0
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return total + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return int(sock.getsockname()[1])
@@ -149,14 +163,14 @@ def wait_until_up(port: int, path: str, process: subprocess.Popen[bytes], log: P
 @contextmanager
 def running(
     command: list[str], port: int, ready_path: str, env: dict[str, str], log: Path
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """The server running; its output goes to ``log`` (a pipe nobody reads would fill up and
     stall the server once it logs enough, as waitress does when its task queue grows)."""
     with log.open("wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_until_up(port, ready_path, process, log)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -241,6 +255,7 @@ class Run:
     seconds: float
     latencies: list[float]
     answers: list[tuple[int, bytes]]
+    server_cpu: float | None = None  # CPU seconds per request: the server and its children
 
     @property
     def rate(self) -> float:
@@ -368,9 +383,13 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
         warmup = build_requests(args.warmup, port)
         timed = build_requests(args.count, port, first=args.warmup)
         ready = "/" if kind == "floor" else "/healthz"
-        with running(command, port, ready, env, folder / "server.log"):
+        with running(command, port, ready, env, folder / "server.log") as server:
             load(port, warmup, args.concurrency, args.duration)
+            before = cpu_seconds(server.pid)
             run = load(port, timed, args.concurrency, args.duration)
+            after = cpu_seconds(server.pid)
+        if before is not None and after is not None:
+            run.server_cpu = (after - before) / run.requests
         acknowledged = kind != "floor"
         check_answers(run, acknowledged=acknowledged, what=kind)
         if acknowledged and count_complaints(folder) != run.requests + args.warmup:
@@ -427,6 +446,9 @@ def row(name: str, run: Run, floor: Run | None) -> dict[str, Any]:
         "p50_ms": round(1000 * run.percentile(0.5), 2),
         "p99_ms": round(1000 * run.percentile(0.99), 2),
         "percent_of_floor": round(100 * run.rate / floor.rate, 1) if floor else None,
+        "server_cpu_ms_per_req": (
+            None if run.server_cpu is None else round(1000 * run.server_cpu, 3)
+        ),
     }
 
 
@@ -459,14 +481,19 @@ def report_text(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         f"{args.server_threads} threads, SQLite {info['sqlite']}, Python {info['python']}",
         f"best of {args.repeat} run(s) each, fresh server and database per run; "
         f"target: omnichannel >= {TARGET_RATIO:.0f}% of the floor's throughput",
-        f"{'':<42}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'of floor':>10}",
+        f"{'':<42}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'of floor':>10}{'CPU ms':>10}",
     ]
     for item in rows:
         ratio = f"{item['percent_of_floor']:.1f}%" if item["percent_of_floor"] else "100%"
+        cpu = item["server_cpu_ms_per_req"]
         lines.append(
             f"{item['name']:<42}{item['req_per_s']:>10,.0f}{item['p50_ms']:>10.1f}"
-            f"{item['p99_ms']:>10.1f}{ratio:>10}"
+            f"{item['p99_ms']:>10.1f}{ratio:>10}{'-' if cpu is None else f'{cpu:.2f}':>10}"
         )
+    lines.append(
+        "CPU ms: CPU time of the server process and its filing process per request (/proc);"
+        " the client's own is not counted"
+    )
     return "\n".join(lines)
 
 
