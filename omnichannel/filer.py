@@ -103,10 +103,17 @@ class FilingProcess:
 
     def start(self, *, wait: float = 60.0) -> None:
         """Start the child now (otherwise the first request does), and wait up to ``wait``
-        seconds until it has opened the store (or found it unavailable) and reads requests."""
+        seconds until it has opened the store (or found it unavailable) and reads requests.
+
+        Raises StorageUnavailable when the child exits instead (it could not start at all)."""
         with self._lock:
             child = self._ensure_started()
         child.ready.wait(wait)
+        if child.gone:
+            raise StorageUnavailable(
+                f"storage unavailable (the filing process exited on start, exit code"
+                f" {child.process.exitcode})"
+            )
 
     def receive_many(self, raws: Sequence[RawMessage]) -> list[ReceiveResult]:
         """Store and file ``raws`` in the child; their results, once committed."""
@@ -196,6 +203,8 @@ class FilingProcess:
                         self._lost(child, "the filing process exited")
                 child.close()
                 child.reap()
+                child.gone = True
+                child.ready.set()  # whoever waits for it to start waits no longer
                 return
             child.ready.set()
             with self._lock:
@@ -270,6 +279,7 @@ class _Child:
         self._sending = threading.Lock()
         self._closed = False
         self.ready = threading.Event()  # set by the reader at the child's first (empty) answer
+        self.gone = False  # set by the reader once the child's pipe closed
         os.set_blocking(requests.fileno(), False)
 
     @property

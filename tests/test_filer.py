@@ -209,6 +209,18 @@ def test_a_hung_child_does_not_hold_large_requests_past_the_timeout(tmp_path: Pa
         filer.close()
 
 
+def test_a_child_that_cannot_start_is_reported_by_start() -> None:
+    """A filing process that exits while starting (here: a database driver that does not
+    exist) makes ``start`` raise at once, instead of letting the server come up and answer
+    every webhook 503; ``start`` does not sit out its wait for a child that is gone."""
+    filer = FilingProcess(twilio_config("nosuchdriver://nowhere"))
+    try:
+        with pytest.raises(StorageUnavailable, match="exited on start"):
+            filer.start(wait=3600)  # the suite's timeout (300 s) fails the test if it waits
+    finally:
+        filer.close()
+
+
 def test_storage_down_in_the_child_is_a_503_and_it_recovers(tmp_path: Path) -> None:
     """The child cannot open the store (a directory where the database file should be): 503
     for every request, the child stays up; once the store is back, requests are filed."""
