@@ -38,6 +38,7 @@ import platform
 import random
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -479,10 +480,15 @@ def measure_in_process(args: argparse.Namespace) -> Run:
     return run
 
 
-def best_of_each(kinds: Sequence[str], args: argparse.Namespace) -> dict[str, Run]:
+def best_of_each(
+    kinds: Sequence[str], args: argparse.Namespace, runs: dict[str, list[Run]] | None = None
+) -> dict[str, Run]:
     """``--repeat`` rounds, each measuring every kind in turn (so that a slower or faster spell
-    of a shared machine touches them all); the fastest run of each kind is kept."""
-    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
+    of a shared machine touches them all); the fastest run of each kind is kept. ``runs``, when
+    given, receives every run of each kind, in round order."""
+    runs = {kind: [] for kind in kinds} if runs is None else runs
+    for kind in kinds:
+        runs.setdefault(kind, [])
     for attempt in range(1, args.repeat + 1):
         for kind in kinds:
             run = measure_in_process(args) if kind == "in process" else measure_once(kind, args)
@@ -591,11 +597,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor_server:
         return serve_floor(args.floor_server, Path(args.floor_db), args.server_threads)
     try:
-        best = best_of_each([*SERVERS, "in process"], args)
+        every: dict[str, list[Run]] = {}
+        best = best_of_each([*SERVERS, "in process"], args, every)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     floor = best["floor"]
+    per_round = [
+        round(100 * ours.rate / base.rate, 1)
+        for ours, base in zip(every["omnichannel"], every["floor"], strict=True)
+    ]
     rows = [
         row("floor: waitress + 1 SQLite insert/commit", floor, None),
         row("omnichannel serve: twilio webhook", best["omnichannel"], floor),
@@ -603,9 +614,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         row("same, Inbox.handle_webhook, no HTTP", best["in process"], floor),
     ]
     if args.json:
-        print(json.dumps({**header(args), "results": rows}))
+        print(json.dumps({**header(args), "results": rows, "serve_percent_per_round": per_round}))
     else:
         print(report_text(args, rows))
+        print(
+            "omnichannel serve / floor within each round: "
+            + ", ".join(f"{ratio:.1f}%" for ratio in per_round)
+            + f" (median {statistics.median(per_round):.1f}%)"
+        )
     return 0
 
 
