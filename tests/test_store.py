@@ -186,3 +186,29 @@ def test_sqlite_transactions_of_all_threads_share_one_connection(tmp_path: Path)
         replaced = id(conn)
     assert len(connections) == 1 and replaced not in connections
     store.dispose()
+
+
+def test_an_in_memory_store_is_one_database_for_every_thread() -> None:
+    """``sqlite://`` (in memory, as in tests and demos): what one thread writes, another reads;
+    each thread used to get a database of its own, without the schema."""
+    store = Store("sqlite://")
+    with store.transaction() as conn:
+        conn.exec_driver_sql("CREATE TABLE seen (n INTEGER)")
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with store.transaction() as conn:
+                conn.exec_driver_sql("INSERT INTO seen VALUES (?)", (n,))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with store.transaction() as conn:
+        seen = sorted(conn.exec_driver_sql("SELECT n FROM seen").scalars())
+    assert errors == [] and seen == [0, 1, 2, 3]
+    store.dispose()

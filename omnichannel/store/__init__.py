@@ -69,7 +69,7 @@ class Store:
 
     def migrate(self, *, only_if_needed: bool = False) -> None:
         """Create or upgrade the schema to the newest revision."""
-        with self._translate_errors():
+        with self._serialized(), self._translate_errors():
             if only_if_needed and migrate.is_current(self.engine):
                 return
             migrate.upgrade(self.engine)

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
 
 from omnichannel.errors import StorageUnavailable
 from omnichannel.store import direct
@@ -69,9 +70,13 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
             raise StorageUnavailable(
                 f"storage unavailable (sqlite: cannot create {folder}: {exc.strerror})"
             ) from None
-    engine = sa.create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}, **kwargs
-    )
+    connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
+    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
+        # an in-memory database exists in one connection: every thread of the process uses
+        # that one (the store's transactions take turns on it), not one database per thread
+        kwargs.setdefault("poolclass", StaticPool)
+        connect_args["check_same_thread"] = False
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
