@@ -163,6 +163,12 @@ class FilingProcess:
         if child.process.is_alive():
             child.process.kill()
             child.process.join()
+        if child.reader is not None:
+            child.reader.join(timeout=30)  # it hands out the answers the child sent, then ends
+        with self._lock:  # anything still waiting has no child left to answer it
+            for waiting in self._waiting.values():
+                waiting.deliver("lost", "the server is stopping")
+            self._waiting.clear()
 
     # -- the parent's side -------------------------------------------------------------------
 
@@ -185,10 +191,10 @@ class FilingProcess:
         requests_theirs.close()
         answers_theirs.close()
         child = self._child = _Child(process, requests_ours, answers_ours)
-        reader = threading.Thread(
+        child.reader = threading.Thread(
             target=self._read, args=(child,), name="omnichannel-filer-reader", daemon=True
         )
-        reader.start()
+        child.reader.start()
         log.info("filing process started (pid %s)", process.pid)
         return child
 
@@ -280,6 +286,7 @@ class _Child:
         self._closed = False
         self.ready = threading.Event()  # set by the reader at the child's first (empty) answer
         self.gone = False  # set by the reader once the child's pipe closed
+        self.reader: threading.Thread | None = None
         os.set_blocking(requests.fileno(), False)
 
     @property

@@ -209,6 +209,40 @@ def test_a_hung_child_does_not_hold_large_requests_past_the_timeout(tmp_path: Pa
         filer.close()
 
 
+def test_closing_fails_the_requests_the_child_can_no_longer_answer(tmp_path: Path) -> None:
+    """The server stops while a request waits for a child that does not answer (stopped, then
+    killed during ``close``): the request gets StorageUnavailable once the child is gone, not
+    after its own (here ten-minute) timeout; the provider retries it."""
+    config = twilio_config(f"sqlite:///{tmp_path / 'omnichannel.db'}")
+    filer = FilingProcess(config, timeout=600)
+    filer.start()
+    pid = filer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    errors: list[BaseException] = []
+
+    def wait_for_answer() -> None:
+        try:
+            filer.receive_many([raw(1)])
+        except StorageUnavailable as exc:
+            errors.append(exc)
+
+    waiting = threading.Thread(target=wait_for_answer)
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while not filer._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the request is handed to the (stopped) child
+    closing = threading.Thread(target=filer.close)
+    closing.start()
+    while not filer._closed and time.monotonic() < deadline:
+        time.sleep(0.01)  # until close has begun
+    os.kill(pid, signal.SIGKILL)
+    closing.join(timeout=60)
+    waiting.join(timeout=60)
+    assert not waiting.is_alive() and not closing.is_alive()
+    assert len(errors) == 1 and "stopping" in str(errors[0])
+
+
 def test_a_child_that_cannot_start_is_reported_by_start() -> None:
     """A filing process that exits while starting (here: a database driver that does not
     exist) makes ``start`` raise at once, instead of letting the server come up and answer
