@@ -127,13 +127,22 @@ def store_and_claim(
     rows still ``received`` (just inserted, or left by an earlier crash), locked in id order.
     Rows filed before, or by a concurrent transaction (waited for), are not claimable.
     """
-    _insert_raw(conn, raws, now)
+    rows, inserted = _insert_raw(conn, raws, now)
+    known = direct.inserted_ids(conn, len(rows)) if inserted == len(rows) else None
+    if known is not None:  # every row is new (SQLite): their ids, in insertion order, and ours
+        keys = [(row["connector"], row["external_id"]) for row in rows]
+        by_key = dict(zip(keys, known, strict=True))
+        return [by_key[(r.connector, r.external_id)] for r in raws], set(known)
     found = _stored(conn, _raw_rows_locked, raws)
     ids = [found[(r.connector, r.external_id)][0] for r in raws]
     return ids, {rid for rid, status in found.values() if status == RECEIVED}
 
 
-def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> None:
+def _insert_raw(
+    conn: sa.Connection, raws: Sequence[RawMessage], now: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    """Insert the rows that are absent; the rows in the order they were written, and how many
+    were inserted."""
     rows = [
         {
             "connector": r.connector,
@@ -150,7 +159,7 @@ def _insert_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) 
         for r in raws
     ]
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # same lock order everywhere
-    insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
+    return rows, insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
 
 
 def _stored(

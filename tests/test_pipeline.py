@@ -383,3 +383,31 @@ def test_complaint_subject_is_shown_without_reply_prefixes(inbox: Inbox) -> None
     result = inbox.receive(raw_json("fw", channel="email", subject="Fwd: Balas: Izin PBG macet"))
     complaint = inbox.complaint(result.complaint_id or 0)
     assert complaint is not None and complaint.subject == "Izin PBG macet"
+
+
+@pytest.mark.parametrize(
+    "batch, stored_before",
+    [
+        (["m-3", "m-1", "m-2"], []),  # all new, not in key order
+        (["m-3", "m-1", "m-3"], []),  # the same message twice in one batch
+        (["m-3", "m-1", "m-2"], ["m-1"]),  # one stored before
+    ],
+)
+def test_each_raw_message_gets_the_id_of_its_own_row(
+    inbox: Inbox, batch: list[str], stored_before: list[str]
+) -> None:
+    """``store_and_claim`` returns, in the order given, the raw row id under which each message
+    is stored (new rows read from the insert itself where the backend allows, else looked up),
+    and claims only the rows still to be filed."""
+    from datetime import UTC, datetime
+
+    from omnichannel import pipeline
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    if stored_before:
+        inbox.receive_many([raw_json(e) for e in stored_before])
+    with inbox.store.transaction() as conn:
+        ids, claimable = pipeline.store_and_claim(conn, [raw_json(e) for e in batch], now)
+        rows = dict(conn.execute(sa.select(raw_messages.c.external_id, raw_messages.c.id)).all())
+    assert ids == [rows[e] for e in batch]
+    assert claimable == {rows[e] for e in set(batch) - set(stored_before)}

@@ -21,11 +21,13 @@ __all__ = ["Store", "insert_ignore"]
 
 def insert_ignore(
     conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
-) -> None:
-    """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races."""
+) -> int:
+    """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races.
+    Returns how many rows were inserted (-1 when the driver does not tell)."""
     if not rows:
-        return
-    direct.execute_many(conn, _insert_ignore(conn.dialect.name, table, tuple(conflict)), rows)
+        return 0
+    statement = _insert_ignore(conn.dialect.name, table, tuple(conflict))
+    return direct.execute_many(conn, statement, rows)
 
 
 @functools.lru_cache(maxsize=64)

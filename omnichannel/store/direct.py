@@ -83,20 +83,22 @@ _lock = threading.Lock()
 
 def execute_many(
     conn: sa.Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]
-) -> None:
+) -> int:
     """Execute ``statement`` once per row (one ``executemany``); every row has the same keys.
+    Returns the number of rows written (the driver's ``rowcount``; -1 when it does not tell).
 
     ``statement`` should be a module-level constant: its plan is kept for the process's life.
     """
     if not rows:
-        return
+        return 0
     plan = _plan(conn.dialect, statement, tuple(rows[0]))
     seen: dict[tuple[Any, ...], Any] = {}
     parameters = [plan.parameters(row, seen) for row in rows]
     if len(parameters) == 1:
-        _run(conn, plan.sql, parameters[0], many=False, rows=False)
+        count: int = _run(conn, plan.sql, parameters[0], many=False, rows=False)
     else:
-        _run(conn, plan.sql, parameters, many=True, rows=False)
+        count = _run(conn, plan.sql, parameters, many=True, rows=False)
+    return count
 
 
 def fetch(
@@ -168,18 +170,19 @@ def inserted_ids(conn: sa.Connection, count: int) -> list[int] | None:
 
 
 def _run(conn: sa.Connection, sql: str, parameters: Any, *, many: bool, rows: bool) -> Any:
-    """Execute on the DBAPI cursor (see the module's notes); the rows when ``rows``."""
+    """Execute on the DBAPI cursor (see the module's notes); the rows when ``rows``, else the
+    row count."""
     dispatch = conn.dispatch
     if conn.engine.echo or dispatch.before_cursor_execute or dispatch.after_cursor_execute:
         result = conn.exec_driver_sql(sql, parameters)
-        return result.fetchall() if rows else None
+        return result.fetchall() if rows else result.rowcount
     cursor = conn.connection.cursor()
     try:
         if many:
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-        return cursor.fetchall() if rows else None
+        return cursor.fetchall() if rows else cursor.rowcount
     except conn.dialect.loaded_dbapi.Error as exc:
         # SQLAlchemy's own handling: its exception classes, handle_error, invalidation
         conn._handle_dbapi_exception(exc, sql, parameters, cursor, None)
