@@ -262,11 +262,24 @@ def _read_frame(fd: int) -> bytes:
     return _read_exactly(fd, size)
 
 
-def _write_frame(fd: int, frame: bytes) -> None:
-    """Write one frame to a blocking pipe."""
+def _write_frame(fd: int, frame: bytes, deadline: float | None = None) -> None:
+    """Write one frame. To a non-blocking pipe, by ``deadline`` or TimeoutError (a frame cut
+    short leaves the pipe unusable); a blocking pipe's writes simply wait."""
     data = memoryview(_HEADER.pack(len(frame)) + frame)
+    poller: select.poll | None = None
     while data:
-        data = data[os.write(fd, data) :]
+        try:
+            data = data[os.write(fd, data) :]
+            continue
+        except BlockingIOError:
+            pass
+        remaining = (deadline or 0.0) - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if poller is None:
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+        poller.poll(remaining * 1000)
 
 
 def _readable(fd: int) -> bool:
@@ -301,27 +314,9 @@ class _Child:
         try:
             if self._closed:
                 raise OSError("the pipe to the filing process is closed")
-            self._write(self.requests.fileno(), frame, deadline)
+            _write_frame(self.requests.fileno(), frame, deadline)
         finally:
             self._sending.release()
-
-    @staticmethod
-    def _write(fd: int, frame: bytes, deadline: float) -> None:
-        data = memoryview(_HEADER.pack(len(frame)) + frame)
-        poller: select.poll | None = None
-        while data:
-            try:
-                data = data[os.write(fd, data) :]
-                continue
-            except BlockingIOError:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            if poller is None:
-                poller = select.poll()
-                poller.register(fd, select.POLLOUT)
-            poller.poll(remaining * 1000)
 
     def reap(self) -> None:
         """Wait for the child's exit (it closed its pipe, or was killed), so no zombie stays."""
