@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from omnichannel.errors import StorageUnavailable
 from omnichannel.store import direct, migrate
-from omnichannel.store.engine import create_engine, normalize_url
+from omnichannel.store.engine import create_engine, in_memory, normalize_url
 
 __all__ = ["Store", "insert_ignore"]
 
@@ -61,9 +61,7 @@ class Store:
     @property
     def in_memory(self) -> bool:
         """An SQLite database in this process's memory (no other process can open it)."""
-        database = self.url.database or ""
-        memory = database in ("", ":memory:") or self.url.query.get("mode") == "memory"
-        return self.dialect == "sqlite" and memory
+        return self.dialect == "sqlite" and in_memory(self.url)
 
     @property
     def dialect(self) -> str:

@@ -61,8 +61,15 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+def in_memory(url: URL) -> bool:
+    """Whether an SQLite URL names a database in the process's memory (``sqlite://``,
+    ``:memory:``, or a ``mode=memory`` URI): no other process can open it."""
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
-    if url.database and url.database != ":memory:":
+    if url.database and not in_memory(url):
         folder = Path(url.database).expanduser().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
                 f"storage unavailable (sqlite: cannot create {folder}: {exc.strerror})"
             ) from None
     connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}
-    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
+    if in_memory(url):
         # an in-memory database exists in one connection: every thread of the process uses
         # that one (the store's transactions take turns on it), not one database per thread
         kwargs.setdefault("poolclass", StaticPool)
