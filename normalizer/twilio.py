@@ -91,7 +91,8 @@ def parse_form(payload: bytes) -> dict[str, list[str]]:
 
 @functools.lru_cache(maxsize=16)
 def _form_pairs(payload: bytes) -> tuple[tuple[str, str], ...]:
-    # cached: one webhook body is read by the signature check, the parser and the decoder
+    # cached: a webhook's body is read again by the decoder when it files in the same process
+    # (the connector's signature check and parser share one parse through request.scratch)
     try:
         return _split_form(payload.decode("utf-8"))
     except ValueError:  # not UTF-8, a field without "=", bad escapes, too many fields
