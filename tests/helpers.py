@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,3 +39,16 @@ def raw_json(
         content_type="application/json",
         payload=json_doc(external_id, text, **fields),
     )
+
+
+def run_threads(
+    target: Callable[..., object], arguments: Iterable[tuple[Any, ...]], *, timeout: float = 60
+) -> list[threading.Thread]:
+    """Run ``target`` in one thread per argument tuple, all at once, and join them; the threads
+    are returned so that a test can check none is still alive."""
+    threads = [threading.Thread(target=target, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return threads

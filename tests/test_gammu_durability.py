@@ -30,6 +30,7 @@ from tests.gammu_schema import (  # noqa: F401 - fixtures
     postgres_gateway_url,
     sms,
 )
+from tests.helpers import run_threads
 
 pytestmark = pytest.mark.slow
 
@@ -90,11 +91,7 @@ def test_two_pollers_file_each_sms_once(shared_gateway: Gateway, database_url: s
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=240)
+    threads = run_threads(run, [(i,) for i in range(2)], timeout=240)
     assert not errors and not any(t.is_alive() for t in threads)
     bodies, raws, _ = store_state(database_url)
     assert bodies == expected and raws == len(expected)

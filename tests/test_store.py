@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from omnichannel.store import Store
 from omnichannel.store.migrate import head_revision
 from omnichannel.store.tables import metadata
+from tests.helpers import run_threads
 
 
 def test_migrations_produce_exactly_the_table_metadata(database_url: str) -> None:
@@ -81,7 +82,6 @@ def test_concurrent_first_start_migrates_once(
 
 def test_threads_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
     """Threads opening one new SQLite file together all get a store (WAL switch races retried)."""
-    import threading
 
     for attempt in range(10):
         url = f"sqlite:///{tmp_path / f'fresh{attempt}.db'}"
@@ -93,11 +93,7 @@ def test_threads_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=open_store) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        run_threads(open_store, [()] * 4, timeout=120)
         assert errors == []
 
 
@@ -168,11 +164,7 @@ def test_sqlite_transactions_of_all_threads_share_one_connection(tmp_path: Path)
                 n = conn.exec_driver_sql("SELECT n FROM counter").scalar_one()
                 conn.exec_driver_sql("UPDATE counter SET n = ?", (n + 1,))
 
-    threads = [threading.Thread(target=add, args=(50,)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(add, [(50,)] * 4)
     with pytest.raises(ZeroDivisionError), store.transaction() as conn:
         conn.exec_driver_sql("UPDATE counter SET n = 0")
         raise ZeroDivisionError
@@ -203,11 +195,7 @@ def test_an_in_memory_store_is_one_database_for_every_thread() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(write, [(n,) for n in range(4)])
     with store.transaction() as conn:
         seen = sorted(conn.exec_driver_sql("SELECT n FROM seen").scalars())
     assert errors == [] and seen == [0, 1, 2, 3]
