@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from omnichannel.errors import StorageUnavailable
 from omnichannel.store import direct, migrate
+from omnichannel.store.checkpoint import Checkpointer
 from omnichannel.store.engine import create_engine, in_memory, normalize_url
 
 __all__ = ["Store", "insert_ignore"]
@@ -52,6 +53,12 @@ class Store:
         # ... and, as they take turns anyway, they share one connection: checking one out of
         # the pool and back in for every transaction cost more than a small transaction itself
         self._shared: sa.Connection | None = None
+        # a file's WAL is copied back into it by a thread, not inside a commit (checkpoint.py)
+        self._checkpointer = (
+            Checkpointer(self.url.database)
+            if self.dialect == "sqlite" and self.url.database and not self.in_memory
+            else None
+        )
         if auto_migrate:
             self.migrate(only_if_needed=True)
 
@@ -89,6 +96,8 @@ class Store:
                 connection = self._connection()
                 with connection.begin():
                     yield connection
+                if self._checkpointer is not None:
+                    self._checkpointer.committed()
 
     def _connection(self) -> sa.Connection:
         """SQLite: the connection the process's transactions take turns on (writer lock held)."""
@@ -117,6 +126,8 @@ class Store:
             raise StorageUnavailable(f"storage unavailable ({self.dialect}: {reason})") from exc
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._serialized():
             shared, self._shared = self._shared, None
             if shared is not None:

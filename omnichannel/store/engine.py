@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from omnichannel.errors import StorageUnavailable
 from omnichannel.store import direct
+from omnichannel.store.checkpoint import BACKSTOP_PAGES
 
 __all__ = ["create_engine", "normalize_url"]
 
@@ -92,6 +93,8 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        if not in_memory(url):  # the store's thread checkpoints; this is the backstop
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
