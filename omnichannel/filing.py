@@ -38,7 +38,7 @@ __all__ = ["Filed", "add_working_days", "file_messages", "next_tickets", "sha256
 
 CHUNK = 500
 # Run on the driver (``direct``): compiled once per dialect. Multi-row inserts without RETURNING;
-# the new ids are consecutive on SQLite (``direct.inserted_ids``) and read back by a unique key
+# the new ids are consecutive on SQLite (``direct.insert_many``) and read back by a unique key
 # elsewhere: complaints by ticket, messages by raw id.
 _INSERT_COMPLAINTS = sa.insert(complaints)
 _INSERT_MESSAGES = sa.insert(messages)
@@ -333,8 +333,7 @@ def _insert_complaints(
     years = [m.received_at.astimezone(settings.timezone).year for m in opening]
     tickets = _allocate(conn, years, settings.ticket_prefix)
     rows = [_complaint_row(m, t, settings, now) for m, t in zip(opening, tickets, strict=True)]
-    direct.execute_many(conn, _INSERT_COMPLAINTS, rows)
-    ids = direct.inserted_ids(conn, len(rows))
+    _, ids = direct.insert_many(conn, _INSERT_COMPLAINTS, rows)
     if ids is None:
         by_ticket = _ids_by(conn, _tickets, tickets)
         ids = [by_ticket[t] for t in tickets]
@@ -403,8 +402,7 @@ def _insert_messages(
             items, keys, plan.outcomes, strict=True
         )
     ]
-    direct.execute_many(conn, _INSERT_MESSAGES, rows)
-    ids = direct.inserted_ids(conn, len(rows))
+    _, ids = direct.insert_many(conn, _INSERT_MESSAGES, rows)
     if ids is None:
         raw_ids = [raw_id for raw_id, _ in items]
         by_raw = _ids_by(conn, _message_ids, raw_ids)

@@ -127,8 +127,7 @@ def store_and_claim(
     rows still ``received`` (just inserted, or left by an earlier crash), locked in id order.
     Rows filed before, or by a concurrent transaction (waited for), are not claimable.
     """
-    rows, inserted = _insert_raw(conn, raws, now)
-    known = direct.inserted_ids(conn, len(rows)) if inserted == len(rows) else None
+    rows, known = _insert_raw(conn, raws, now)
     if known is not None:  # every row is new (SQLite): their ids, in insertion order, and ours
         keys = [(row["connector"], row["external_id"]) for row in rows]
         by_key = dict(zip(keys, known, strict=True))
@@ -140,9 +139,9 @@ def store_and_claim(
 
 def _insert_raw(
     conn: sa.Connection, raws: Sequence[RawMessage], now: datetime
-) -> tuple[list[dict[str, Any]], int]:
-    """Insert the rows that are absent; the rows in the order they were written, and how many
-    were inserted."""
+) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """Insert the rows that are absent; the rows in the order they were written, and their ids
+    when every row was new and the database tells them (SQLite)."""
     rows = [
         {
             "connector": r.connector,
@@ -159,7 +158,7 @@ def _insert_raw(
         for r in raws
     ]
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # same lock order everywhere
-    return rows, insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))
+    return rows, insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))[1]
 
 
 def _stored(

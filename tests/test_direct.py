@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from omnichannel import Inbox
-from omnichannel.store import direct
+from omnichannel.store import _insert_ignore, direct
 from omnichannel.store.tables import UTCDateTime, messages, raw_messages
 
 T0 = datetime(2026, 11, 30, 6, 15, 0, 123456, tzinfo=UTC)
@@ -100,23 +101,26 @@ def test_fetch_in_pads_the_list_and_reads_typed_values(inbox: Inbox, wanted: int
 
 
 def test_inserted_ids_are_the_ids_the_rows_got(inbox: Inbox) -> None:
-    """On SQLite the ids of one multi-row insert are known without reading them back, and
-    they are the ones the rows carry; elsewhere the caller is told to read them back."""
+    """On SQLite the ids of an insert are known without reading them back (a single row's from
+    the cursor, several rows' from ``last_insert_rowid()``) and they are the ones the rows
+    carry; when a row was not inserted, or elsewhere, the caller is told to read them back."""
     with inbox.store.transaction() as conn:
         direct.execute_many(conn, INSERT_RAW, [raw_row(n) for n in range(3)])
         conn.execute(sa.delete(raw_messages).where(raw_messages.c.external_id == "x2"))
-        direct.execute_many(conn, INSERT_RAW, [raw_row(n) for n in range(10, 14)])
-        ids = direct.inserted_ids(conn, 4)
-        actual = conn.execute(
-            sa.select(raw_messages.c.id)
-            .where(raw_messages.c.external_id.in_([f"x{n}" for n in range(10, 14)]))
-            .order_by(raw_messages.c.external_id)
-        ).scalars()
-        actual_ids = list(actual)
+        many = direct.insert_many(conn, INSERT_RAW, [raw_row(n) for n in range(10, 14)])
+        direct.execute_many(conn, INSERT_RAW, [raw_row(20)])  # a later id, then one row again
+        conn.execute(sa.delete(raw_messages).where(raw_messages.c.external_id == "x20"))
+        one = direct.insert_many(conn, INSERT_RAW, [raw_row(15)])
+        ignore = _insert_ignore(conn.dialect.name, raw_messages, ("connector", "external_id"))
+        none_new = direct.insert_many(conn, ignore, [raw_row(15)])
+        some_new = direct.insert_many(conn, ignore, [raw_row(15), raw_row(16)])
+        ids = dict(conn.execute(sa.select(raw_messages.c.external_id, raw_messages.c.id)).all())
     if inbox.store.dialect == "sqlite":
-        assert ids == actual_ids
+        assert many == (4, [ids[f"x{n}"] for n in range(10, 14)])
+        assert one == (1, [ids["x15"]])
     else:
-        assert ids is None
+        assert many == (4, None) and one == (1, None)
+    assert none_new == (0, None) and some_new == (1, None)
 
 
 def test_expanding_parameters_are_refused(inbox: Inbox) -> None:
@@ -127,25 +131,36 @@ def test_expanding_parameters_are_refused(inbox: Inbox) -> None:
 
 
 def test_equal_instants_in_other_zones_are_processed_each_on_their_own(inbox: Inbox) -> None:
-    """Repeated datetimes are processed once per call, but an equal instant in another zone is
-    not taken for the same value: a plain ``DateTime`` column renders each as Core does."""
+    """Repeated datetimes are processed once, but an equal instant in another zone, or a time
+    that differs only by its fold (New York's repeated hour; equal in its own zone), is not
+    taken for the same value: a plain ``DateTime`` column renders each as Core does."""
     table = sa.Table(
         "direct_moments",
         sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("at", sa.DateTime()),
+        sa.Column("utc", UTCDateTime()),
     )
     jakarta = T0.astimezone(timezone(timedelta(hours=7)))
-    assert jakarta == T0
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York"))
+    second = first.replace(fold=1)
+    assert jakarta == T0 and first == second and first.utcoffset() != second.utcoffset()
+    moments = [{"at": at, "utc": at} for at in (T0, jakarta, T0, first, second, first)]
     table.create(inbox.store.engine)
     try:
         with inbox.store.transaction() as conn:
-            direct.execute_many(conn, sa.insert(table), [{"at": T0}, {"at": jakarta}, {"at": T0}])
-            conn.execute(sa.insert(table), [{"at": T0}, {"at": jakarta}, {"at": T0}])
+            direct.execute_many(conn, sa.insert(table), moments)
+            conn.execute(sa.insert(table), moments)
             found = [
-                str(at) for at in conn.execute(sa.select(table.c.at).order_by(table.c.id)).scalars()
+                (str(at), utc.isoformat())
+                for at, utc in conn.execute(sa.select(table.c.at, table.c.utc).order_by(table.c.id))
             ]
-        assert found[:3] == found[3:]
+        assert found[:6] == found[6:]
+        assert [utc for _, utc in found[3:6]] == [
+            "2026-11-01T05:30:00+00:00",
+            "2026-11-01T06:30:00+00:00",
+            "2026-11-01T05:30:00+00:00",
+        ]
     finally:
         table.drop(inbox.store.engine)
 

@@ -22,13 +22,14 @@ __all__ = ["Store", "insert_ignore"]
 
 def insert_ignore(
     conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
-) -> int:
+) -> tuple[int, list[int] | None]:
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races.
-    Returns how many rows were inserted (-1 when the driver does not tell)."""
+    Returns how many rows were inserted (-1 when the driver does not tell), and their ids when
+    every row was new and the database tells them (``direct.insert_many``)."""
     if not rows:
-        return 0
+        return 0, None
     statement = _insert_ignore(conn.dialect.name, table, tuple(conflict))
-    return direct.execute_many(conn, statement, rows)
+    return direct.insert_many(conn, statement, rows)
 
 
 @functools.lru_cache(maxsize=64)

@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["execute_many", "execute_sql", "fetch", "fetch_in", "in_list", "inserted_ids"]
+__all__ = ["execute_many", "execute_sql", "fetch", "fetch_in", "in_list", "insert_many"]
 
 Processor = Callable[[Any], Any]
 
@@ -50,17 +50,14 @@ class _Plan:
     positional: bool
     results: tuple[Processor | None, ...] = ()  # per selected column, for statements with rows
 
-    def parameters(
-        self, row: Mapping[str, Any], seen: dict[tuple[Any, ...], Any] | None = None
-    ) -> tuple[Any, ...] | dict[str, Any]:
-        """The driver's parameters for ``row``. ``seen``: processed datetimes, shared by the
-        rows of one call (a batch's rows carry the same few moments: "now", received at)."""
+    def parameters(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """The driver's parameters for ``row``."""
         values = [
             row[name] if keyed else fixed
             for name, keyed, fixed in zip(self.names, self.keyed, self.fixed, strict=True)
         ]
         processed = [  # the processors handle None themselves (JSON writes 'null')
-            value if process is None else _processed(process, value, seen)
+            value if process is None else _processed(process, value)
             for value, process in zip(values, self.processors, strict=True)
         ]
         if self.positional:
@@ -68,13 +65,25 @@ class _Plan:
         return dict(zip(self.names, processed, strict=True))
 
 
-def _processed(process: Processor, value: Any, seen: dict[tuple[Any, ...], Any] | None) -> Any:
-    if seen is None or type(value) is not datetime:
+_datetimes: dict[tuple[Any, ...], Any] = {}
+"""Processed datetimes, by processor and value: a transaction's rows carry the same few moments
+("now" in most tables, a message's received time in four) and processing one costs several
+microseconds. Kept small; emptied when full."""
+_DATETIMES_KEPT = 256
+
+
+def _processed(process: Processor, value: Any) -> Any:
+    if type(value) is not datetime:
         return process(value)
-    key = (process, value, value.tzinfo)  # equal instants in other zones may render otherwise
-    if key not in seen:
-        seen[key] = process(value)
-    return seen[key]
+    # equal instants in other zones may render otherwise, and times that differ only by their
+    # fold (the repeated hour when clocks go back) compare equal in their own zone
+    key = (process, value, value.tzinfo, value.fold)
+    found = _datetimes.get(key)
+    if found is None:
+        if len(_datetimes) >= _DATETIMES_KEPT:
+            _datetimes.clear()
+        found = _datetimes[key] = process(value)
+    return found
 
 
 _plans: dict[tuple[str, str, str, sa.Executable, tuple[str, ...]], _Plan] = {}
@@ -89,16 +98,41 @@ def execute_many(
 
     ``statement`` should be a module-level constant: its plan is kept for the process's life.
     """
+    return _execute(conn, statement, rows)[0]
+
+
+def insert_many(
+    conn: sa.Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]
+) -> tuple[int, list[int] | None]:
+    """``execute_many`` of an INSERT: the number of rows inserted, and their ids, in order,
+    when every row was inserted and the ids are known for sure.
+
+    SQLite: the store's transactions hold the write lock (``BEGIN IMMEDIATE``) and a new row's
+    rowid is one more than the largest, so one multi-row insert takes consecutive ids ending at
+    the last one inserted (every table's ``id`` is an ``INTEGER PRIMARY KEY``, the rowid): the
+    cursor's ``lastrowid`` for a single row, ``last_insert_rowid()`` after an ``executemany``.
+    Elsewhere the ids are ``None``, and the caller reads them back by a unique key.
+    """
+    count, last = _execute(conn, statement, rows)
+    if conn.dialect.name != "sqlite" or not rows or count != len(rows):
+        return count, None
+    if last is None:
+        [(last,)] = _run(conn, "SELECT last_insert_rowid()", (), many=False, rows=True)
+    return count, list(range(int(last) - count + 1, int(last) + 1))
+
+
+def _execute(
+    conn: sa.Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]
+) -> tuple[int, int | None]:
+    """``execute_many``'s work: the row count, and the driver's ``lastrowid`` when it was one
+    ``execute`` (a single row) and the driver tells it."""
     if not rows:
-        return 0
+        return 0, None
     plan = _plan(conn.dialect, statement, tuple(rows[0]))
-    seen: dict[tuple[Any, ...], Any] = {}
-    parameters = [plan.parameters(row, seen) for row in rows]
+    parameters = [plan.parameters(row) for row in rows]
     if len(parameters) == 1:
-        count: int = _run(conn, plan.sql, parameters[0], many=False, rows=False)
-    else:
-        count = _run(conn, plan.sql, parameters, many=True, rows=False)
-    return count
+        return _write(conn, plan.sql, parameters[0], many=False)
+    return _write(conn, plan.sql, parameters, many=True)
 
 
 def fetch(
@@ -154,35 +188,55 @@ def _built(build: Callable[[int], sa.Executable], size: int) -> sa.Executable:
     return build(size)
 
 
-def inserted_ids(conn: sa.Connection, count: int) -> list[int] | None:
-    """The ids of the ``count`` rows just inserted by one ``execute_many``, when known for sure.
-
-    SQLite: the store's transactions hold the write lock (``BEGIN IMMEDIATE``) and a new row's
-    rowid is one more than the largest, so one multi-row insert takes consecutive ids ending at
-    ``last_insert_rowid()`` (every table's ``id`` is an ``INTEGER PRIMARY KEY``, the rowid).
-    Elsewhere: ``None``, and the caller reads the ids back by a unique key.
-    """
-    if conn.dialect.name != "sqlite" or count <= 0:
-        return None
-    [(last,)] = _run(conn, "SELECT last_insert_rowid()", (), many=False, rows=True)
-    first = int(last) - count + 1
-    return list(range(first, int(last) + 1))
-
-
 def _run(conn: sa.Connection, sql: str, parameters: Any, *, many: bool, rows: bool) -> Any:
     """Execute on the DBAPI cursor (see the module's notes); the rows when ``rows``, else the
     row count."""
+    if rows:
+        return _cursor_run(conn, sql, parameters, many, lambda cursor: cursor.fetchall())
+    return _write(conn, sql, parameters, many=many)[0]
+
+
+def _write(conn: sa.Connection, sql: str, parameters: Any, *, many: bool) -> tuple[int, int | None]:
+    """Execute a statement without rows: its row count and the driver's ``lastrowid``."""
+    read = _count if many else _count_and_last
+    written: tuple[int, int | None] = _cursor_run(conn, sql, parameters, many, read)
+    return written
+
+
+def _count(cursor: Any) -> tuple[int, int | None]:
+    return cursor.rowcount, None
+
+
+def _count_and_last(cursor: Any) -> tuple[int, int | None]:
+    return cursor.rowcount, _last(cursor)
+
+
+def _last(cursor: Any) -> int | None:
+    """The driver's ``lastrowid`` where it has one (sqlite3; psycopg has none)."""
+    try:
+        last = cursor.lastrowid
+    except Exception:  # SQLAlchemy's result raises where the driver has no such attribute
+        return None
+    return last if isinstance(last, int) else None
+
+
+def _cursor_run(
+    conn: sa.Connection,
+    sql: str,
+    parameters: Any,
+    many: bool,
+    read: Callable[[Any], Any],
+) -> Any:
     dispatch = conn.dispatch
     if conn.engine.echo or dispatch.before_cursor_execute or dispatch.after_cursor_execute:
-        result = conn.exec_driver_sql(sql, parameters)
-        return result.fetchall() if rows else result.rowcount
+        return read(conn.exec_driver_sql(sql, parameters))
     cursor = conn.connection.cursor()
     try:
         if many:
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-        return cursor.fetchall() if rows else cursor.rowcount
+        return read(cursor)
     except conn.dialect.loaded_dbapi.Error as exc:
         # SQLAlchemy's own handling: its exception classes, handle_error, invalidation
         conn._handle_dbapi_exception(exc, sql, parameters, cursor, None)
