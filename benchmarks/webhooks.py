@@ -126,14 +126,30 @@ def cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) used so far by process ``pid`` and its child processes (the
     filing process), from ``/proc``; None where there is no ``/proc`` (not Linux)."""
     try:
-        total = 0.0
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += cpu_seconds(int(child)) or 0.0
+        total = sum(cpu_seconds(child) or 0.0 for child in children(pid))
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return total + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (from ``/proc``)."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def pin(pid: int) -> None:
+    """``--pin``: every thread of server process ``pid`` on the first CPU this script may use,
+    its child processes (omnichannel's filing process) on the second. Threads started later
+    inherit it from the thread that starts them."""
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    for process, cpu in [(pid, first), *[(child, second) for child in children(pid)]]:
+        for task in Path(f"/proc/{process}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpu})
 
 
 def free_port() -> int:
@@ -448,6 +464,8 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
         timed = build_requests(args.count, port, first=args.warmup)
         ready = "/" if kind == "floor" else "/healthz"
         with running(command, port, ready, env, folder / "server.log") as server:
+            if args.pin:
+                pin(server.pid)
             load(port, warmup, args.concurrency, args.duration, args.client)
             before = cpu_seconds(server.pid)
             run = load(port, timed, args.concurrency, args.duration, args.client)
@@ -528,6 +546,7 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "client": args.client,
         "server_threads": args.server_threads,
+        "pinned": args.pin,
         "repeat": args.repeat,
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
@@ -550,7 +569,8 @@ def report_text(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         f"{args.concurrency} client threads (keep-alive, {args.client}), "
         f"waitress {info['waitress']} with {args.server_threads} threads, "
         f"SQLite {info['sqlite']}, Python {info['python']}",
-        f"best of {args.repeat} run(s) each, fresh server and database per run; "
+        f"best of {args.repeat} run(s) each, fresh server and database per run"
+        f"{', servers pinned to CPUs (--pin)' if args.pin else ''}; "
         f"target: omnichannel >= {TARGET_RATIO:.0f}% of the floor's throughput",
         f"{'':<42}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'of floor':>10}{'CPU ms':>10}",
     ]
@@ -582,6 +602,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="socket",
         help="load generator: prepared bytes on a socket (lean), or the standard library's",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each server process to one CPU (omnichannel's filing process to a second);"
+        " Linux, two CPUs or more",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--floor-db", help=argparse.SUPPRESS)
@@ -589,6 +615,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("count", "concurrency", "server_threads", "repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.pin and len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2:
+        parser.error("--pin needs Linux and at least two CPUs")
     return args
 
 
