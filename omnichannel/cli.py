@@ -287,7 +287,7 @@ def serve(
     if (filing or ("thread" if inbox.store.in_memory else "process")) == "process":
         filer = FilingProcess(inbox.config, secrets=secrets)
         filer.start()
-        inbox.delegate_filing(filer.receive_many)
+        inbox.delegate_filing(filer.receive_many, status=filer.status)
     stop = threading.Event()  # attachments referenced by URL are downloaded alongside
     worker = threading.Thread(
         target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True

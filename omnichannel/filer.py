@@ -94,6 +94,8 @@ class FilingProcess:
         self._ids = itertools.count(1)
         self._child: _Child | None = None
         self._closed = False
+        self._starts = 0
+        self._last_exit: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -110,10 +112,26 @@ class FilingProcess:
             child = self._ensure_started()
         child.ready.wait(wait)
         if child.gone:
-            raise StorageUnavailable(
-                f"storage unavailable (the filing process exited on start, exit code"
-                f" {child.process.exitcode})"
+            self._last_exit = (
+                f"the filing process exited on start (exit code {child.process.exitcode})"
             )
+            raise StorageUnavailable(f"storage unavailable ({self._last_exit})")
+
+    def status(self, *, wait: float = 10.0) -> dict[str, Any]:
+        """What ``/healthz`` says of filing: whether the child runs, its pid, how many times it
+        was started again, and why the last one ended. A child that is not running is started
+        first (waiting up to ``wait`` seconds), as the next request would start it."""
+        if self.pid is None and not self._closed:
+            with contextlib.suppress(StorageUnavailable):
+                self.start(wait=wait)
+        pid = self.pid
+        return {
+            "mode": "process",
+            "running": pid is not None,
+            "pid": pid,
+            "restarts": max(self._starts - 1, 0),
+            "last_exit": self._last_exit,
+        }
 
     def receive_many(self, raws: Sequence[RawMessage]) -> list[ReceiveResult]:
         """Store and file ``raws`` in the child; their results, once committed."""
@@ -177,6 +195,8 @@ class FilingProcess:
         child = self._child
         if child is not None and child.process.is_alive():
             return child
+        if self._closed:
+            raise StorageUnavailable("storage unavailable (the server is stopping)")
         if child is not None:
             self._lost(child, "the filing process exited")
         requests_theirs, requests_ours = self._context.Pipe(duplex=False)
@@ -195,6 +215,7 @@ class FilingProcess:
             target=self._read, args=(child,), name="omnichannel-filer-reader", daemon=True
         )
         child.reader.start()
+        self._starts += 1
         log.info("filing process started (pid %s)", process.pid)
         return child
 
@@ -237,7 +258,8 @@ class FilingProcess:
             self._child = None
         if child.process.is_alive():
             child.process.kill()  # its reader sees the pipe close, and closes our ends
-        log.warning("%s (pid %s, exit code %s)", reason, child.pid, child.process.exitcode)
+        self._last_exit = f"{reason} (pid {child.pid}, exit code {child.process.exitcode})"
+        log.warning("%s", self._last_exit)
 
 
 # -- frames: a length, then a pickle; the Connection objects only carry the pipes' ends --------

@@ -3,7 +3,7 @@
 Mount it in any WSGI framework or serve it with ``omnichannel serve`` (waitress).
 
 - ``POST /webhooks/<name>`` and ``GET /webhooks/<name>`` (handshakes) → :meth:`Inbox.handle_webhook`
-- ``GET /healthz`` → ``{"healthy": bool, "database": ..., "connectors": {...}}``
+- ``GET /healthz`` → ``{"healthy": bool, "database": ..., "filing": {...}, "connectors": {...}}``
 - ``GET /metrics`` → Prometheus text format
 
 Bodies are read with the connector's limit enforced while reading: a declared
@@ -154,8 +154,18 @@ class _App:
         except StorageUnavailable as exc:
             database = str(exc)
         connectors = {name: self.inbox.status(name) for name in self.inbox.connector_names()}
-        healthy = database == "ok" and not any(c.get("failed") for c in connectors.values())
-        body = {"healthy": healthy, "database": database, "connectors": connectors}
+        filing = self.inbox.filing_status()
+        healthy = (
+            database == "ok"
+            and filing.get("running", True)
+            and not any(c.get("failed") for c in connectors.values())
+        )
+        body = {
+            "healthy": healthy,
+            "database": database,
+            "filing": filing,
+            "connectors": connectors,
+        }
         return WebhookResponse(
             200 if healthy else 503, json.dumps(body).encode(), "application/json"
         )

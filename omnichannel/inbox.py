@@ -112,6 +112,7 @@ class Inbox:
             lambda decoded: self._receive_decoded(decoded)
         )
         self._delegate: Receiver | None = None
+        self._delegate_status: Callable[[], dict[str, Any]] | None = None
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -397,10 +398,23 @@ class Inbox:
         self.record(connector.name)
         return response
 
-    def delegate_filing(self, receive: Receiver | None) -> None:
+    def delegate_filing(
+        self, receive: Receiver | None, *, status: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         """Have webhooks stored and filed by ``receive`` (``FilingProcess.receive_many``, as
-        ``omnichannel serve`` does), or again in this process (``None``)."""
+        ``omnichannel serve`` does), or again in this process (``None``). ``status`` says how
+        that filing fares, for ``/healthz`` (``FilingProcess.status``)."""
         self._delegate = receive
+        self._delegate_status = status if receive is not None else None
+
+    def filing_status(self) -> dict[str, Any]:
+        """Where webhooks are filed, for ``/healthz``: ``{"mode": "thread"}`` in this process;
+        delegated, what the delegate's ``status`` says (``running`` false: unhealthy)."""
+        if self._delegate is None:
+            return {"mode": "thread"}
+        if self._delegate_status is None:
+            return {"mode": "delegated"}
+        return self._delegate_status()
 
     def _store_and_file(self, raws: list[RawMessage]) -> list[ReceiveResult]:
         if self._delegate is not None:

@@ -5,6 +5,7 @@ message."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +63,7 @@ def served(config: Config, **options: Any) -> Iterator[Served]:
     inbox = Inbox(config)
     filer = FilingProcess(config, secrets=[TOKEN], **options)
     filer.start()
-    inbox.delegate_filing(filer.receive_many)
+    inbox.delegate_filing(filer.receive_many, status=filer.status)
     try:
         with serve_wsgi(create_app(inbox), threads=8) as base_url:
             yield Served(inbox, filer, base_url)
@@ -146,6 +148,55 @@ def test_a_killed_child_costs_the_waiting_request_a_503_and_is_started_again(
     assert len(twiml_messages(retried)) == 1
     assert server.child() != first
     assert count(server.inbox, complaints) == 2 and count(server.inbox, raw_messages) == 2
+
+
+def health(base_url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_healthz_reports_the_filing_process_and_starts_a_dead_one_again(server: Served) -> None:
+    """/healthz says the child runs and which it is; once it was killed, /healthz starts a new
+    one (as the next webhook would), and says so: started again once, and why the last one
+    ended."""
+    first = server.child()
+    status, body = health(server.base_url)
+    assert status == 200 and body["healthy"]
+    assert body["filing"] == {
+        "mode": "process",
+        "running": True,
+        "pid": first,
+        "restarts": 0,
+        "last_exit": None,
+    }
+    os.kill(first, signal.SIGKILL)
+    wait_for_exit(first)
+    status, body = health(server.base_url)
+    filing = body["filing"]
+    assert status == 200 and body["healthy"] and filing["running"]
+    assert filing["pid"] == server.child() != first and filing["restarts"] == 1
+    assert f"pid {first}" in filing["last_exit"] and "exited" in filing["last_exit"]
+    assert len(twiml_messages(server.post(1))) == 1
+
+
+def test_healthz_is_unhealthy_while_the_filing_process_cannot_start(tmp_path: Path) -> None:
+    """A filing process that exits whenever it starts makes /healthz answer 503, with the
+    reason; the server's own store is fine, so nothing else would show it."""
+    inbox = Inbox(twilio_config(f"sqlite:///{tmp_path / 'x.db'}"))
+    filer = FilingProcess(twilio_config("nosuchdriver://nowhere"))
+    inbox.delegate_filing(filer.receive_many, status=filer.status)
+    try:
+        with serve_wsgi(create_app(inbox), threads=2) as base_url:
+            status, body = health(base_url)
+    finally:
+        filer.close()
+        inbox.close()
+    assert status == 503 and not body["healthy"] and body["database"] == "ok"
+    assert body["filing"]["running"] is False and body["filing"]["pid"] is None
+    assert "exited on start" in body["filing"]["last_exit"]
 
 
 def test_a_child_that_does_not_answer_in_time_gets_a_503(tmp_path: Path) -> None:
