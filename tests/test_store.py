@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from omnichannel.store import Store
+from omnichannel.store import Store, migrate
 from omnichannel.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from omnichannel.store.migrate import head_revision
-from omnichannel.store.tables import cursors, metadata
+from omnichannel.store.tables import complaints, cursors, metadata
 from tests.helpers import T0, run_threads
 
 
@@ -36,7 +37,7 @@ def test_migrations_produce_exactly_the_table_metadata(database_url: str) -> Non
 def test_store_is_at_head_revision(database_url: str) -> None:
     """Opening a store migrates it to the newest revision."""
     store = Store(database_url)
-    assert store.revision() == head_revision() == "0002"
+    assert store.revision() == head_revision() == "0003"
     store.dispose()
 
 
@@ -275,3 +276,74 @@ def test_closing_a_checkpointer_stops_its_thread_whatever_it_was_doing(tmp_path:
             checkpointer._stopping.set()
             checkpointer._written.set()
     assert stuck == []
+
+
+PARTIAL_INDEXES = [
+    ("complaints", "sender_email"),
+    ("complaints", "sender_phone"),
+    ("complaints", "agency"),
+    ("complaints", "cluster_id"),
+    ("queue_items", "agency"),
+]
+
+
+def _index_definitions(engine: sa.Engine) -> dict[str, str]:
+    names = [f"ix_{table}_{column}" for table, column in PARTIAL_INDEXES]
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+        else:
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+        return {n: d for n, d in conn.exec_driver_sql(query).all() if n in names}
+
+
+def _uses_index(engine: sa.Engine, sql: str) -> str:
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            return " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return " ".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_sender_agency_and_cluster_indexes_hold_only_the_rows_that_have_one(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Revision 0003 makes five indexes partial (``IS NOT NULL``): a database at 0002 with a
+    complaint in it is upgraded, the complaint stays, lookups by value still use the indexes,
+    and a downgrade restores the full ones."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'x.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # a fresh schema, migrated to head again at the end
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+    store = Store(url, auto_migrate=False)
+    engine = store.engine
+    migrate.upgrade(engine, "0002")
+    assert all("WHERE" not in d for d in _index_definitions(engine).values())
+    row = {"ticket": "ADU-2026-000001", "status": "open", "channel": "sms", "connector": "sms"}
+    row |= {"received_at": T0, "updated_at": T0, "body": "Jalan rusak.", "sender_phone": "+62812"}
+    with engine.begin() as conn:
+        conn.execute(sa.insert(complaints).values(**row, anonymous=False, confidential=False))
+    migrate.upgrade(engine)
+    definitions = _index_definitions(engine)
+    assert len(definitions) == 5
+    for table, column in PARTIAL_INDEXES:
+        assert f"{column} IS NOT NULL" in definitions[f"ix_{table}_{column}"]
+    plan = _uses_index(engine, "SELECT id FROM complaints WHERE sender_phone = '+62812'")
+    assert "ix_complaints_sender_phone" in plan
+    with engine.connect() as conn:
+        tickets = conn.execute(sa.select(complaints.c.ticket)).scalars().all()
+    assert tickets == ["ADU-2026-000001"]
+    with engine.begin() as conn:
+        config = migrate.alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert all("WHERE" not in d for d in _index_definitions(engine).values())
+    migrate.upgrade(engine)
+    store.dispose()

@@ -59,6 +59,14 @@ metadata = sa.MetaData(
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _where_set(column: str) -> sa.Index:
+    """An index of ``column`` over the rows where it is set (partial): a new complaint, whose
+    e-mail or phone, agency and cluster are mostly not known yet, adds nothing to it, and
+    ``column = value`` is looked up there all the same."""
+    where = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(None, column, sqlite_where=where, postgresql_where=where)
+
+
 def _id() -> sa.Column[int]:
     return sa.Column("id", Id, primary_key=True, autoincrement=True)
 
@@ -99,8 +107,8 @@ complaints = sa.Table(
     _ts("received_at"),
     _ts("updated_at"),
     sa.Column("sender_name", sa.Text()),
-    sa.Column("sender_email", sa.String(320), index=True),
-    sa.Column("sender_phone", sa.String(32), index=True),
+    sa.Column("sender_email", sa.String(320)),
+    sa.Column("sender_phone", sa.String(32)),
     sa.Column("sender_handle", sa.String(255)),
     sa.Column("subject", sa.Text()),
     sa.Column("body", sa.Text(), nullable=False),
@@ -109,12 +117,14 @@ complaints = sa.Table(
     sa.Column("location_lon", sa.Float()),
     sa.Column("location_address", sa.Text()),
     sa.Column("category", sa.String(64)),
-    sa.Column("agency", sa.String(64), index=True),
+    sa.Column("agency", sa.String(64)),
     _ts("due_at", nullable=True),
-    sa.Column("cluster_id", sa.String(64), index=True),
+    sa.Column("cluster_id", sa.String(64)),
     sa.Column("anonymous", sa.Boolean(), nullable=False, default=False),
     sa.Column("confidential", sa.Boolean(), nullable=False, default=False),
+    *[_where_set(name) for name in ("sender_email", "sender_phone", "agency", "cluster_id")],
 )
+
 
 messages = sa.Table(
     "messages",
@@ -197,13 +207,15 @@ queue_items = sa.Table(
     metadata,
     _id(),
     sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False, unique=True),
-    sa.Column("agency", sa.String(64), index=True),
+    sa.Column("agency", sa.String(64)),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("claimed_by", sa.String(128)),
     _ts("lease_until", nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
+    _where_set("agency"),
 )
+
 
 outbox = sa.Table(
     "outbox",
