@@ -95,7 +95,7 @@ class FilingProcess:
         self._child: _Child | None = None
         self._closed = False
         self._starts = 0
-        self._last_exit: str | None = None
+        self._ended: tuple[str, Any] | None = None  # why the last child ended, and its process
 
     @property
     def pid(self) -> int | None:
@@ -112,10 +112,8 @@ class FilingProcess:
             child = self._ensure_started()
         child.ready.wait(wait)
         if child.gone:
-            self._last_exit = (
-                f"the filing process exited on start (exit code {child.process.exitcode})"
-            )
-            raise StorageUnavailable(f"storage unavailable ({self._last_exit})")
+            self._ended = ("the filing process exited on start", child.process)
+            raise StorageUnavailable(f"storage unavailable ({self._last_exit()})")
 
     def status(self, *, wait: float = 10.0) -> dict[str, Any]:
         """What ``/healthz`` says of filing: whether the child runs, its pid, how many times it
@@ -130,8 +128,16 @@ class FilingProcess:
             "running": pid is not None,
             "pid": pid,
             "restarts": max(self._starts - 1, 0),
-            "last_exit": self._last_exit,
+            "last_exit": self._last_exit(),
         }
+
+    def _last_exit(self) -> str | None:
+        """Why the last child ended, with its exit code (read now: the reader reaps it after
+        the pipe closed, so it is known by now where it was not yet when the pipe closed)."""
+        if self._ended is None:
+            return None
+        reason, process = self._ended
+        return f"{reason} (pid {process.pid}, exit code {process.exitcode})"
 
     def receive_many(self, raws: Sequence[RawMessage]) -> list[ReceiveResult]:
         """Store and file ``raws`` in the child; their results, once committed."""
@@ -258,8 +264,8 @@ class FilingProcess:
             self._child = None
         if child.process.is_alive():
             child.process.kill()  # its reader sees the pipe close, and closes our ends
-        self._last_exit = f"{reason} (pid {child.pid}, exit code {child.process.exitcode})"
-        log.warning("%s", self._last_exit)
+        self._ended = (reason, child.process)
+        log.warning("%s (pid %s, exit code %s)", reason, child.pid, child.process.exitcode)
 
 
 # -- frames: a length, then a pickle; the Connection objects only carry the pipes' ends --------
