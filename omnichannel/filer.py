@@ -119,8 +119,8 @@ class FilingProcess:
         """What ``/healthz`` says of filing: whether the child runs, its pid, how many times it
         was started again, and why the last one ended. A child that is not running is started
         first (waiting up to ``wait`` seconds), as the next request would start it."""
-        if self.pid is None and not self._closed:
-            with contextlib.suppress(StorageUnavailable):
+        if self.pid is None:
+            with contextlib.suppress(StorageUnavailable):  # stopping, or it exited on start
                 self.start(wait=wait)
         pid = self.pid
         return {
@@ -145,9 +145,7 @@ class FilingProcess:
         waiting, job = _Waiting(), next(self._ids)
         frame = pickle.dumps((job, [_raw_fields(raw) for raw in raws]), pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            if self._closed:
-                raise StorageUnavailable("storage unavailable (the server is stopping)")
-            child = self._child or self._ensure_started()
+            child = self._child or self._ensure_started()  # raises once the server is stopping
             self._waiting[job] = waiting
         try:
             child.send(frame, deadline)

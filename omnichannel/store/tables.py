@@ -125,7 +125,6 @@ complaints = sa.Table(
     *[_where_set(name) for name in ("sender_email", "sender_phone", "agency", "cluster_id")],
 )
 
-
 messages = sa.Table(
     "messages",
     metadata,
@@ -215,7 +214,6 @@ queue_items = sa.Table(
     _ts("updated_at"),
     _where_set("agency"),
 )
-
 
 outbox = sa.Table(
     "outbox",
