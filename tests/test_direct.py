@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from omnichannel import Inbox
-from omnichannel.store import _insert_ignore, direct
+from omnichannel.store import direct, insert_ignore
 from omnichannel.store.tables import UTCDateTime, messages, raw_messages
 
 T0 = datetime(2026, 11, 30, 6, 15, 0, 123456, tzinfo=UTC)
@@ -111,9 +111,9 @@ def test_inserted_ids_are_the_ids_the_rows_got(inbox: Inbox) -> None:
         direct.execute_many(conn, INSERT_RAW, [raw_row(20)])  # a later id, then one row again
         conn.execute(sa.delete(raw_messages).where(raw_messages.c.external_id == "x20"))
         one = direct.insert_many(conn, INSERT_RAW, [raw_row(15)])
-        ignore = _insert_ignore(conn.dialect.name, raw_messages, ("connector", "external_id"))
-        none_new = direct.insert_many(conn, ignore, [raw_row(15)])
-        some_new = direct.insert_many(conn, ignore, [raw_row(15), raw_row(16)])
+        key = ("connector", "external_id")
+        none_new = insert_ignore(conn, raw_messages, [raw_row(15)], key)
+        some_new = insert_ignore(conn, raw_messages, [raw_row(15), raw_row(16)], key)
         ids = dict(conn.execute(sa.select(raw_messages.c.external_id, raw_messages.c.id)).all())
     if inbox.store.dialect == "sqlite":
         assert many == (4, [ids[f"x{n}"] for n in range(10, 14)])
