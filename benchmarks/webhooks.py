@@ -15,9 +15,10 @@ the same thread count), are loaded in turn by the same client:
   ``<Message>`` (every message ``new``) and one complaint per request; a failed check exits
   non-zero.
 
-The load generator runs ``--concurrency`` threads, each with one keep-alive
-``http.client`` connection, sending prebuilt signed requests (unique ``MessageSid``, sender and
-complaint text, seeded) until ``--count`` requests are sent or ``--duration`` seconds pass.
+The load generator runs ``--concurrency`` threads, each with one keep-alive connection
+(``--client``: prepared bytes on a socket, or ``http.client``), sending prebuilt signed
+requests (unique ``MessageSid``, sender and complaint text, seeded) until ``--count`` requests
+are sent or ``--duration`` seconds pass.
 ``--warmup`` requests go first and are not timed.  Reported: requests per second and the p50 /
 p99 latency; each measurement is the best (highest rate) of ``--repeat`` runs, each on a fresh
 server and database.  Rates depend on the machine: compare the ratio within one run.
@@ -498,15 +499,10 @@ def measure_in_process(args: argparse.Namespace) -> Run:
     return run
 
 
-def best_of_each(
-    kinds: Sequence[str], args: argparse.Namespace, runs: dict[str, list[Run]] | None = None
-) -> dict[str, Run]:
+def rounds(kinds: Sequence[str], args: argparse.Namespace) -> dict[str, list[Run]]:
     """``--repeat`` rounds, each measuring every kind in turn (so that a slower or faster spell
-    of a shared machine touches them all); the fastest run of each kind is kept. ``runs``, when
-    given, receives every run of each kind, in round order."""
-    runs = {kind: [] for kind in kinds} if runs is None else runs
-    for kind in kinds:
-        runs.setdefault(kind, [])
+    of a shared machine touches them all); every run of each kind, in round order."""
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
     for attempt in range(1, args.repeat + 1):
         for kind in kinds:
             run = measure_in_process(args) if kind == "in process" else measure_once(kind, args)
@@ -518,7 +514,7 @@ def best_of_each(
                 file=sys.stderr,
                 flush=True,
             )
-    return {kind: max(found, key=lambda r: r.rate) for kind, found in runs.items()}
+    return runs
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -625,11 +621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor_server:
         return serve_floor(args.floor_server, Path(args.floor_db), args.server_threads)
     try:
-        every: dict[str, list[Run]] = {}
-        best = best_of_each([*SERVERS, "in process"], args, every)
+        every = rounds([*SERVERS, "in process"], args)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
+    best = {kind: max(runs, key=lambda r: r.rate) for kind, runs in every.items()}
     floor = best["floor"]
     per_round = [
         round(100 * ours.rate / base.rate, 1)
