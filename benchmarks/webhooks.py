@@ -274,6 +274,7 @@ class Run:
     latencies: list[float]
     answers: list[tuple[int, bytes]]
     server_cpu: float | None = None  # CPU seconds per request: the server and its children
+    client_cpu: float | None = None  # CPU seconds per request: this process (the load generator)
 
     @property
     def rate(self) -> float:
@@ -468,11 +469,12 @@ def measure_once(kind: str, args: argparse.Namespace) -> Run:
             if args.pin:
                 pin(server.pid)
             load(port, warmup, args.concurrency, args.duration, args.client)
-            before = cpu_seconds(server.pid)
+            before, client_before = cpu_seconds(server.pid), time.process_time()
             run = load(port, timed, args.concurrency, args.duration, args.client)
-            after = cpu_seconds(server.pid)
+            after, client_after = cpu_seconds(server.pid), time.process_time()
         if before is not None and after is not None:
             run.server_cpu = (after - before) / run.requests
+        run.client_cpu = (client_after - client_before) / run.requests
         acknowledged = kind != "floor"
         check_answers(run, acknowledged=acknowledged, what=kind)
         if acknowledged and count_complaints(folder) != run.requests + args.warmup:
@@ -520,6 +522,29 @@ def rounds(kinds: Sequence[str], args: argparse.Namespace) -> dict[str, list[Run
 # -- report ------------------------------------------------------------------------------------
 
 
+def usable_cpus() -> int:
+    """CPUs this script (and so the servers it starts) may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def ceiling(run: Run, floor: Run) -> dict[str, Any] | None:
+    """What the CPU spent per request allows: the rate at which the server, its filing process
+    and the client, all on this machine's CPUs, would keep every CPU busy; and how busy the run
+    kept them. None where CPU time cannot be read."""
+    if run.server_cpu is None or run.client_cpu is None:
+        return None
+    per_request = run.server_cpu + run.client_cpu
+    cpus = usable_cpus()
+    return {
+        "cpus": cpus,
+        "cpu_ms_per_req_with_client": round(1000 * per_request, 3),
+        "req_per_s": round(cpus / per_request, 1),
+        "percent_of_floor": round(100 * cpus / per_request / floor.rate, 1),
+        "cpus_busy_percent": round(100 * run.rate * per_request / cpus, 1),
+    }
+
+
 def row(name: str, run: Run, floor: Run | None) -> dict[str, Any]:
     return {
         "name": name,
@@ -531,6 +556,9 @@ def row(name: str, run: Run, floor: Run | None) -> dict[str, Any]:
         "percent_of_floor": round(100 * run.rate / floor.rate, 1) if floor else None,
         "server_cpu_ms_per_req": (
             None if run.server_cpu is None else round(1000 * run.server_cpu, 3)
+        ),
+        "client_cpu_ms_per_req": (
+            None if run.client_cpu is None else round(1000 * run.client_cpu, 3)
         ),
     }
 
@@ -558,7 +586,9 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def report_text(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+def report_text(
+    args: argparse.Namespace, rows: list[dict[str, Any]], limit: dict[str, Any] | None
+) -> str:
     info = header(args)
     lines = [
         f"omnichannel webhook benchmark — {args.count} signed Twilio webhooks, "
@@ -581,6 +611,14 @@ def report_text(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         "CPU ms: CPU time of the server process and its filing process per request (/proc);"
         " the client's own is not counted"
     )
+    if limit is not None:
+        lines.append(
+            f"CPU ceiling: omnichannel serve and the client took "
+            f"{limit['cpu_ms_per_req_with_client']:.2f} ms of CPU per request; "
+            f"{limit['cpus']} CPU(s) allow at most {limit['req_per_s']:,.0f} req/s at that cost "
+            f"({limit['percent_of_floor']:.1f}% of the floor); the run kept them "
+            f"{limit['cpus_busy_percent']:.0f}% busy"
+        )
     return "\n".join(lines)
 
 
@@ -637,10 +675,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         row("same, serve --filing thread", best["omnichannel, filing in threads"], floor),
         row("same, Inbox.handle_webhook, no HTTP", best["in process"], floor),
     ]
+    limit = ceiling(best["omnichannel"], floor)
     if args.json:
-        print(json.dumps({**header(args), "results": rows, "serve_percent_per_round": per_round}))
+        print(
+            json.dumps(
+                {
+                    **header(args),
+                    "results": rows,
+                    "serve_percent_per_round": per_round,
+                    "serve_cpu_ceiling": limit,
+                }
+            )
+        )
     else:
-        print(report_text(args, rows))
+        print(report_text(args, rows, limit))
         print(
             "omnichannel serve / floor within each round: "
             + ", ".join(f"{ratio:.1f}%" for ratio in per_round)
