@@ -24,7 +24,7 @@ from omnichannel.config import Config, load_config
 from omnichannel.connector import PollingConnector
 from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
-from omnichannel.logs import configure_logging
+from omnichannel.logs import configure_logging, configure_server_logging
 from omnichannel.media import run_media_worker
 from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
 from omnichannel.schema import Complaint, ReceiveResult, format_utc
@@ -279,7 +279,7 @@ def serve(
 
     inbox = state.inbox()
     secrets = _all_secrets(inbox)
-    configure_logging(secrets=secrets)
+    configure_server_logging(secrets=secrets)
     server = inbox.config.server
     filer = None
     if filing == "process" and inbox.store.in_memory:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
 
-__all__ = ["RedactingFilter", "configure_logging"]
+__all__ = ["OncePerInterval", "RedactingFilter", "configure_logging", "configure_server_logging"]
 
 
 class RedactingFilter(logging.Filter):
@@ -28,12 +31,58 @@ class RedactingFilter(logging.Filter):
         return text
 
 
+class OncePerInterval(logging.Filter):
+    """Let one record through per ``interval`` seconds; the next one let through says how many
+    were held back meanwhile.
+
+    For messages that come with every request while they hold: waitress warns "Task queue
+    depth is N" each time a request has to wait for a free server thread."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval, self.clock = interval, clock
+        self._lock = threading.Lock()
+        self._next = -math.inf
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return False
+            held, self._held = self._held, 0
+            self._next = now + self.interval
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like it not shown since the last)"
+            record.args = None
+        return True
+
+
 def configure_logging(level: int = logging.INFO, secrets: Iterable[str] = ()) -> None:
     """Log to stderr as ``time level logger: message``, with ``secrets`` scrubbed."""
+    _configure(["omnichannel"], level, secrets)
+
+
+def configure_server_logging(
+    level: int = logging.INFO, secrets: Iterable[str] = (), *, queue_interval: float = 60.0
+) -> None:
+    """``configure_logging`` for ``omnichannel serve``: waitress's own lines too (that it
+    serves, and its errors), in the same form and scrubbed the same way; its "Task queue
+    depth" warning at most once per ``queue_interval`` seconds, with a count of the others."""
+    _configure(["omnichannel", "waitress"], level, secrets)
+    queue = logging.getLogger("waitress.queue")
+    for old in [f for f in queue.filters if isinstance(f, OncePerInterval)]:
+        queue.removeFilter(old)
+    queue.addFilter(OncePerInterval(queue_interval))
+
+
+def _configure(names: list[str], level: int, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
-    root = logging.getLogger("omnichannel")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

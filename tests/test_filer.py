@@ -387,6 +387,8 @@ def test_omnichannel_serve_files_in_a_child_and_stops_cleanly_on_sigterm(tmp_pat
             server.kill()
         _, errors = server.communicate(timeout=30)
     assert b"filing process started" in errors and TOKEN.encode() not in errors
+    # waitress's own lines in the same form (they went unformatted to stderr before, if at all)
+    assert f"INFO waitress: Serving on http://127.0.0.1:{port}".encode() in errors
     inbox = Inbox(twilio_config(f"sqlite:///{database}"))
     try:
         assert [c.ticket for c in inbox.complaints()] == [ticket.group(0)]
