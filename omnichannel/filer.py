@@ -13,7 +13,8 @@ thread switch. ``FilingProcess`` moves the store's part into a child process:
 Guarantees are those of ``Inbox.handle_webhook``: a request is answered 200 only after the
 child has committed its raw payload; if storage is down, if the child dies or does not answer
 within ``timeout``, the request gets ``StorageUnavailable`` (503) and the provider retries. A
-dead child is started again on the next request. The child is started with ``spawn`` (a fresh
+dead child is started again on the next request; after one that ended before it was ready,
+only once ``restart_delay`` has passed (doubling while that repeats). The child is started with ``spawn`` (a fresh
 interpreter), so starting it again from a server full of threads is safe. It builds its own
 ``Inbox`` from the same configuration, so it decodes with the configured connectors only (not
 with connectors added to the server's inbox in code).
@@ -81,10 +82,20 @@ class FilingProcess:
     """
 
     def __init__(
-        self, config: Config, *, secrets: Sequence[str] = (), timeout: float = 60.0
+        self,
+        config: Config,
+        *,
+        secrets: Sequence[str] = (),
+        timeout: float = 60.0,
+        restart_delay: float = 1.0,
+        max_restart_delay: float = 60.0,
     ) -> None:
         """``secrets``: what the child's log lines must never show (connector credentials);
-        ``timeout``: how long a request waits for its results (sending included)."""
+        ``timeout``: how long a request waits for its results (sending included);
+        ``restart_delay``: after a child that ended before it was ready, how long until the
+        next is started (every start costs a fresh interpreter); it doubles with each such
+        child in a row, up to ``max_restart_delay``. A child that was ready is replaced at
+        once."""
         self._config = config
         self._secrets = list(secrets)
         self._timeout = timeout
@@ -96,6 +107,9 @@ class FilingProcess:
         self._closed = False
         self._starts = 0
         self._ended: tuple[str, Any] | None = None  # why the last child ended, and its process
+        self._restart_delay, self._max_restart_delay = restart_delay, max_restart_delay
+        self._failed_starts = 0  # children in a row that ended before they were ready
+        self._not_before = 0.0  # time.monotonic() before which no child is started
 
     @property
     def pid(self) -> int | None:
@@ -202,7 +216,12 @@ class FilingProcess:
         if self._closed:
             raise StorageUnavailable("storage unavailable (the server is stopping)")
         if child is not None:
-            self._lost(child, "the filing process exited")
+            self._lost(child, _exit_reason(child))
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            raise StorageUnavailable(
+                f"storage unavailable ({self._last_exit()}; next start in {delay:.1f} s)"
+            )
         requests_theirs, requests_ours = self._context.Pipe(duplex=False)
         answers_ours, answers_theirs = self._context.Pipe(duplex=False)
         process = self._context.Process(
@@ -231,7 +250,7 @@ class FilingProcess:
             except (EOFError, OSError):
                 with self._lock:
                     if self._child is child:
-                        self._lost(child, "the filing process exited")
+                        self._lost(child, _exit_reason(child))
                 child.close()
                 child.reap()
                 child.gone = True
@@ -263,7 +282,21 @@ class FilingProcess:
         if child.process.is_alive():
             child.process.kill()  # its reader sees the pipe close, and closes our ends
         self._ended = (reason, child.process)
-        log.warning("%s (pid %s, exit code %s)", reason, child.pid, child.process.exitcode)
+        later = ""
+        if child.ready.is_set():
+            self._failed_starts = 0
+        else:  # it never got going: starting the next one at once would likely do no better
+            self._failed_starts += 1
+            delay = min(
+                self._restart_delay * 2 ** (self._failed_starts - 1), self._max_restart_delay
+            )
+            self._not_before = time.monotonic() + delay
+            later = f"; next start in {delay:g} s at the earliest"
+        log.warning("%s (pid %s, exit code %s)%s", reason, child.pid, child.process.exitcode, later)
+
+
+def _exit_reason(child: _Child) -> str:
+    return "the filing process exited" + ("" if child.ready.is_set() else " on start")
 
 
 # -- frames: a length, then a pickle; the Connection objects only carry the pipes' ends --------

@@ -306,6 +306,32 @@ def test_a_child_that_cannot_start_is_reported_by_start() -> None:
         filer.close()
 
 
+def test_a_child_that_keeps_failing_to_start_is_tried_again_only_after_a_doubling_delay() -> None:
+    """While children exit on start, requests get a 503 at once instead of each starting an
+    interpreter that fails again; one is tried after the delay, and the next delay is twice
+    as long. /healthz's status does not start one early either."""
+    filer = FilingProcess(twilio_config("nosuchdriver://nowhere"), restart_delay=0.5)
+    try:
+        with pytest.raises(StorageUnavailable, match="exited on start"):
+            filer.start()
+        tried = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(StorageUnavailable, match=r"exited on start.*next start in"):
+                filer.receive_many([raw(1)])
+        status = filer.status()
+        assert status["running"] is False and status["restarts"] == 0
+        time.sleep(max(0.0, tried + 0.6 - time.monotonic()))
+        with pytest.raises(StorageUnavailable, match="exited on start"):
+            filer.receive_many([raw(1)])  # started one: it exited too
+        assert filer.status()["restarts"] == 1
+        with pytest.raises(StorageUnavailable) as refused:
+            filer.receive_many([raw(1)])
+        delay = float(re.findall(r"next start in ([\d.]+) s", str(refused.value))[0])
+        assert 0.5 < delay <= 1.0  # doubled from 0.5
+    finally:
+        filer.close()
+
+
 def test_storage_down_in_the_child_is_a_503_and_it_recovers(tmp_path: Path) -> None:
     """The child cannot open the store (a directory where the database file should be): 503
     for every request, the child stays up; once the store is back, requests are filed."""
