@@ -14,10 +14,10 @@ Guarantees are those of ``Inbox.handle_webhook``: a request is answered 200 only
 child has committed its raw payload; if storage is down, if the child dies or does not answer
 within ``timeout``, the request gets ``StorageUnavailable`` (503) and the provider retries. A
 dead child is started again on the next request; after one that ended before it was ready,
-only once ``restart_delay`` has passed (doubling while that repeats). The child is started with ``spawn`` (a fresh
-interpreter), so starting it again from a server full of threads is safe. It builds its own
-``Inbox`` from the same configuration, so it decodes with the configured connectors only (not
-with connectors added to the server's inbox in code).
+only once ``restart_delay`` has passed (doubling while that repeats). The child is started
+with ``spawn`` (a fresh interpreter), so starting it again from a server full of threads is
+safe. It builds its own ``Inbox`` from the same configuration, so it decodes with the
+configured connectors only (not with connectors added to the server's inbox in code).
 
 One case the server cannot tell apart: a child that commits a request after that request's
 timeout has answered 503. The provider's retry is then a ``duplicate``, and the TwiML
