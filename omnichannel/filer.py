@@ -132,7 +132,8 @@ class FilingProcess:
     def status(self, *, wait: float = 10.0) -> dict[str, Any]:
         """What ``/healthz`` says of filing: whether the child runs, its pid, how many times it
         was started again, and why the last one ended. A child that is not running is started
-        first (waiting up to ``wait`` seconds), as the next request would start it."""
+        first (waiting up to ``wait`` seconds), as the next request would start it: not while
+        the delay after a child that ended on start runs."""
         if self.pid is None:
             with contextlib.suppress(StorageUnavailable):  # stopping, or it exited on start
                 self.start(wait=wait)
