@@ -121,7 +121,8 @@ class FilingProcess:
         """Start the child now (otherwise the first request does), and wait up to ``wait``
         seconds until it has opened the store (or found it unavailable) and reads requests.
 
-        Raises StorageUnavailable when the child exits instead (it could not start at all)."""
+        Raises StorageUnavailable when the child exits instead (it could not start at all),
+        and while the delay after such a child runs (``restart_delay``): none is started then."""
         with self._lock:
             child = self._ensure_started()
         child.ready.wait(wait)
