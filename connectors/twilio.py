@@ -25,9 +25,11 @@
   Twilio called, behind any TLS proxy), or the request URL itself when no public URL is
   configured; the validator also tries it with and without the default port. All values of
   repeated fields are signed. ``AccountSid`` must be ours. Anything else: 403, nothing stored.
-- **Reply**: TwiML (``text/xml``): the acknowledgement ``<Message>`` with the ticket for a
-  ``new`` complaint (when acknowledgements are on), ``<Response/>`` otherwise; the core marks
-  that acknowledgement as sent inline.
+- **Reply**: TwiML (``text/xml``), ``<Response/>`` once the payload is stored: the
+  acknowledgement goes through the outbox (``ack = "outbox"``, the default). With
+  ``ack = "inline"`` the request waits (``filing.wait``) for its message to be filed and
+  answers a ``new`` complaint with the acknowledgement ``<Message>`` carrying the ticket; the
+  core marks that outbox row sent inline, and past the wait it stays with the outbox.
 - **Media**: ``MediaUrlN`` become pending attachments, downloaded later (``fetch_media``) with
   HTTP Basic auth — only from a ``media_hosts`` host (default ``api.twilio.com``, plus the host
   of ``api_base_url``) and only under ``/2010-04-01/Accounts/<account_sid>/``, so a payload
@@ -111,6 +113,7 @@ class TwilioOptions(BaseModel):
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
     poll_page_size: int = Field(default=1000, ge=1, le=1000)
     timeout: float = Field(default=30, gt=0)
+    ack: Literal["outbox", "inline"] = "outbox"
     lookback_days: int = Field(default=1, ge=0, le=400)
 
     @field_validator("api_base_url", "public_url")
@@ -343,7 +346,10 @@ class TwilioConnector(PollingConnector, WebhookConnector):
     Options = TwilioOptions
     options: TwilioOptions
     content_types = (FORM_TYPE,)
-    acknowledges_inline = True
+
+    @property
+    def acknowledges_inline(self) -> bool:
+        return self.options.ack == "inline"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -399,10 +405,11 @@ class TwilioConnector(PollingConnector, WebhookConnector):
         return [self._raw(external_id, datetime.now(UTC), FORM_TYPE, request.body, "webhook")]
 
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        taken = request.scratch.get("inline_acks", set())
         texts = [
             self.context.acknowledgement(result.ticket)
             for result in results
-            if result.outcome is Outcome.NEW and result.ticket
+            if result.outcome is Outcome.NEW and result.ticket and result.complaint_id in taken
         ]
         return WebhookResponse(200, twiml_messages([t for t in texts if t]), "text/xml")
 

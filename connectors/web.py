@@ -157,7 +157,7 @@ class WebConnector(WebhookConnector):
         external_id = request.headers.get("webhook-id") or _body_key(request.body)
         raw = RawMessage(
             connector=self.name,
-            external_id=external_id[:512],
+            external_id=external_id,
             received_at=datetime.now(UTC),
             content_type=request.headers.get("content-type", "application/json"),
             payload=request.body,
@@ -199,7 +199,17 @@ class WebConnector(WebhookConnector):
             portal=self.options.mapping is None,
         )
 
+    def waits_for_filing(self) -> bool:
+        return True  # the portal shows the citizen a ticket
+
+    def respond_pending(
+        self, request: WebhookRequest, receipt: str, status_url: str
+    ) -> WebhookResponse:
+        return json_response(202, {"receipt": receipt, "status_url": status_url})
+
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        if not results:
+            return json_response(202, {"status": "stored"})
         result = results[0]
         return json_response(
             200,

@@ -110,10 +110,11 @@ class WhatsAppCloudConnector(WebhookConnector):
                 number,
             )
         now = datetime.now(UTC)
+        request.scratch["messages"] = len(messages)
         return [
             RawMessage(
                 connector=self.name,
-                external_id=wamid[:512],
+                external_id=wamid,
                 received_at=now,
                 content_type=CONTENT_TYPE,
                 payload=json.dumps(one, ensure_ascii=False).encode(),
@@ -127,7 +128,7 @@ class WhatsAppCloudConnector(WebhookConnector):
         )
 
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
-        return json_response(200, {"received": len(results)})
+        return json_response(200, {"received": request.scratch.get("messages", len(results))})
 
     # -- media ---------------------------------------------------------------------------------
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_TEMPLATES", "render_acknowledgement"]
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from omnichannel.store.tables import outbox
+
+__all__ = ["DEFAULT_TEMPLATES", "render_acknowledgement", "take_inline"]
 
 DEFAULT_TEMPLATES = {
     "id": (
@@ -22,3 +29,24 @@ def render_acknowledgement(
     """The acknowledgement for ``ticket``: ``template`` (with ``{ticket}``) or the default."""
     text = template or DEFAULT_TEMPLATES.get(language, DEFAULT_TEMPLATES["id"])
     return text.replace("{ticket}", ticket)
+
+
+def take_inline(conn: sa.Connection, complaint_ids: Sequence[int], now: datetime) -> set[int]:
+    """Mark the pending acknowledgements of these complaints as sent inline (in a webhook's
+    own reply, TwiML); the complaints whose acknowledgement this took. One the outbox has
+    already taken is left to it, so that no citizen is acknowledged twice."""
+    taken: set[int] = set()
+    for complaint_id in sorted(set(complaint_ids)):
+        updated = conn.execute(
+            sa.update(outbox)
+            .where(
+                outbox.c.complaint_id == complaint_id,
+                outbox.c.kind == "acknowledgement",
+                outbox.c.status == "pending",
+                outbox.c.attempts == 0,
+            )
+            .values(status="sent-inline", updated_at=now)
+        ).rowcount
+        if updated:
+            taken.add(complaint_id)
+    return taken

@@ -259,35 +259,22 @@ def demo(state: _State, folder: str | None) -> None:
 @click.option("--host", default=None, help="Listen address (default: server.host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: server.port).")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option(
-    "--filing",
-    type=click.Choice(["process", "thread"]),
-    default=None,
-    help="Store and file webhooks in a child process (default; an in-memory SQLite database "
-    "cannot be shared, so it files in the server's own threads) or in the server's threads.",
-)
 @pass_state
 @_handled
-def serve(
-    state: _State, host: str | None, port: int | None, threads: int, filing: str | None
-) -> None:
-    """Serve the webhooks, /healthz and /metrics (waitress) until SIGTERM/SIGINT."""
+def serve(state: _State, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the webhooks, /healthz and /metrics (waitress) until SIGTERM/SIGINT.
+
+    Each webhook is answered once its payload is stored; a filing worker in this process files
+    what arrives (and what other processes stored), and media are downloaded alongside.
+    """
     import waitress
 
-    from omnichannel.filer import FilingProcess
     from omnichannel.http import create_app
 
     inbox = state.inbox()
-    secrets = _all_secrets(inbox)
-    configure_server_logging(secrets=secrets)
+    configure_server_logging(secrets=_all_secrets(inbox))
     server = inbox.config.server
-    filer = None
-    if filing == "process" and inbox.store.in_memory:
-        raise click.UsageError("--filing process needs a database file or server")
-    if (filing or ("thread" if inbox.store.in_memory else "process")) == "process":
-        filer = FilingProcess(inbox.config, secrets=secrets)
-        filer.start()
-        inbox.delegate_filing(filer.receive_many, status=filer.status)
+    inbox.worker.start(interval=inbox.config.filing.interval)
     stop = threading.Event()  # attachments referenced by URL are downloaded alongside
     worker = threading.Thread(
         target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
@@ -306,8 +293,25 @@ def serve(
     finally:
         stop.set()
         worker.join(timeout=30)
-        if filer is not None:
-            filer.close()
+        inbox.worker.close()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="File what is waiting now, then exit.")
+@pass_state
+@_handled
+def work(state: _State, once: bool) -> None:
+    """File stored messages until SIGTERM/SIGINT (run more of these for more capacity on
+    PostgreSQL); with --once, file the backlog and exit."""
+    inbox = state.inbox()
+    configure_logging(secrets=_all_secrets(inbox))
+    if once:
+        count = inbox.worker.file_backlog()
+        click.echo(f"filed {count} messages; {inbox.worker.backlog()} waiting")
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: inbox.worker.close(timeout=0))
+    inbox.worker.run(interval=inbox.config.filing.interval)
 
 
 def _exit_on_sigterm(*_: object) -> None:
@@ -400,10 +404,12 @@ def poll(
     report = _json_reporter if fmt == "json" else None
     if once or since is not None:
         statuses = poll_once(inbox, names, since=since.date() if since else None, report=report)
+        inbox.worker.file_backlog()  # what an earlier run stored but could not file
     else:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        inbox.worker.start(interval=inbox.config.filing.interval)
         statuses = run_pollers(inbox, names, stop, report)
     if fmt == "summary":
         for status in statuses:

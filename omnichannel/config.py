@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "ConnectorConfig",
     "DatabaseConfig",
+    "FilingConfig",
     "ServerConfig",
     "TicketsConfig",
     "default_config",
@@ -68,6 +69,16 @@ class DedupeConfig(_Section):
     """A message from the same sender with the same text within this window is ``merged``."""
 
 
+class FilingConfig(_Section):
+    wait: float = Field(default=5.0, ge=0, le=60)
+    """Seconds a webhook whose answer carries the filing result (``web``, inline TwiML) waits
+    for its message to be filed before it answers without it (202, or an empty TwiML)."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """Raw messages a worker claims and files per transaction."""
+    interval: float = Field(default=1.0, gt=0, le=3600)
+    """Seconds between a worker's looks for rows stored by other processes."""
+
+
 class ConnectorConfig(BaseModel):
     """One ``[[connectors]]`` entry: name, type, and the type's own options."""
 
@@ -88,6 +99,7 @@ class Config(_Section):
     tickets: TicketsConfig = Field(default_factory=TicketsConfig)
     acknowledgements: AcknowledgementConfig = Field(default_factory=AcknowledgementConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    filing: FilingConfig = Field(default_factory=FilingConfig)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(

@@ -119,8 +119,10 @@ class Connector:
     def close(self) -> None:
         """Release connections; the connector may be used again afterwards."""
 
-    acknowledges_inline: ClassVar[bool] = False
-    """True when the webhook reply itself carries the acknowledgement (TwiML <Message>)."""
+    @property
+    def acknowledges_inline(self) -> bool:
+        """True when the webhook reply itself carries the acknowledgement (TwiML <Message>)."""
+        return False
 
     def fetch_media(self, url: str, *, max_bytes: int) -> Media:
         """Download an attachment this connector referenced by URL (run in the background).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from normalizer.normalize import body_fingerprint, sender_key
 from omnichannel.schema import NormalizedMessage, Outcome
-from omnichannel.store import direct, insert_ignore
+from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
     UTCDateTime,
     attachments,
@@ -37,11 +37,9 @@ from omnichannel.store.tables import (
 __all__ = ["Filed", "add_working_days", "file_messages", "next_tickets", "sha256_hex"]
 
 CHUNK = 500
-# Run on the driver (``direct``): compiled once per dialect. Multi-row inserts without RETURNING;
-# the new ids are consecutive on SQLite (``direct.insert_many``) and read back by a unique key
-# elsewhere: complaints by ticket, messages by raw id.
-_INSERT_COMPLAINTS = sa.insert(complaints)
-_INSERT_MESSAGES = sa.insert(messages)
+_IN: sa.BindParameter[Any] = sa.bindparam("values", expanding=True)
+_INSERT_COMPLAINTS = sa.insert(complaints).returning(complaints.c.id, sort_by_parameter_order=True)
+_INSERT_MESSAGES = sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
 _INSERT_ATTACHMENTS = sa.insert(attachments)
 _INSERT_QUEUE_ITEMS = sa.insert(queue_items)
 _INSERT_OUTBOX = sa.insert(outbox)
@@ -58,44 +56,38 @@ _ADD_TO_COUNTER = (
     .values(value=ticket_counters.c.value + sa.bindparam("n", type_=sa.Integer()))
     .returning(ticket_counters.c.value)
 )
-_TEXT, _ID = sa.String(), sa.Integer()
-
-
-def _threads(size: int) -> sa.Select[Any]:
-    return (
-        sa.select(messages.c.message_id, complaints.c.id, complaints.c.ticket)
-        .join(complaints, complaints.c.id == messages.c.complaint_id)
-        .where(messages.c.message_id.in_(direct.in_list(size, _TEXT)))
+_THREADS = (
+    sa.select(messages.c.message_id, complaints.c.id, complaints.c.ticket)
+    .join(complaints, complaints.c.id == messages.c.complaint_id)
+    .where(messages.c.message_id.in_(_IN))
+)
+_TICKETS = sa.select(complaints.c.ticket, complaints.c.id).where(complaints.c.ticket.in_(_IN))
+_SENDERS = (
+    sa.select(
+        messages.c.sender_key,
+        messages.c.body_hash,
+        messages.c.received_at,
+        complaints.c.id,
+        complaints.c.ticket,
     )
-
-
-def _tickets(size: int) -> sa.Select[Any]:
-    return sa.select(complaints.c.ticket, complaints.c.id).where(
-        complaints.c.ticket.in_(direct.in_list(size, _TEXT))
+    .join(complaints, complaints.c.id == messages.c.complaint_id)
+    .where(
+        messages.c.body_hash.in_(_IN),
+        messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()),
     )
+)
 
 
-def _senders(size: int) -> sa.Select[Any]:
-    return (
-        sa.select(
-            messages.c.sender_key,
-            messages.c.body_hash,
-            messages.c.received_at,
-            complaints.c.id,
-            complaints.c.ticket,
-        )
-        .join(complaints, complaints.c.id == messages.c.complaint_id)
-        .where(
-            messages.c.body_hash.in_(direct.in_list(size, _TEXT)),
-            messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()),
-        )
-    )
+def _fetch_in(
+    conn: sa.Connection, statement: sa.Select[Any], values: Sequence[Any], **params: Any
+) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` (with an expanding ``values`` IN list) over ``values``."""
+    return [tuple(row) for row in conn.execute(statement, {"values": list(values), **params})]
 
 
-def _message_ids(size: int) -> sa.Select[Any]:
-    return sa.select(messages.c.raw_id, messages.c.id).where(
-        messages.c.raw_id.in_(direct.in_list(size, _ID))
-    )
+def _execute(conn: sa.Connection, statement: sa.Executable, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(statement, list(rows))
 
 
 @dataclass
@@ -249,7 +241,7 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
     found: dict[str, _Target] = {}
     for chunk in _chunks(ids):
-        rows = direct.fetch_in(conn, _threads, chunk)
+        rows = _fetch_in(conn, _THREADS, chunk)
         found.update({message_id: _Target(cid, ticket) for message_id, cid, ticket in rows})
     return found
 
@@ -257,7 +249,7 @@ def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
 def _known_tickets(conn: sa.Connection, tickets: set[str | None]) -> dict[str, _Target]:
     found: dict[str, _Target] = {}
     for chunk in _chunks(t for t in tickets if t):
-        rows = direct.fetch_in(conn, _tickets, chunk)
+        rows = _fetch_in(conn, _TICKETS, chunk)
         found.update({ticket: _Target(cid, ticket) for ticket, cid in rows})
     return found
 
@@ -270,7 +262,7 @@ def _known_senders(
     if not wanted or oldest is None or window <= timedelta(0):
         return found
     for chunk in _chunks({f for _, f in wanted}):
-        rows = direct.fetch_in(conn, _senders, chunk, {"since": oldest - window})
+        rows = _fetch_in(conn, _SENDERS, chunk, since=oldest - window)
         for sender, fingerprint, received_at, cid, ticket in rows:
             pair = (sender, fingerprint)
             if pair in wanted:
@@ -286,7 +278,7 @@ def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> lis
     if count <= 0:
         return []
     params = {"p": prefix, "y": year, "n": count}
-    rows = direct.fetch(conn, _ADD_TO_COUNTER, params)
+    rows = conn.execute(_ADD_TO_COUNTER, params).all()
     last = rows[0][0] if rows else None
     if last is None:  # first ticket of the year: create the counter (race-safe), then count
         insert_ignore(
@@ -295,7 +287,7 @@ def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> lis
             [{"prefix": prefix, "year": year, "value": 0}],
             ("prefix", "year"),
         )
-        last = direct.fetch(conn, _ADD_TO_COUNTER, params)[0][0]
+        last = conn.execute(_ADD_TO_COUNTER, params).scalar_one()
     return [f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 
 
@@ -333,22 +325,8 @@ def _insert_complaints(
     years = [m.received_at.astimezone(settings.timezone).year for m in opening]
     tickets = _allocate(conn, years, settings.ticket_prefix)
     rows = [_complaint_row(m, t, settings, now) for m, t in zip(opening, tickets, strict=True)]
-    _, ids = direct.insert_many(conn, _INSERT_COMPLAINTS, rows)
-    if ids is None:
-        by_ticket = _ids_by(conn, _tickets, tickets)
-        ids = [by_ticket[t] for t in tickets]
+    ids = list(conn.execute(_INSERT_COMPLAINTS, rows).scalars())
     return ids, tickets
-
-
-def _ids_by(
-    conn: sa.Connection, build: Callable[[int], sa.Select[Any]], values: Sequence[Any]
-) -> dict[Any, int]:
-    """``{key: id}`` from a ``(key, id)`` query over ``values`` (read back after an insert)."""
-    found: dict[Any, int] = {}
-    for start in range(0, len(values), CHUNK):
-        chunk = list(values[start : start + CHUNK])
-        found.update({k: int(i) for k, i in direct.fetch_in(conn, build, chunk)})
-    return found
 
 
 def _complaint_row(
@@ -402,12 +380,7 @@ def _insert_messages(
             items, keys, plan.outcomes, strict=True
         )
     ]
-    _, ids = direct.insert_many(conn, _INSERT_MESSAGES, rows)
-    if ids is None:
-        raw_ids = [raw_id for raw_id, _ in items]
-        by_raw = _ids_by(conn, _message_ids, raw_ids)
-        ids = [by_raw[raw_id] for raw_id in raw_ids]
-    return ids
+    return list(conn.execute(_INSERT_MESSAGES, rows).scalars())
 
 
 def _message_row(
@@ -471,7 +444,7 @@ def _insert_attachments(
                     "status": "pending" if content is None and item.url else "stored",
                 }
             )
-    direct.execute_many(conn, _INSERT_ATTACHMENTS, rows)
+    _execute(conn, _INSERT_ATTACHMENTS, rows)
 
 
 def _enqueue(
@@ -512,18 +485,19 @@ def _enqueue(
                         "channel": message.channel,
                         "connector": message.connector,
                     },
-                    "status": "sent-inline"
-                    if message.connector in settings.inline_ack
-                    else "pending",
+                    "status": "pending",
                     "attempts": 0,
-                    "next_attempt_at": now,
+                    # a reply that may carry it inline (TwiML) has the first chance at it
+                    "next_attempt_at": now + settings.inline_hold
+                    if message.connector in settings.inline_ack
+                    else now,
                     "last_error": None,
                     "created_at": now,
                     "updated_at": now,
                 }
             )
-    direct.execute_many(conn, _INSERT_QUEUE_ITEMS, queue)
-    direct.execute_many(conn, _INSERT_OUTBOX, acks)
+    _execute(conn, _INSERT_QUEUE_ITEMS, queue)
+    _execute(conn, _INSERT_OUTBOX, acks)
 
 
 def _reply_address(message: NormalizedMessage) -> str | None:
@@ -544,7 +518,7 @@ def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: date
         if outcome is Outcome.MERGED
     }
     rows = [{"cid": cid, "now": now} for cid in sorted(c for c in merged if c is not None)]
-    direct.execute_many(conn, _TOUCH_COMPLAINT, rows)
+    _execute(conn, _TOUCH_COMPLAINT, rows)
 
 
 def sha256_hex(data: bytes) -> str:

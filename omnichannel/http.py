@@ -3,6 +3,7 @@
 Mount it in any WSGI framework or serve it with ``omnichannel serve`` (waitress).
 
 - ``POST /webhooks/<name>`` and ``GET /webhooks/<name>`` (handshakes) → :meth:`Inbox.handle_webhook`
+- ``GET /receipts/<receipt>`` → a web submission answered 202: 202 pending, 200 with its ticket
 - ``GET /healthz`` → ``{"healthy": bool, "database": ..., "filing": {...}, "connectors": {...}}``
 - ``GET /metrics`` → Prometheus text format
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ Environ = dict[str, Any]
 WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 REASONS = {
     200: "OK",
+    202: "Accepted",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -47,6 +50,8 @@ REASONS = {
     503: "Service Unavailable",
 }
 PREFIX = "/webhooks/"
+RECEIPTS = "/receipts/"
+_RECEIPT = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class _Metrics:
@@ -112,6 +117,8 @@ class _App:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
             return self.webhook(environ, path[len(PREFIX) :], method)
+        if path.startswith(RECEIPTS) and method == "GET":
+            return self.receipt(path[len(RECEIPTS) :])
         if path == "/healthz" and method == "GET":
             return self.health()
         if path == "/metrics" and method == "GET":
@@ -146,18 +153,25 @@ class _App:
             return None
         return connector.max_bytes() if isinstance(connector, WebhookConnector) else None
 
+    def receipt(self, receipt: str) -> WebhookResponse:
+        """A web submission answered 202: 200 with its ticket once filed, 202 while pending."""
+        found = self.inbox.receipt(receipt) if _RECEIPT.fullmatch(receipt) else None
+        if found is None:
+            return json_response(404, {"error": "unknown receipt"})
+        return json_response(200 if found["status"] == "filed" else 202, found)
+
     def health(self) -> WebhookResponse:
         database = "ok"
         try:
             with self.inbox.store.transaction() as conn:
                 conn.execute(sa.text("SELECT 1"))
-        except StorageUnavailable as exc:
-            database = str(exc)
+        except StorageUnavailable:
+            database = "unavailable"
         connectors = {name: self.inbox.status(name) for name in self.inbox.connector_names()}
-        filing = self.inbox.filing_status()
+        filing = self._filing()
         healthy = (
             database == "ok"
-            and filing.get("running", True)
+            and filing["healthy"]
             and not any(c.get("failed") for c in connectors.values())
         )
         body = {
@@ -169,6 +183,19 @@ class _App:
         return WebhookResponse(
             200 if healthy else 503, json.dumps(body).encode(), "application/json"
         )
+
+    def _filing(self) -> dict[str, Any]:
+        worker = self.inbox.worker
+        try:
+            backlog: int | None = worker.backlog()
+        except StorageUnavailable:
+            backlog = None
+        return {
+            "mode": "worker" if worker.running else "caller",
+            "healthy": worker.last_error is None,
+            "backlog": backlog,
+            "filed": worker.filed_total,
+        }
 
 
 def _read_body(environ: Environ, limit: int) -> bytes | None:

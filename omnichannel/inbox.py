@@ -9,16 +9,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
-from omnichannel import filing, pipeline, queries
+from omnichannel import acks, pipeline, queries
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
-from omnichannel.errors import OmnichannelError, StorageUnavailable, UnknownConnector
-from omnichannel.groupcommit import GroupCommit
+from omnichannel.errors import StorageUnavailable, UnknownConnector
 from omnichannel.media import MediaResult, fetch_pending_media
-from omnichannel.pipeline import Prepared, Settings
+from omnichannel.pipeline import Decoder, Settings
 from omnichannel.registry import connector_class
 from omnichannel.schema import (
     Complaint,
@@ -29,7 +29,6 @@ from omnichannel.schema import (
     format_utc,
 )
 from omnichannel.store import Store
-from omnichannel.store.tables import quarantine, raw_messages
 from omnichannel.webhook import (
     WebhookConnector,
     WebhookRejected,
@@ -37,12 +36,11 @@ from omnichannel.webhook import (
     WebhookResponse,
     json_response,
 )
+from omnichannel.worker import FilingWorker
 
 __all__ = ["FileResult", "Inbox"]
 
 Clock = Callable[[], datetime]
-Receiver = Callable[[Sequence[RawMessage]], list[ReceiveResult]]
-"""Stores and files raw messages, one result each (``receive_many``'s shape)."""
 log = logging.getLogger("omnichannel.inbox")
 
 
@@ -89,14 +87,14 @@ class Inbox:
         if database_url is not None:
             self.config.database.url = database_url
         self.store = Store(self.config.database.url, auto_migrate=self.config.database.auto_migrate)
-        acks = self.config.acknowledgements
+        ack = self.config.acknowledgements
         self.context = ConnectorContext(
             timezone=self.config.tz,
             region=self.config.region,
             public_url=self.config.server.public_url,
-            acknowledgements=acks.enabled,
-            ack_language=acks.language,
-            ack_template=acks.template,
+            acknowledgements=ack.enabled,
+            ack_language=ack.language,
+            ack_template=ack.template,
         )
         self.settings = Settings(
             ticket_prefix=self.config.tickets.prefix,
@@ -104,15 +102,20 @@ class Inbox:
             region=self.config.region,
             acknowledgements=self.config.acknowledgements.enabled,
             same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
+            inline_hold=timedelta(seconds=self.config.filing.wait + 30),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
         self._status: dict[str, dict[str, Any]] = {}
-        self._group: GroupCommit[Prepared, ReceiveResult] = GroupCommit(
-            lambda decoded: self._receive_decoded(decoded)
+        self.worker = FilingWorker(
+            self.store,
+            self.decoder,
+            lambda: self.settings,
+            clock=clock,
+            batch_size=self.config.filing.batch_size,
         )
-        self._delegate: Receiver | None = None
-        self._delegate_status: Callable[[], dict[str, Any]] | None = None
+        """Files what is stored: in the caller's thread by default; ``worker.start()`` runs
+        it in a thread of its own (``omnichannel serve``), so webhooks are answered first."""
 
     def status(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -137,6 +140,7 @@ class Inbox:
         return f"<Inbox {self.store!r} connectors={self.connector_names()}>"
 
     def close(self) -> None:
+        self.worker.close()
         for connector in self._connectors.values():
             connector.close()
         self.store.dispose()
@@ -161,6 +165,10 @@ class Inbox:
             self.add_connector(cls.from_options(name, entry.options, self.context))
         return self._connectors[name]
 
+    def decoder(self, name: str) -> Decoder:
+        """The decoder of connector ``name`` (for the filing worker)."""
+        return self.connector(name).decode
+
     def add_connector(self, connector: Connector) -> None:
         """Use a connector instance that is not in the configuration (portals, tests)."""
         self._connectors[connector.name] = connector
@@ -177,43 +185,13 @@ class Inbox:
     def receive_many(
         self, raws: Sequence[RawMessage], *, cursor: tuple[str, Any] | None = None
     ) -> list[ReceiveResult]:
-        """The batch form: the raws are stored and filed together, in one transaction.
-
-        Decoding is pure and runs first, outside any transaction; then one transaction stores
-        the raw payloads, files them and saves ``cursor`` (connector name, value). Should filing
-        fail unexpectedly, the raws are stored on their own first (raw-first, as ``replay``
-        needs them) and filed again, so that the error cannot take the payloads with it.
+        """The batch form: the raws (and ``cursor``: connector name, value) are stored in one
+        transaction, then filed in this thread (the worker's path); one result each, in order.
         """
         for name in {raw.connector for raw in raws}:
             self.connector(name)  # unknown connectors fail before anything is stored
-        return self._receive_decoded(self._decode(raws), cursor=cursor)
-
-    def _decode(self, raws: Sequence[RawMessage]) -> list[Prepared]:
-        """Decode and normalize (pure); the raw row ids are known once stored."""
-        return [self._prepare(0, raw) for raw in raws]
-
-    def _receive_decoded(
-        self, decoded: Sequence[Prepared], *, cursor: tuple[str, Any] | None = None
-    ) -> list[ReceiveResult]:
-        """``receive_many`` once decoding is done: one transaction stores and files."""
-        raws = [item.raw for item in decoded]
-        now = self._clock()
-        try:
-            with self.store.transaction() as conn:
-                raw_ids, claimable = pipeline.store_and_claim(conn, raws, now)
-                prepared = _with_ids(decoded, raw_ids)
-                results = pipeline.file_batch(
-                    conn, prepared, self.settings, now, cursor=cursor, claimed=claimable
-                )
-                stored = pipeline.describe(conn, [rid for rid in raw_ids if rid not in results])
-        except StorageUnavailable:
-            raise
-        except Exception:
-            log.warning("filing failed; storing the raw messages first", exc_info=True)
-            with self.store.transaction() as conn:
-                raw_ids = pipeline.store_raw(conn, raws, now)
-            return self._file(_with_ids(decoded, raw_ids), now, cursor=cursor)
-        return self._results(prepared, results, stored)
+        stored = self._store(raws, cursor=cursor)
+        return self._file_and_report(raws, stored)
 
     def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
         """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
@@ -226,69 +204,59 @@ class Inbox:
         )
         return self.receive(raw)
 
-    def _file(
-        self,
-        prepared: list[Prepared],
-        now: datetime,
-        *,
-        from_status: str = pipeline.RECEIVED,
-        cursor: tuple[str, Any] | None = None,
-    ) -> list[ReceiveResult]:
+    def _store(
+        self, raws: Sequence[RawMessage], *, cursor: tuple[str, Any] | None = None
+    ) -> pipeline.Stored:
+        """Intake: the raw payloads (and the cursor) committed; nothing filed yet."""
         with self.store.transaction() as conn:
-            results = pipeline.file_batch(
-                conn, prepared, self.settings, now, from_status=from_status, cursor=cursor
-            )
-            unfiled = [item.raw_id for item in prepared if item.raw_id not in results]
-            stored = pipeline.describe(conn, unfiled)
-        return self._results(prepared, results, stored)
+            return pipeline.store_raw(conn, raws, self._clock(), cursor=cursor)
+
+    def _file_and_report(
+        self, raws: Sequence[RawMessage], stored: pipeline.Stored
+    ) -> list[ReceiveResult]:
+        """File the stored rows still to be filed, in this thread; wait for those another
+        worker holds; the result of each raw message."""
+        todo = _to_file(raws, stored)
+        filed = self.worker.file_raws(todo) if todo else set()
+        elsewhere = set(todo) - filed
+        if elsewhere and not self.worker.wait_filed(elsewhere, CALLER_WAIT):
+            raise StorageUnavailable("storage unavailable (filing did not finish in time)")
+        return self._results(raws, stored, filed)
 
     def _results(
-        self,
-        prepared: list[Prepared],
-        results: dict[int, ReceiveResult],
-        stored: dict[int, tuple[str | None, int | None, str | None, str]],
+        self, raws: Sequence[RawMessage], stored: pipeline.Stored, own: set[int]
     ) -> list[ReceiveResult]:
+        """One result per raw message: its filing outcome for the rows this call answers for
+        (``own``: those it filed), ``duplicate`` for the others and for a repeat in the list.
+        So when two callers deliver the same message at once, exactly one gets its outcome."""
+        with self.store.transaction() as conn:
+            states = pipeline.describe(conn, stored.ids)
         out, seen = [], set()
-        for item in prepared:
-            filed = results.get(item.raw_id)
-            if filed is not None and item.raw_id not in seen:
-                out.append(filed)
-            elif filed is not None:  # the same message twice in one batch
-                out.append(filed.model_copy(update={"outcome": Outcome.DUPLICATE}))
-            else:
-                out.append(self._duplicate(item.raw_id, item.raw, stored.get(item.raw_id)))
-            seen.add(item.raw_id)
+        for raw, rid in zip(raws, stored.ids, strict=True):
+            state = states.get(rid) or pipeline.Filing(pipeline.RECEIVED)
+            mine = rid in own and rid not in seen and state.done
+            seen.add(rid)
+            note = (
+                "stored earlier and quarantined" if state.status == pipeline.QUARANTINED else None
+            )
+            out.append(
+                ReceiveResult(
+                    connector=raw.connector,
+                    external_id=raw.external_id,
+                    outcome=state.outcome if mine and state.outcome else Outcome.DUPLICATE,
+                    complaint_id=state.complaint_id,
+                    ticket=state.ticket,
+                    raw_id=rid,
+                    error=state.error if mine else note,
+                )
+            )
         return out
-
-    def _prepare(self, raw_id: int, raw: RawMessage) -> Prepared:
-        try:
-            decode = self.connector(raw.connector).decode
-        except (OmnichannelError, LookupError) as exc:
-            return Prepared(raw_id, raw, error=exc)
-        return pipeline.prepare(raw_id, raw, decode, self.settings)
-
-    def _duplicate(
-        self,
-        raw_id: int,
-        raw: RawMessage,
-        stored: tuple[str | None, int | None, str | None, str] | None,
-    ) -> ReceiveResult:
-        _, complaint_id, ticket, status = stored or (None, None, None, "")
-        note = "stored earlier and quarantined" if status == pipeline.QUARANTINED else None
-        return ReceiveResult(
-            connector=raw.connector,
-            external_id=raw.external_id,
-            outcome=Outcome.DUPLICATE,
-            complaint_id=complaint_id,
-            ticket=ticket,
-            raw_id=raw_id,
-            error=note,
-        )
 
     def ingest_files(
         self, connector: str, paths: Iterable[str | os.PathLike[str]], *, batch_size: int = 200
     ) -> Iterator[FileResult]:
-        """Push payload files through ``connector`` (trusted local input); one result per file."""
+        """Push payload files through ``connector`` (trusted local input); one result per file,
+        each filed before it is given."""
         source = self.connector(connector)
         batch: list[tuple[Path, RawMessage]] = []
         for name in paths:
@@ -320,10 +288,11 @@ class Inbox:
         since: date | None = None,
         on_batch: Callable[[list[ReceiveResult]], None] | None = None,
     ) -> list[ReceiveResult]:
-        """One poll of one connector: fetch after the stored cursor, file, then acknowledge.
+        """One poll of one connector: fetch after the stored cursor; each batch stored with its
+        cursor, then acknowledged to the source, then filed.
 
         ``since`` backfills everything received since that day. With ``on_batch``, each batch's
-        results go to it as soon as they are committed and are not also collected (so memory
+        results go to it as soon as they are filed and are not also collected (so memory
         stays flat however large the mailbox); the returned list is then empty.
         """
         source = self.connector(name)
@@ -333,8 +302,9 @@ class Inbox:
             cursor = pipeline.load_cursor(conn, name)
         results: list[ReceiveResult] = []
         for batch in source.fetch(cursor, since=since):
-            filed = self.receive_many(batch.messages, cursor=(name, batch.cursor))
+            stored = self._store(batch.messages, cursor=(name, batch.cursor))
             source.ack(batch.messages)
+            filed = self._file_and_report(batch.messages, stored)
             if on_batch is not None:
                 on_batch(filed)
             else:
@@ -356,9 +326,14 @@ class Inbox:
         headers: Mapping[str, str] | Sequence[tuple[str, str]],
         body: bytes,
     ) -> WebhookResponse:
-        """Verify, store, file and answer one webhook request (any web framework can call it).
+        """Verify, store and answer one webhook request (any web framework can call it).
 
-        ``url`` is the URL as the provider called it (scheme, host, path and raw query).
+        ``url`` is the URL as the provider called it (scheme, host, path and raw query). The
+        raw payload is committed before any 2xx. With the worker running in this process
+        (``inbox.worker.start()``, as ``omnichannel serve`` does), provider webhooks are
+        answered at once and filed by it; a ``web`` connector (or inline TwiML) waits for its
+        own message up to ``filing.wait`` seconds. Without it, the message is filed in the
+        caller's thread before the answer.
         """
         request = WebhookRequest.build(method, url, headers, body)
         try:
@@ -392,35 +367,71 @@ class Inbox:
             raise WebhookRejected(415, "unsupported content type")
         connector.verify(request)
         raws = connector.parse(request)
-        results = self._store_and_file(raws) if raws else []
-        response = connector.respond(request, results)
-        response.results = results
+        stored = self._store_webhook(raws) if raws else None
+        if stored is None:
+            response = connector.respond(request, [])
+        elif not self.worker.running:
+            response = self._respond(connector, request, self._file_and_report(raws, stored))
+        else:
+            self.worker.wake()
+            response = self._answer_from_worker(connector, request, raws, stored)
         self.record(connector.name)
         return response
 
-    def delegate_filing(
-        self, receive: Receiver | None, *, status: Callable[[], dict[str, Any]] | None = None
-    ) -> None:
-        """Have webhooks stored and filed by ``receive`` (``FilingProcess.receive_many``, as
-        ``omnichannel serve`` does), or again in this process (``None``). ``status`` says how
-        that filing fares, for ``/healthz`` (``FilingProcess.status``)."""
-        self._delegate = receive
-        self._delegate_status = status if receive is not None else None
+    def _store_webhook(self, raws: Sequence[RawMessage]) -> pipeline.Stored:
+        try:
+            return self._store(raws)
+        except (StorageUnavailable, WebhookRejected):
+            raise
+        except sa.exc.DBAPIError as exc:  # a value no column can hold, in the raw row itself
+            log.warning("webhook payload cannot be stored (%s)", type(exc.orig).__name__)
+            raise WebhookRejected(400, "payload cannot be stored") from None
 
-    def filing_status(self) -> dict[str, Any]:
-        """Where webhooks are filed, for ``/healthz``: ``{"mode": "thread"}`` in this process;
-        delegated, what the delegate's ``status`` says (``running`` false: unhealthy)."""
-        if self._delegate is None:
-            return {"mode": "thread"}
-        if self._delegate_status is None:
-            return {"mode": "delegated"}
-        return self._delegate_status()
+    def _answer_from_worker(
+        self,
+        connector: WebhookConnector,
+        request: WebhookRequest,
+        raws: Sequence[RawMessage],
+        stored: pipeline.Stored,
+    ) -> WebhookResponse:
+        if not connector.waits_for_filing():
+            return connector.respond(request, [])
+        todo = set(_to_file(raws, stored))
+        if todo and not self.worker.wait_filed(todo, self.config.filing.wait):
+            with self.store.transaction() as conn:
+                receipt = pipeline.issue_receipt(conn, stored.ids[0])
+            return connector.respond_pending(request, receipt, _status_url(request, receipt))
+        inserted = {rid for rid, new in zip(stored.ids, stored.new, strict=True) if new}
+        return self._respond(connector, request, self._results(raws, stored, inserted))
 
-    def _store_and_file(self, raws: list[RawMessage]) -> list[ReceiveResult]:
-        if self._delegate is not None:
-            return self._delegate(raws)
-        # decoded here, in the request's thread: the group's leader only stores and files
-        return self._group.submit(self._decode(raws))
+    def _respond(
+        self, connector: WebhookConnector, request: WebhookRequest, results: list[ReceiveResult]
+    ) -> WebhookResponse:
+        if connector.acknowledges_inline:
+            new = [r.complaint_id for r in results if r.outcome is Outcome.NEW and r.complaint_id]
+            with self.store.transaction() as conn:
+                request.scratch["inline_acks"] = acks.take_inline(conn, new, self._clock())
+        response = connector.respond(request, results)
+        response.results = results
+        return response
+
+    def receipt(self, receipt: str) -> dict[str, Any] | None:
+        """What became of a web submission answered 202: ``{"status": "pending"}`` while it
+        waits, then ``{"status": "filed", "ticket", "complaint_id", "outcome"}``; None for an
+        unknown receipt."""
+        with self.store.transaction() as conn:
+            found = pipeline.find_receipt(conn, receipt)
+        if found is None:
+            return None
+        state = found[1]
+        if not state.done or state.outcome is None:
+            return {"status": "pending"}
+        return {
+            "status": "filed",
+            "ticket": state.ticket,
+            "complaint_id": state.complaint_id,
+            "outcome": state.outcome.value,
+        }
 
     def fetch_media(
         self, *, limit: int = 50, max_bytes: int = 16 * 1024 * 1024, max_attempts: int = 8
@@ -450,10 +461,13 @@ class Inbox:
         with self.store.transaction() as conn:
             rows = queries.quarantined_raws(conn, raw_ids)
             if payload is not None and rows:
-                _replace_payload(conn, rows[0][0], payload)
+                queries.replace_payload(conn, rows[0][0], payload)
                 rows = queries.quarantined_raws(conn, raw_ids)
-        prepared = [self._prepare(raw_id, raw) for raw_id, raw in rows]
-        return self._file(prepared, self._clock(), from_status=pipeline.QUARANTINED)
+        prepared = [self.worker._prepare(rid, raw) for rid, raw in rows]
+        filed = self.worker.file_prepared(prepared, status=pipeline.QUARANTINED, now=self._clock())
+        raws = [raw for _, raw in rows]
+        stored = pipeline.Stored([rid for rid, _ in rows], [False] * len(rows), {})
+        return self._results(raws, stored, filed)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -483,24 +497,21 @@ class Inbox:
             return queries.list_quarantine(conn, include_resolved=include_resolved)
 
 
-def _with_ids(decoded: Sequence[Prepared], raw_ids: list[int]) -> list[Prepared]:
-    """The decoded messages with the raw row ids their payloads were stored under."""
-    return [
-        dataclasses.replace(item, raw_id=rid) for item, rid in zip(decoded, raw_ids, strict=True)
-    ]
+CALLER_WAIT = 60.0
+"""Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
 
 
-def _replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
-    original = conn.execute(
-        sa.select(raw_messages.c.payload).where(raw_messages.c.id == raw_id)
-    ).scalar_one()
-    conn.execute(
-        sa.update(quarantine)
-        .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
-        .values(original_payload=original)
-    )
-    conn.execute(
-        sa.update(raw_messages)
-        .where(raw_messages.c.id == raw_id)
-        .values(payload=payload, size=len(payload), sha256=filing.sha256_hex(payload))
-    )
+def _to_file(raws: Sequence[RawMessage], stored: pipeline.Stored) -> dict[int, RawMessage]:
+    """The stored rows still to be filed, each once: id -> raw message."""
+    todo: dict[int, RawMessage] = {}
+    for raw, rid in zip(raws, stored.ids, strict=True):
+        if stored.status.get(rid) == pipeline.RECEIVED:
+            todo.setdefault(rid, raw)
+    return todo
+
+
+def _status_url(request: WebhookRequest, receipt: str) -> str:
+    """``…/receipts/<receipt>`` beside the ``…/webhooks/<name>`` the request was sent to."""
+    parts = urlsplit(request.url)
+    base = parts.path.rsplit("/webhooks/", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, f"{base}/receipts/{receipt}", "", ""))

@@ -1,24 +1,23 @@
-"""The raw-first pipeline: store, decode, normalize, dedupe, file — each input exactly once.
+"""The one path every message takes: raw first, then filed by a worker.
 
-1. Decoding and normalizing are pure and run first, outside any transaction; a failure becomes
-   a quarantine record, never an exception.
-2. ``store_and_claim`` inserts every raw payload if absent (unique on connector + external id)
-   and locks, in id order, the rows still ``received``: the ones this transaction may file.  A
-   row another process already filed, or is filing right now (waited for), is not claimable
-   and is reported as a ``duplicate``.
-3. ``file_batch``, in the same transaction, writes complaints, messages, attachments, queue
-   items, outbox rows and the connector's cursor, and marks each raw row with its outcome.
-
-The commit of that one transaction is what a webhook's 200 or an IMAP flag waits for; a crash
-before it leaves nothing behind, and the source still holds the message.  When filing fails for
-an unexpected reason, ``Inbox.receive_many`` stores the raw payloads on their own first
-(``store_raw``, committed) and files them again (``_claim`` + ``file_batch``), so that no error
-can take a payload with it; rows left ``received`` that way are filed by the next delivery or
-by ``replay``.
+1. **Intake** (``store_raw``): a connector's raw payloads are inserted if absent (unique on
+   connector + external id: a redelivery is recognised by the database, race-safe), together
+   with a poller's cursor, in one transaction. Its commit is all a connector waits for before
+   it acknowledges (IMAP flag, gateway ``Processed``, webhook 2xx).
+2. **Claiming** (``claim``): a filing worker takes rows still ``received`` (or ``quarantined``
+   for a replay), in id order; on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so any number of
+   workers in any number of processes take disjoint rows; on SQLite the transaction holds the
+   database's one write lock.
+3. **Decoding** (``prepare``) is pure; a failure becomes the message's quarantine record.
+4. **Filing** (``file_claimed``), in the claiming transaction: complaints, messages,
+   attachments, queue items, outbox rows (``filing.file_messages``), and each raw row marked
+   with its outcome. What fails there is isolated by the worker (``worker.FilingWorker``) and
+   quarantined with its error (``quarantine``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,20 +28,27 @@ import sqlalchemy as sa
 
 from normalizer.normalize import normalize
 from omnichannel import filing
-from omnichannel.schema import NormalizedMessage, Outcome, RawMessage, ReceiveResult
-from omnichannel.store import direct, insert_ignore
-from omnichannel.store.tables import (
-    UTCDateTime,
-    complaints,
-    cursors,
-    quarantine,
-    raw_messages,
-)
+from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
+from omnichannel.store import insert_ignore
+from omnichannel.store.tables import UTCDateTime, complaints, cursors, quarantine, raw_messages
 
-__all__ = ["Prepared", "Settings", "file_batch", "prepare", "store_and_claim", "store_raw"]
+__all__ = [
+    "Prepared",
+    "Settings",
+    "Stored",
+    "claim",
+    "describe",
+    "file_claimed",
+    "prepare",
+    "quarantine_one",
+    "store_raw",
+]
 
 RECEIVED, PROCESSED, QUARANTINED = "received", "processed", "quarantined"
 Decoder = Callable[[RawMessage], Any]
+CHUNK = 500
+MAX_ID_LENGTH = 512
+"""``raw_messages.external_id`` holds this many characters; a longer id is stored hashed."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +62,14 @@ class Settings:
     same_sender_window: timedelta = timedelta(days=14)
     verify_working_days: int = 3
     inline_ack: frozenset[str] = frozenset()
-    """Connectors whose webhook reply carries the acknowledgement (TwiML): their outbox rows
-    are written already ``sent-inline``, in the same transaction."""
+    """Connectors whose webhook reply may carry the acknowledgement (TwiML): their outbox rows
+    are held back (``inline_hold``) so that the reply can take them first."""
+    inline_hold: timedelta = timedelta(seconds=30)
 
 
 @dataclass
 class Prepared:
-    """A stored raw row and what decoding it gave: a normalized message or an error."""
+    """A claimed raw row and what decoding it gave: a normalized message or an error."""
 
     raw_id: int
     raw: RawMessage
@@ -70,114 +77,130 @@ class Prepared:
     error: BaseException | None = None
 
 
-CHUNK = 500
-_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+@dataclass(frozen=True)
+class Stored:
+    """What intake made of a list of raw messages, position by position."""
+
+    ids: list[int]
+    """The raw row id of each message."""
+    new: list[bool]
+    """Whether this call inserted it (False: stored before, or earlier in the same list)."""
+    status: dict[int, str]
+    """Each row's status as intake saw it (``received`` rows are still to be filed)."""
 
 
-def _raw_rows(size: int) -> sa.Select[Any]:
-    return (
-        sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status)
-        .where(
-            raw_messages.c.connector == sa.bindparam("c", type_=sa.String()),
-            raw_messages.c.external_id.in_(direct.in_list(size, sa.String())),
-        )
-        .order_by(raw_messages.c.id)
-    )
+# -- intake ------------------------------------------------------------------------------------
 
 
-def _raw_rows_locked(size: int) -> sa.Select[Any]:
-    return _raw_rows(size).with_for_update()
+def storable_id(external_id: str) -> str:
+    """An external id as stored: kept whole when the column holds it, else its sha256 (an id
+    is never cut short, which could make it collide with another message's)."""
+    clean = external_id.encode("utf-8", "surrogatepass")
+    if len(external_id) <= MAX_ID_LENGTH and b"\x00" not in clean and external_id.isprintable():
+        return external_id
+    return "sha256:" + filing.sha256_hex(clean)
 
 
-_LOCK_CLAIMABLE = (
-    sa.select(raw_messages.c.id)
-    .where(raw_messages.c.id.in_(_IDS), raw_messages.c.status == sa.bindparam("s"))
-    .order_by(raw_messages.c.id)
-    .with_for_update()
+def store_raw(
+    conn: sa.Connection,
+    raws: Sequence[RawMessage],
+    now: datetime,
+    *,
+    cursor: tuple[str, Any] | None = None,
+) -> Stored:
+    """Insert each raw message if absent, and save ``cursor`` (connector name, value), in this
+    transaction; the row id and state of each message."""
+    rows = [_raw_row(r, now) for r in raws]
+    rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # one lock order
+    inserted = set(insert_ignore(conn, raw_messages, rows, ("connector", "external_id")))
+    found = _stored(conn, raws)
+    ids, new, seen = [], [], set()
+    for raw in raws:
+        rid = found[(raw.connector, storable_id(raw.external_id))][0]
+        ids.append(rid)
+        new.append(rid in inserted and rid not in seen)
+        seen.add(rid)
+    if cursor is not None:
+        save_cursor(conn, cursor[0], cursor[1], now)
+    return Stored(ids, new, {rid: status for rid, status in found.values()})
+
+
+def _raw_row(raw: RawMessage, now: datetime) -> dict[str, Any]:
+    external_id = storable_id(raw.external_id)
+    meta = dict(raw.meta)
+    if external_id != raw.external_id:
+        meta["external_id_hashed"] = True
+    return {
+        "connector": raw.connector,
+        "external_id": external_id,
+        "received_at": raw.received_at,
+        "stored_at": now,
+        "content_type": raw.content_type[:255],
+        "payload": raw.payload,
+        "size": len(raw.payload),
+        "sha256": filing.sha256_hex(raw.payload),
+        "meta": meta,
+        "status": RECEIVED,
+        "receipt": None,
+    }
+
+
+_STORED = sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.c.status).where(
+    raw_messages.c.connector == sa.bindparam("c"),
+    raw_messages.c.external_id.in_(sa.bindparam("ids", expanding=True)),
 )
-_MARK_RAW = (
-    sa.update(raw_messages)
-    .where(raw_messages.c.id == sa.bindparam("rid"))
-    .values(
-        status=sa.bindparam("s"),
-        outcome=sa.bindparam("o"),
-        complaint_id=sa.bindparam("c"),
-        processed_at=sa.bindparam("t", type_=UTCDateTime()),
-    )
-)
-_MARK_FILING = sa.update(raw_messages).where(raw_messages.c.id.in_(_IDS)).values(status="filing")
-
-
-# -- stage 1: raw first ------------------------------------------------------------------------
-
-
-def store_raw(conn: sa.Connection, raws: Sequence[RawMessage], now: datetime) -> list[int]:
-    """Insert each raw message if absent; return the raw row id of each, in order."""
-    _insert_raw(conn, raws, now)
-    found = _stored(conn, _raw_rows, raws)
-    return [found[(r.connector, r.external_id)][0] for r in raws]
-
-
-def store_and_claim(
-    conn: sa.Connection, raws: Sequence[RawMessage], now: datetime
-) -> tuple[list[int], set[int]]:
-    """``store_raw`` and ``_claim`` in one go, for filing in the same transaction.
-
-    Returns the raw row id of each message, in order, and the ids this transaction may file:
-    rows still ``received`` (just inserted, or left by an earlier crash), locked in id order.
-    Rows filed before, or by a concurrent transaction (waited for), are not claimable.
-    """
-    rows, known = _insert_raw(conn, raws, now)
-    if known is not None:  # every row is new (SQLite): their ids, in insertion order, and ours
-        keys = [(row["connector"], row["external_id"]) for row in rows]
-        by_key = dict(zip(keys, known, strict=True))
-        return [by_key[(r.connector, r.external_id)] for r in raws], set(known)
-    found = _stored(conn, _raw_rows_locked, raws)
-    ids = [found[(r.connector, r.external_id)][0] for r in raws]
-    return ids, {rid for rid, status in found.values() if status == RECEIVED}
-
-
-def _insert_raw(
-    conn: sa.Connection, raws: Sequence[RawMessage], now: datetime
-) -> tuple[list[dict[str, Any]], list[int] | None]:
-    """Insert the rows that are absent; the rows in the order they were written, and their ids
-    when every row was new and the database tells them (SQLite)."""
-    rows = [
-        {
-            "connector": r.connector,
-            "external_id": r.external_id,
-            "received_at": r.received_at,
-            "stored_at": now,
-            "content_type": r.content_type,
-            "payload": r.payload,
-            "size": len(r.payload),
-            "sha256": filing.sha256_hex(r.payload),
-            "meta": r.meta,
-            "status": RECEIVED,
-        }
-        for r in raws
-    ]
-    rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # same lock order everywhere
-    return rows, insert_ignore(conn, raw_messages, rows, ("connector", "external_id"))[1]
 
 
 def _stored(
-    conn: sa.Connection, build: Callable[[int], sa.Select[Any]], raws: Sequence[RawMessage]
+    conn: sa.Connection, raws: Sequence[RawMessage]
 ) -> dict[tuple[str, str], tuple[int, str]]:
-    """``{(connector, external id): (raw id, status)}`` of the stored rows of ``raws``."""
+    """``{(connector, stored external id): (raw id, status)}`` of the rows of ``raws``."""
     found: dict[tuple[str, str], tuple[int, str]] = {}
-    by_connector: dict[str, list[str]] = {}
+    by_connector: dict[str, set[str]] = {}
     for r in raws:
-        by_connector.setdefault(r.connector, []).append(r.external_id)
-    for connector, ids in sorted(by_connector.items()):  # one lock order everywhere
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            for rid, ext, status in direct.fetch_in(conn, build, chunk, {"c": connector}):
+        by_connector.setdefault(r.connector, set()).add(storable_id(r.external_id))
+    for connector, wanted in sorted(by_connector.items()):
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), CHUNK):
+            params = {"c": connector, "ids": ordered[start : start + CHUNK]}
+            for rid, ext, status in conn.execute(_STORED, params):
                 found[(connector, ext)] = (rid, status)
     return found
 
 
-# -- stage 2: pure decoding --------------------------------------------------------------------
+# -- claiming ----------------------------------------------------------------------------------
+
+
+def claim(
+    conn: sa.Connection,
+    *,
+    status: str = RECEIVED,
+    ids: Sequence[int] | None = None,
+    limit: int = 100,
+) -> list[tuple[int, RawMessage]]:
+    """Lock and return up to ``limit`` rows in ``status`` (only among ``ids`` when given), in
+    id order. On PostgreSQL rows locked by another transaction are skipped, not waited for."""
+    query = sa.select(raw_messages).where(raw_messages.c.status == status)
+    if ids is not None:
+        query = query.where(raw_messages.c.id.in_(sorted(set(ids))))
+    query = query.order_by(raw_messages.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [(row["id"], raw_from_row(row)) for row in conn.execute(query).mappings()]
+
+
+def raw_from_row(row: Any) -> RawMessage:
+    return RawMessage(
+        connector=row["connector"],
+        external_id=row["external_id"],
+        received_at=row["received_at"],
+        content_type=row["content_type"],
+        payload=row["payload"],
+        meta=row["meta"] or {},
+    )
+
+
+# -- decoding ----------------------------------------------------------------------------------
 
 
 def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -> Prepared:
@@ -192,126 +215,100 @@ def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -
     return Prepared(raw_id, raw, message=message)
 
 
-# -- stage 3: filing ---------------------------------------------------------------------------
+# -- filing ------------------------------------------------------------------------------------
+
+_MARK_RAW = (
+    sa.update(raw_messages)
+    .where(raw_messages.c.id == sa.bindparam("rid"))
+    .values(
+        status=sa.bindparam("s"),
+        outcome=sa.bindparam("o"),
+        complaint_id=sa.bindparam("c"),
+        processed_at=sa.bindparam("t", type_=UTCDateTime()),
+    )
+)
 
 
-def file_batch(
+def file_claimed(
     conn: sa.Connection,
     items: Sequence[Prepared],
     settings: Settings,
     now: datetime,
     *,
-    from_status: str = RECEIVED,
-    cursor: tuple[str, Any] | None = None,
-    claimed: set[int] | None = None,
-) -> dict[int, ReceiveResult]:
-    """File the claimable items in this transaction; return results keyed by raw id.
-
-    Items not claimed (already filed by this or another process) are left out of the result.
-    ``claimed``: the rows this transaction has already locked and may file (``store_and_claim``).
-    """
-    if claimed is None:
-        claimed = _claim(conn, [item.raw_id for item in items], from_status)
-    todo: dict[int, Prepared] = {}
-    for item in items:
-        if item.raw_id in claimed:
-            todo.setdefault(item.raw_id, item)
-    decoded = [item for item in todo.values() if item.message is not None]
-    if from_status == QUARANTINED:
+    replay: bool = False,
+) -> None:
+    """File claimed rows in this transaction: the decoded ones as complaints and messages, the
+    others quarantined with their error; each raw row marked with its outcome."""
+    decoded = [item for item in items if item.message is not None]
+    if replay:
         for item in decoded:
             _resolve_quarantine(conn, item.raw_id, now)
-    filed = dict(
-        zip(
-            (item.raw_id for item in decoded),
-            filing.file_messages(
-                conn, [(i.raw_id, i.message) for i in decoded if i.message], settings, now
-            ),
-            strict=True,
-        )
+    filed = filing.file_messages(
+        conn, [(i.raw_id, i.message) for i in decoded if i.message], settings, now
     )
-    for item in todo.values():
+    updates = [_raw_update(i.raw_id, f, now) for i, f in zip(decoded, filed, strict=True)]
+    for item in items:
         if item.message is None:
-            _quarantine(conn, item, now)
-            filed[item.raw_id] = filing.Filed(Outcome.QUARANTINED)
-    _mark_raw(conn, [_raw_update(rid, f, now) for rid, f in filed.items()])
-    if cursor is not None:
-        save_cursor(conn, cursor[0], cursor[1], now)
-    return {rid: _result(item, filed[rid]) for rid, item in todo.items()}
+            assert item.error is not None
+            quarantine_one(conn, item.raw_id, item.raw.connector, item.error, now)
+    if updates:
+        conn.execute(_MARK_RAW, updates)
 
 
 def _raw_update(raw_id: int, filed: filing.Filed, now: datetime) -> dict[str, Any]:
-    quarantined = filed.outcome is Outcome.QUARANTINED
     return {
         "rid": raw_id,
         "o": filed.outcome.value,
         "c": filed.complaint_id,
-        "s": QUARANTINED if quarantined else PROCESSED,
+        "s": PROCESSED,
         "t": now,
     }
 
 
-def _result(item: Prepared, filed: filing.Filed) -> ReceiveResult:
-    return ReceiveResult(
-        connector=item.raw.connector,
-        external_id=item.raw.external_id,
-        outcome=filed.outcome,
-        complaint_id=filed.complaint_id,
-        ticket=filed.ticket,
-        raw_id=item.raw_id,
-        error=_error_text(item.error) if item.error else None,
-    )
+# -- quarantine --------------------------------------------------------------------------------
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|\([^)]*\)=\([^)]*\)")
 
 
-def _claim(conn: sa.Connection, raw_ids: Sequence[int], from_status: str) -> set[int]:
-    """Lock (in id order, so concurrent batches cannot deadlock) and take the claimable rows.
-
-    On PostgreSQL a row being filed by another transaction is waited for, then re-checked: once
-    that transaction commits, the row is no longer claimable and is reported as a duplicate.
-    """
-    claimed: set[int] = set()
-    ordered = sorted(set(raw_ids))
-    for start in range(0, len(ordered), CHUNK):
-        params = {"ids": ordered[start : start + CHUNK], "s": from_status}
-        locked = list(conn.execute(_LOCK_CLAIMABLE, params).scalars())
-        if locked:
-            conn.execute(_MARK_FILING, {"ids": locked})
-        claimed.update(locked)
-    return claimed
+def error_text(error: BaseException) -> str:
+    """What is kept and shown of an error: for a database error only the driver's first line,
+    with quoted values removed (never the statement's parameters, which carry personal data);
+    no NUL or lone surrogate (it must itself be storable)."""
+    if isinstance(error, sa.exc.StatementError):
+        original = error.orig if error.orig is not None else error
+        first = (str(original).strip().splitlines() or [""])[0]
+        text = f"{type(original).__name__}: {_QUOTED.sub('…', first)}".rstrip(": ")
+    else:
+        text = str(error).strip() or type(error).__name__
+    text = text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
+    return text[:2000]
 
 
-def _mark_raw(conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
-    direct.execute_many(conn, _MARK_RAW, updates)
-
-
-# -- quarantine and cursors --------------------------------------------------------------------
-
-
-def _error_text(error: BaseException) -> str:
-    return (str(error).strip() or type(error).__name__)[:2000]
-
-
-def _quarantine(conn: sa.Connection, item: Prepared, now: datetime) -> None:
-    assert item.error is not None
-    values = {
-        "error_type": type(item.error).__name__,
-        "error": _error_text(item.error),
-        "last_attempt": now,
-    }
+def quarantine_one(
+    conn: sa.Connection, raw_id: int, connector: str, error: BaseException, now: datetime
+) -> None:
+    """Record ``error`` for raw row ``raw_id`` and mark the row quarantined."""
+    values = {"error_type": type(error).__name__[:128], "error": error_text(error)}
     updated = conn.execute(
         sa.update(quarantine)
-        .where(quarantine.c.raw_id == item.raw_id)
-        .values(attempts=quarantine.c.attempts + 1, resolved_at=None, **values)
+        .where(quarantine.c.raw_id == raw_id)
+        .values(attempts=quarantine.c.attempts + 1, resolved_at=None, last_attempt=now, **values)
     ).rowcount
     if not updated:
         conn.execute(
             sa.insert(quarantine).values(
-                raw_id=item.raw_id,
-                connector=item.raw.connector,
+                raw_id=raw_id,
+                connector=connector,
                 attempts=1,
                 first_seen=now,
+                last_attempt=now,
                 **values,
             )
         )
+    conn.execute(
+        _MARK_RAW,
+        {"rid": raw_id, "o": Outcome.QUARANTINED.value, "c": None, "s": QUARANTINED, "t": now},
+    )
 
 
 def _resolve_quarantine(conn: sa.Connection, raw_id: int, now: datetime) -> None:
@@ -320,6 +317,9 @@ def _resolve_quarantine(conn: sa.Connection, raw_id: int, now: datetime) -> None
         .where(quarantine.c.raw_id == raw_id, quarantine.c.resolved_at.is_(None))
         .values(resolved_at=now, last_attempt=now)
     )
+
+
+# -- cursors -----------------------------------------------------------------------------------
 
 
 def save_cursor(conn: sa.Connection, connector: str, value: Any, now: datetime) -> None:
@@ -340,23 +340,79 @@ def load_cursor(conn: sa.Connection, connector: str) -> Any:
     ).scalar_one_or_none()
 
 
-def describe(
-    conn: sa.Connection, raw_ids: Iterable[int]
-) -> dict[int, tuple[str | None, int | None, str | None, str]]:
-    """For raw rows: (outcome, complaint id, ticket, status) as stored."""
-    ids = list(raw_ids)
-    out: dict[int, tuple[str | None, int | None, str | None, str]] = {}
-    for start in range(0, len(ids), 500):
+# -- reading results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filing:
+    """A raw row's state: its status, and once filed its outcome and where it went."""
+
+    status: str
+    outcome: Outcome | None = None
+    complaint_id: int | None = None
+    ticket: str | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in (PROCESSED, QUARANTINED)
+
+
+def describe(conn: sa.Connection, raw_ids: Iterable[int]) -> dict[int, Filing]:
+    """The state of raw rows, by id."""
+    ids = sorted(set(raw_ids))
+    out: dict[int, Filing] = {}
+    for start in range(0, len(ids), CHUNK):
         query = (
             sa.select(
                 raw_messages.c.id,
+                raw_messages.c.status,
                 raw_messages.c.outcome,
                 raw_messages.c.complaint_id,
                 complaints.c.ticket,
-                raw_messages.c.status,
+                quarantine.c.error,
             )
             .outerjoin(complaints, complaints.c.id == raw_messages.c.complaint_id)
-            .where(raw_messages.c.id.in_(ids[start : start + 500]))
+            .outerjoin(quarantine, quarantine.c.raw_id == raw_messages.c.id)
+            .where(raw_messages.c.id.in_(ids[start : start + CHUNK]))
         )
-        out.update({r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(query)})
+        for rid, status, outcome, cid, ticket, error in conn.execute(query):
+            quarantined = status == QUARANTINED
+            out[rid] = Filing(
+                status,
+                Outcome(outcome) if outcome else None,
+                cid,
+                ticket,
+                error if quarantined else None,
+            )
     return out
+
+
+# -- receipts ----------------------------------------------------------------------------------
+
+
+def issue_receipt(conn: sa.Connection, raw_id: int) -> str:
+    """The receipt of raw row ``raw_id`` (made on first use): an unguessable token for
+    ``GET /receipts/<receipt>``."""
+    import secrets
+
+    token = secrets.token_urlsafe(18)
+    conn.execute(
+        sa.update(raw_messages)
+        .where(raw_messages.c.id == raw_id, raw_messages.c.receipt.is_(None))
+        .values(receipt=token)
+    )
+    found: str = conn.execute(
+        sa.select(raw_messages.c.receipt).where(raw_messages.c.id == raw_id)
+    ).scalar_one()
+    return found
+
+
+def find_receipt(conn: sa.Connection, receipt: str) -> tuple[int, Filing] | None:
+    """The raw row a receipt was given for, and its state; None for an unknown receipt."""
+    raw_id = conn.execute(
+        sa.select(raw_messages.c.id).where(raw_messages.c.receipt == receipt)
+    ).scalar_one_or_none()
+    if raw_id is None:
+        return None
+    return raw_id, describe(conn, [raw_id])[raw_id]

@@ -18,7 +18,13 @@ from omnichannel.schema import (
 )
 from omnichannel.store.tables import attachments, complaints, messages, quarantine, raw_messages
 
-__all__ = ["complaint", "list_quarantine", "load_complaints", "quarantined_raws"]
+__all__ = [
+    "complaint",
+    "list_quarantine",
+    "load_complaints",
+    "quarantined_raws",
+    "replace_payload",
+]
 
 
 def load_complaints(
@@ -196,3 +202,25 @@ def list_quarantine(conn: sa.Connection, *, include_resolved: bool = False) -> l
     if not include_resolved:
         query = query.where(quarantine.c.resolved_at.is_(None))
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
+    original = conn.execute(
+        sa.select(raw_messages.c.payload).where(raw_messages.c.id == raw_id)
+    ).scalar_one()
+    conn.execute(
+        sa.update(quarantine)
+        .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
+        .values(original_payload=original)
+    )
+    conn.execute(
+        sa.update(raw_messages)
+        .where(raw_messages.c.id == raw_id)
+        .values(payload=payload, size=len(payload), sha256=_sha256(payload))
+    )
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

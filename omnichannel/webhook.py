@@ -7,8 +7,10 @@ that nothing is parsed before it is verified and nothing is acknowledged before 
 2. the body is within the connector's limit (413) and of a type it accepts (415);
 3. ``verify`` checks the signature over the raw bytes (403 — and nothing is stored);
 4. ``parse`` turns the body into raw messages (400 for a malformed body);
-5. the raw messages are committed, then filed (503 when storage is down, so providers retry);
-6. ``respond`` builds the provider's expected answer from the outcomes (TwiML, JSON, ...).
+5. the raw messages are committed (503 when storage is down, so providers retry); they are
+   filed in the caller's thread, or by the worker when it runs in the process (``serve``);
+6. ``respond`` builds the provider's expected answer (TwiML, JSON, ...), with the outcomes when
+   they are known; ``respond_pending`` when the request waited for them in vain.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class WebhookRequest:
     remote_addr: str | None = None
     scratch: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """What a connector worked out while verifying, for its ``parse`` of the same request
-    (a parsed form, say), so that the body is not read twice."""
+    (a parsed form, say), so that the body is not read twice; and ``inline_acks``, the
+    complaint ids whose acknowledgement ``respond`` may carry (set by the core)."""
 
     @classmethod
     def build(
@@ -124,6 +127,21 @@ class WebhookConnector(Connector):
         """The raw messages in a verified request (may be none, e.g. a status callback)."""
         raise NotImplementedError
 
+    def waits_for_filing(self) -> bool:
+        """Whether the answer carries the filing result (a ticket), so that the request waits,
+        up to ``filing.wait`` seconds, for its message to be filed. Provider webhooks do not:
+        they are answered once their payload is stored. Default: when acknowledging inline."""
+        return self.acknowledges_inline
+
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
-        """The answer the provider expects once everything is stored."""
+        """The answer the provider expects once the payload is stored: ``results`` are the
+        filing results when they are known (filed in the caller's thread, or waited for), and
+        empty when the message is filed later."""
         return json_response(200, {"results": [r.model_dump(mode="json") for r in results]})
+
+    def respond_pending(
+        self, request: WebhookRequest, receipt: str, status_url: str
+    ) -> WebhookResponse:
+        """The answer when the request waited (``waits_for_filing``) and its message is stored
+        but not filed yet: by default the answer without results."""
+        return self.respond(request, [])

@@ -216,12 +216,18 @@ def test_indonesian_number_formats_become_e164(gateway: Gateway, inbox: Inbox) -
     assert phones == ["+6281234567801", "+6281234567802", "+6281234567803"]
 
 
-def test_crash_between_commit_and_claim_gives_a_duplicate(
+def count_raw(inbox: Inbox) -> int:
+    with inbox.store.transaction() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(raw_messages)).scalar_one())
+
+
+def test_crash_between_commit_and_claim_files_each_once(
     gateway: Gateway,  # noqa: F811
     inbox: Inbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Dying after the commit but before the claim: the re-read is a duplicate, then claimed."""
+    """Dying after the commit but before the claim (and before filing): the raw rows are
+    kept, the re-read stores nothing twice and files each once, then claims them."""
     gateway.deliver(sms("081234567898", LONG, 2), sms("081234567899", TEXT))
     crashing = connector(gateway)
 
@@ -231,9 +237,11 @@ def test_crash_between_commit_and_claim_gives_a_duplicate(
     monkeypatch.setattr(crashing, "ack", crash)
     with pytest.raises(SystemExit):
         poll(inbox, crashing)
-    assert len(inbox.complaints()) == 2 and not any(gateway.processed().values())
+    assert count_raw(inbox) == 2 and not any(gateway.processed().values())
+    assert len(inbox.complaints()) == 0
     results = poll(inbox, connector(gateway))
-    assert [r.outcome for r in results] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert [r.outcome for r in results] == [Outcome.NEW, Outcome.NEW]
+    assert count_raw(inbox) == 2
     assert len(inbox.complaints()) == 2 and all(gateway.processed().values())
 
 

@@ -206,7 +206,8 @@ def test_health_and_metrics(server: Any) -> None:
     status, data = call(server, "GET", "/healthz")
     health = json.loads(data)
     assert status == 200 and health["healthy"] and health["database"] == "ok"
-    assert health["filing"] == {"mode": "thread"}  # in the server's own threads
+    # filed in the request's own thread (no worker started), nothing left waiting
+    assert health["filing"] == {"mode": "caller", "healthy": True, "backlog": 0, "filed": 1}
     assert health["connectors"]["echo"]["last_success"].endswith("Z")
     status, data = call(server, "GET", "/metrics")
     text = data.decode()

@@ -297,29 +297,40 @@ def test_crash_between_store_and_filing_is_recovered(inbox: Inbox) -> None:
     assert count(inbox, complaints) == 1
 
 
-def test_filing_failure_keeps_the_raw_message(
+def test_a_message_that_breaks_filing_is_quarantined_and_replayable(
     inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Should filing fail unexpectedly, the raw payload is still stored (and filed later)."""
+    """Should filing fail for one message, whatever the reason, the others of its batch are
+    filed, it is quarantined with its error (its raw payload kept), and a replay after the fix
+    files it."""
     from omnichannel import filing
 
     real = filing.file_messages
 
-    def broken(*args: object, **kwargs: object) -> list[filing.Filed]:
-        raise RuntimeError("a bug in filing")
+    def broken(conn: sa.Connection, items: list[tuple[int, object]], *a: object) -> object:
+        if any("bug" in getattr(m, "external_id", "") for _, m in items):
+            raise RuntimeError("a bug in filing")
+        return real(conn, items, *a)  # type: ignore[arg-type]
 
     monkeypatch.setattr(filing, "file_messages", broken)
-    with pytest.raises(RuntimeError, match="a bug in filing"):
-        inbox.receive(raw_json("bug-1"))
-    assert count(inbox, raw_messages) == 1
-    assert count(inbox, complaints) == 0
+    batch = [raw_json(f"ok-{i}", text=f"Keluhan nomor {i}.") for i in range(5)]
+    batch.insert(2, raw_json("bug-1"))
+    results = inbox.receive_many(batch)
+    expected = [Outcome.NEW] * 6
+    expected[2] = Outcome.QUARANTINED
+    assert [r.outcome for r in results] == expected
+    assert results[2].error == "a bug in filing"
+    assert count(inbox, raw_messages) == 6
+    assert count(inbox, complaints) == 5
     monkeypatch.setattr(filing, "file_messages", real)
-    assert inbox.receive(raw_json("bug-1")).outcome is Outcome.NEW
-    assert count(inbox, raw_messages) == 1
+    [replayed] = inbox.replay([results[2].raw_id or 0])
+    assert replayed.outcome is Outcome.NEW
+    assert inbox.receive(raw_json("bug-1")).outcome is Outcome.DUPLICATE
 
 
-def test_one_batch_is_one_transaction(inbox: Inbox) -> None:
-    """A batch is stored and filed in one write transaction (plus none for the raw alone)."""
+def test_storing_and_filing_are_two_transactions(inbox: Inbox) -> None:
+    """A batch is stored in one transaction (all a connector waits for), filed in another,
+    and its results read in a third."""
     begins: list[object] = []
 
     def began(connection: object) -> None:
@@ -331,7 +342,7 @@ def test_one_batch_is_one_transaction(inbox: Inbox) -> None:
     finally:
         sa.event.remove(inbox.store.engine, "begin", began)
     assert [r.outcome for r in results] == [Outcome.NEW] * 3
-    assert len(begins) == 1
+    assert len(begins) == 3
 
 
 def test_storage_unavailable_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -396,9 +407,8 @@ def test_complaint_subject_is_shown_without_reply_prefixes(inbox: Inbox) -> None
 def test_each_raw_message_gets_the_id_of_its_own_row(
     inbox: Inbox, batch: list[str], stored_before: list[str]
 ) -> None:
-    """``store_and_claim`` returns, in the order given, the raw row id under which each message
-    is stored (new rows read from the insert itself where the backend allows, else looked up),
-    and claims only the rows still to be filed."""
+    """``store_raw`` returns, in the order given, the raw row id under which each message is
+    stored, and which of them this call inserted (the first of a repeat only)."""
     from datetime import UTC, datetime
 
     from omnichannel import pipeline
@@ -407,7 +417,8 @@ def test_each_raw_message_gets_the_id_of_its_own_row(
     if stored_before:
         inbox.receive_many([raw_json(e) for e in stored_before])
     with inbox.store.transaction() as conn:
-        ids, claimable = pipeline.store_and_claim(conn, [raw_json(e) for e in batch], now)
+        stored = pipeline.store_raw(conn, [raw_json(e) for e in batch], now)
         rows = dict(conn.execute(sa.select(raw_messages.c.external_id, raw_messages.c.id)).all())
-    assert ids == [rows[e] for e in batch]
-    assert claimable == {rows[e] for e in set(batch) - set(stored_before)}
+    assert stored.ids == [rows[e] for e in batch]
+    firsts = [e not in batch[:i] for i, e in enumerate(batch)]
+    assert stored.new == [f and e not in stored_before for e, f in zip(batch, firsts, strict=True)]

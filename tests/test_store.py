@@ -1,14 +1,11 @@
-"""Storage: migrations match the table metadata, SQLite pragmas and checkpoints, concurrent
+"""Storage: migrations match the table metadata, SQLite pragmas, concurrent
 first start."""
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +15,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from omnichannel.store import Store, migrate
-from omnichannel.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from omnichannel.store.migrate import head_revision
-from omnichannel.store.tables import complaints, cursors, metadata
+from omnichannel.store.tables import complaints, metadata
 from tests.helpers import T0, run_threads
 
 
@@ -37,7 +33,7 @@ def test_migrations_produce_exactly_the_table_metadata(database_url: str) -> Non
 def test_store_is_at_head_revision(database_url: str) -> None:
     """Opening a store migrates it to the newest revision."""
     store = Store(database_url)
-    assert store.revision() == head_revision() == "0003"
+    assert store.revision() == head_revision() == "0004"
     store.dispose()
 
 
@@ -206,82 +202,6 @@ def test_an_in_memory_store_is_one_database_for_every_thread() -> None:
         seen = sorted(conn.exec_driver_sql("SELECT n FROM seen").scalars())
     assert errors == [] and seen == [0, 1, 2, 3]
     store.dispose()
-
-
-def _checkpoint_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "omnichannel-checkpoint"]
-
-
-def test_commits_reach_the_database_file_through_the_checkpoint_thread(tmp_path: Path) -> None:
-    """A file store's commits are copied from the WAL into the database file by a thread of the
-    store (the writers' own automatic checkpoint is only a backstop at 10,000 pages, which a
-    few rows never reach): a copy of the file alone, without its WAL, holds the row. Disposing
-    of the store stops the thread."""
-    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
-    with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
-    before = len(_checkpoint_threads())
-    with store.transaction() as conn:
-        conn.execute(sa.insert(cursors).values(connector="sms", value={"at": 1}, updated_at=T0))
-    assert len(_checkpoint_threads()) == before + 1
-    checkpointer = store._checkpointer
-    assert checkpointer is not None
-    deadline = time.monotonic() + 60
-    while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the thread checkpoints shortly after the commit
-    shutil.copyfile(tmp_path / "x.db", tmp_path / "copy.db")
-    copy = sqlite3.connect(tmp_path / "copy.db")
-    assert copy.execute("SELECT connector FROM cursors").fetchall() == [("sms",)]
-    copy.close()
-    store.dispose()
-    assert len(_checkpoint_threads()) == before
-
-
-def test_no_checkpoint_thread_without_commits_or_for_memory(tmp_path: Path) -> None:
-    """The thread starts at a file store's first commit: a store only read from (a CLI listing
-    complaints) starts none, and an in-memory store never does."""
-    before = len(_checkpoint_threads())
-    reader = Store(f"sqlite:///{tmp_path / 'x.db'}")
-    reader.revision()
-    memory = Store("sqlite://")
-    with memory.transaction() as conn:
-        conn.execute(sa.insert(cursors).values(connector="sms", value=None, updated_at=T0))
-    assert len(_checkpoint_threads()) == before and memory._checkpointer is None
-    reader.dispose()
-    memory.dispose()
-
-
-def test_a_checkpointer_that_cannot_open_the_database_keeps_quiet(tmp_path: Path) -> None:
-    """Checkpointing is an optimisation: when its connection cannot be opened the writers'
-    backstop remains; the thread tries again at the next commit, and neither ``committed`` nor
-    ``close`` raises (an exception in the thread would fail the test too)."""
-    checkpointer = Checkpointer(str(tmp_path / "missing" / "x.db"), interval=0)
-    deadline = time.monotonic() + 60
-    for _ in range(2):  # the thread clears the flag just before it connects: the second time
-        checkpointer.committed()  # it is cleared, the first attempt has failed and returned
-        while checkpointer._written.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-    assert not checkpointer._written.is_set() and _checkpoint_threads()
-    checkpointer.close()
-    assert checkpointer.checkpoints == 0 and len(_checkpoint_threads()) == 0
-
-
-def test_closing_a_checkpointer_stops_its_thread_whatever_it_was_doing(tmp_path: Path) -> None:
-    """``close`` ends the thread whether it waits for a commit, sleeps before checkpointing or
-    checkpoints right then: closes at many points of its loop, none left hanging."""
-    path = str(tmp_path / "x.db")
-    Store(f"sqlite:///{path}").dispose()
-    stuck = []
-    for attempt in range(100):
-        checkpointer = Checkpointer(path, interval=0)
-        for _ in range(attempt % 4):
-            checkpointer.committed()
-        [closer] = run_threads(checkpointer.close, [()], timeout=10)
-        if closer.is_alive():
-            stuck.append(attempt)
-            checkpointer._stopping.set()
-            checkpointer._written.set()
-    assert stuck == []
 
 
 PARTIAL_INDEXES = [

@@ -152,7 +152,9 @@ def count(inbox: Inbox, table: sa.Table) -> int:
 def add_twilio(
     inbox: Inbox, name: str = "sms", fake: FakeTwilio | None = None, **options: Any
 ) -> TwilioConnector:
-    """A twilio connector in ``inbox``; with ``fake``, its API is the fake server."""
+    """A twilio connector in ``inbox``; with ``fake``, its API is the fake server. Its replies
+    carry the acknowledgement (``ack = "inline"``) unless ``ack="outbox"`` is given."""
+    options.setdefault("ack", "inline")
     if fake is not None:
         options.setdefault("api_base_url", fake.base_url)
     connector = TwilioConnector.from_options(
@@ -564,6 +566,27 @@ def test_connector_public_url_overrides_the_server_one(
 
 
 # -- outcomes and replies ----------------------------------------------------------------------
+
+
+def test_by_default_the_acknowledgement_goes_through_the_outbox(inbox: Inbox) -> None:
+    """With ``ack = "outbox"`` (the default) a new SMS is answered with an empty <Response/>
+    and its acknowledgement waits in the outbox, due at once; inline, the reply carries it and
+    the outbox row says so, so that it is never sent twice."""
+    add_twilio(inbox, ack="outbox")
+    add_twilio(inbox, name="inline", ack="inline")
+    with serve_wsgi(create_app(inbox)) as base_url:
+        quiet = post(base_url, sms_fields(60))
+        loud = post(base_url, sms_fields(61), name="inline")
+    assert quiet.status_code == 200 and twiml_messages(quiet) == []
+    assert len(twiml_messages(loud)) == 1
+    with inbox.store.transaction() as conn:
+        rows = conn.execute(
+            sa.select(outbox.c.status, outbox.c.payload).order_by(outbox.c.id)
+        ).all()
+    assert [(status, payload["connector"]) for status, payload in rows] == [
+        ("pending", "sms"),
+        ("sent-inline", "inline"),
+    ]
 
 
 def test_the_same_message_sid_three_times_is_one_complaint(inbox: Inbox, fake: FakeTwilio) -> None:

@@ -13,8 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from omnichannel.errors import StorageUnavailable
-from omnichannel.store import direct, migrate
-from omnichannel.store.checkpoint import Checkpointer
+from omnichannel.store import migrate
 from omnichannel.store.engine import create_engine, in_memory, normalize_url
 
 __all__ = ["Store", "insert_ignore"]
@@ -22,14 +21,16 @@ __all__ = ["Store", "insert_ignore"]
 
 def insert_ignore(
     conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
-) -> tuple[int, list[int] | None]:
+) -> list[int]:
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races.
-    Returns how many rows were inserted (-1 when the driver does not tell), and their ids when
-    every row was new and the database tells them (``direct.insert_many``)."""
+    Returns the ids of the rows inserted (the table's ``id``), in no particular order."""
     if not rows:
-        return 0, None
+        return []
     statement = _insert_ignore(conn.dialect.name, table, tuple(conflict))
-    return direct.insert_many(conn, statement, rows)
+    if "id" not in table.c:
+        conn.execute(statement, list(rows))
+        return []
+    return list(conn.execute(statement.returning(table.c.id), list(rows)).scalars())
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,12 +55,6 @@ class Store:
         # ... and, as they take turns anyway, they share one connection: checking one out of
         # the pool and back in for every transaction cost more than a small transaction itself
         self._shared: sa.Connection | None = None
-        # a file's WAL is copied back into it by a thread, not inside a commit (checkpoint.py)
-        self._checkpointer = (
-            Checkpointer(self.url.database)
-            if self.dialect == "sqlite" and self.url.database and not self.in_memory
-            else None
-        )
         if auto_migrate:
             self.migrate(only_if_needed=True)
 
@@ -97,8 +92,6 @@ class Store:
                 connection = self._connection()
                 with connection.begin():
                     yield connection
-                if self._checkpointer is not None:
-                    self._checkpointer.committed()
 
     def _connection(self) -> sa.Connection:
         """SQLite: the connection the process's transactions take turns on (writer lock held)."""
@@ -127,8 +120,6 @@ class Store:
             raise StorageUnavailable(f"storage unavailable ({self.dialect}: {reason})") from exc
 
     def dispose(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         with self._serialized():
             shared, self._shared = self._shared, None
             if shared is not None:

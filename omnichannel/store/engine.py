@@ -21,8 +21,6 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from omnichannel.errors import StorageUnavailable
-from omnichannel.store import direct
-from omnichannel.store.checkpoint import BACKSTOP_PAGES
 
 __all__ = ["create_engine", "normalize_url"]
 
@@ -93,13 +91,11 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        if not in_memory(url):  # the store's thread checkpoints; this is the backstop
-            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        direct.execute_sql(connection, "BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

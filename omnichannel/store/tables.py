@@ -93,7 +93,10 @@ raw_messages = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=True),
     sa.Column("complaint_id", Id, nullable=True),
     _ts("processed_at", nullable=True),
+    # a token for ``GET /receipts/<receipt>``, given to a web submission answered 202
+    sa.Column("receipt", sa.String(64), nullable=True),
     sa.UniqueConstraint("connector", "external_id"),
+    sa.Index(None, "receipt", unique=True),
 )
 
 complaints = sa.Table(

@@ -1,0 +1,204 @@
+"""``omnichannel serve`` as a process: kill -9 under webhook load, and two servers on one
+PostgreSQL. Signed Twilio webhooks (the official validator's signatures) from 8 client threads;
+whatever happens to a server, a message answered 200 is stored, and after a restart every
+stored message is filed exactly once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from omnichannel.store.engine import create_engine
+from omnichannel.store.tables import complaints, messages, raw_messages
+from tests.test_twilio import ACCOUNT, FORM, TOKEN, sign, sms_fields
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(folder: Path, url: str) -> Path:
+    path = folder / "omnichannel.toml"
+    path.write_text(
+        f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n'
+        f'[[connectors]]\nname = "sms"\ntype = "twilio"\nmode = "webhook"\n'
+        f'account_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@contextmanager
+def serving(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``omnichannel serve`` on ``port``, up (``/healthz`` answers) before this yields."""
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "serve"]
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not health(port):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def health(port: int) -> dict[str, object] | None:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/healthz")
+        body = connection.getresponse().read()
+        connection.close()
+    except OSError:
+        return None
+    found: dict[str, object] = json.loads(body)
+    return found
+
+
+def send(port: int, n: int) -> int | None:
+    """POST message ``n`` (signed); the status, or None when the connection broke."""
+    url = f"http://127.0.0.1:{port}/webhooks/sms"
+    fields = sms_fields(n, f"Pengaduan {n}: izin belum terbit.", f"+62813{n:08d}")
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(url, fields)}
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        connection.request("POST", "/webhooks/sms", urlencode(fields), headers)
+        status = connection.getresponse().status
+        connection.close()
+    except OSError:
+        return None
+    return status
+
+
+def load(port: int, numbers: list[int], answered: dict[int, int | None]) -> None:
+    """Send every message from 8 threads; each status goes into ``answered`` as it comes."""
+
+    def one(n: int) -> None:
+        answered[n] = send(port, n)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, numbers))
+
+
+def filed(url: str) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        query = sa.select(raw_messages.c.external_id, raw_messages.c.status)
+        raws = [(str(e), str(s)) for e, s in conn.execute(query)]
+        msgs = list(conn.execute(sa.select(messages.c.external_id)).scalars())
+        tickets = list(conn.execute(sa.select(complaints.c.ticket)).scalars())
+    engine.dispose()
+    return raws, msgs, tickets
+
+
+def wait_drained(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(status == "received" for _, status in filed(url)[0]):
+        assert time.monotonic() < deadline, "the backlog did not drain"
+        time.sleep(0.1)
+
+
+def assert_each_once(url: str, answered_ok: set[int]) -> None:
+    from tests.test_twilio import sid
+
+    raws, msgs, tickets = filed(url)
+    stored = {e for e, _ in raws}
+    assert {sid(n) for n in answered_ok} <= stored  # nothing answered 200 is lost
+    assert {s for _, s in raws} == {"processed"}  # the backlog drained
+    assert sorted(msgs) == sorted(stored)  # each stored message filed exactly once
+    assert len(tickets) == len(set(tickets)) == len(stored)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'omnichannel.db'}"
+    from tests.conftest import _truncate
+
+    found: str = request.getfixturevalue("postgres_url")
+    _truncate(found)
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_9_of_serve_under_webhook_load(url: str, tmp_path: Path, seed: int) -> None:
+    """``serve`` is SIGKILLed at a random moment under load from 8 threads; after a restart
+    (and the provider's retries) every message answered 200 before the kill is stored, every
+    stored message is filed exactly once, and the raw backlog drains to zero."""
+    config, port, log = write_config(tmp_path, url), free_port(), tmp_path / "serve.log"
+    numbers = list(range(1, 1001))
+    answered: dict[int, int | None] = {}
+    target = random.Random(seed).randint(20, 600)  # progress, not time, picks the moment
+    with serving(config, port, log) as proc:
+        loader = threading.Thread(target=load, args=(port, numbers, answered))
+        loader.start()
+        while len(answered) < target and loader.is_alive():
+            time.sleep(0.001)
+        time.sleep(random.Random(seed).uniform(0, 0.02))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        loader.join(timeout=120)
+    ok_before = {n for n, status in answered.items() if status == 200}
+    assert ok_before and len(ok_before) < len(numbers), "the kill came too early or too late"
+    with serving(config, port, log):
+        retries: dict[int, int | None] = {}
+        load(port, numbers, retries)  # Twilio's retries (and redeliveries of the answered)
+        assert set(retries.values()) == {200}
+        wait_drained(url)
+    assert_each_once(url, ok_before | set(numbers))
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_postgresql_file_each_message_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two ``serve`` processes on one PostgreSQL get the same webhook load (every message sent
+    to both, as a provider's retry might reach either replica): each message is filed exactly
+    once, with unique tickets."""
+    from tests.conftest import _truncate
+
+    _truncate(postgres_url)
+    config = write_config(tmp_path, postgres_url)
+    ports = [free_port(), free_port()]
+    numbers = list(range(1, 301))
+    answers: list[dict[int, int | None]] = [{}, {}]
+    first, second = (serving(config, p, tmp_path / f"{p}.log") for p in ports)
+    with first, second:
+        loaders = [
+            threading.Thread(target=load, args=(port, numbers, answers[i]))
+            for i, port in enumerate(ports)
+        ]
+        for loader in loaders:
+            loader.start()
+        for loader in loaders:
+            loader.join(timeout=120)
+        assert all(set(a.values()) == {200} for a in answers)
+        wait_drained(postgres_url)
+    assert_each_once(postgres_url, set(numbers))
