@@ -307,7 +307,9 @@ def work(state: _State, once: bool) -> None:
     configure_logging(secrets=_all_secrets(inbox))
     if once:
         count = inbox.worker.file_backlog()
-        click.echo(f"filed {count} messages; {inbox.worker.backlog()} waiting")
+        waiting = inbox.worker.backlog()
+        note = " (held by other workers, or left for the next run)" if waiting else ""
+        click.echo(f"filed {count} messages; {waiting} waiting{note}")
         return
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: inbox.worker.close(timeout=0))

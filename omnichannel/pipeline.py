@@ -112,8 +112,12 @@ def store_raw(
     transaction; the row id and state of each message."""
     rows = [_raw_row(r, now) for r in raws]
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # one lock order
-    inserted = set(insert_ignore(conn, raw_messages, rows, ("connector", "external_id")))
-    found = _stored(conn, raws)
+    keys = ("connector", "external_id")
+    written = insert_ignore(conn, raw_messages, rows, keys, returning=("id", *keys))
+    found = {(c, e): (rid, RECEIVED) for rid, c, e in written}
+    inserted = {rid for rid, _, _ in written}
+    if len(found) < len({(row["connector"], row["external_id"]) for row in rows}):
+        found = _stored(conn, raws) | found  # some were stored before: look them up
     ids, new, seen = [], [], set()
     for raw in raws:
         rid = found[(raw.connector, storable_id(raw.external_id))][0]

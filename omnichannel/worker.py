@@ -14,6 +14,9 @@ process's worker takes the database's write lock per batch.
   transaction is rolled back and the batch is filed again in halves, down to the one message
   that fails alone, which is quarantined with its error (``pipeline.error_text``: a database
   error keeps only the driver's first line, without values). The rest are filed.
+- **Giving way.** A worker thread in a process that answers webhooks files between requests:
+  while any is being answered it files at most one batch every ``YIELD_MAX`` seconds, so a
+  burst is answered first and its backlog filed after.
 - **Waiting.** ``wait_filed`` lets a request wait, up to a bound, for its own rows: rows this
   worker filed are known at once; rows filed by another process are seen by asking the
   database four times a second.
@@ -25,7 +28,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +48,10 @@ log = logging.getLogger("omnichannel.worker")
 Clock = Callable[[], datetime]
 DecoderFor = Callable[[str], pipeline.Decoder]
 """The decoder of a connector, by name (raises when there is no such connector)."""
+YIELD_MAX = 1.0
+"""While webhooks are being answered in its process, a worker thread files one batch at most
+every this many seconds; it files as soon as none is being answered. So a burst is answered
+first, its backlog filed after it, and under a steady load between its requests."""
 RECENT = 100_000
 """How many ids of rows it filed a worker remembers for ``wait_filed``."""
 DB_CHECK_INTERVAL = 0.25
@@ -79,6 +87,10 @@ class FilingWorker:
         self._filed = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
         self._thread: threading.Thread | None = None
         self.filed_total = 0
         self.last_error: str | None = None
@@ -231,6 +243,28 @@ class FilingWorker:
         with self._filed:
             return self._filed.wait_for(lambda: wanted.issubset(self._recent), timeout=timeout)
 
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """A request of this process is being answered: a worker thread lets it go first."""
+        with self._busy_lock:
+            self._busy += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+    def _file_giving_way(self) -> None:
+        """The thread's ``file_backlog``: before each batch, wait for the requests in hand to
+        be answered (at most ``YIELD_MAX``)."""
+        while not self._stop.is_set():
+            self._idle.wait(YIELD_MAX)
+            if self.file_batch() == 0:
+                return
+
     # -- running in a thread -----------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -264,7 +298,7 @@ class FilingWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self.file_backlog()
+                self._file_giving_way()
                 self.last_error = None
             except StorageUnavailable as exc:
                 if self.last_error is None:

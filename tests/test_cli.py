@@ -171,3 +171,20 @@ def test_storage_unavailable_exits_3_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 3
     assert proc.stderr.startswith("omnichannel: storage unavailable")
     assert "Traceback" not in proc.stderr
+
+
+def test_work_once_files_what_other_processes_stored(workdir: Path, database_url: str) -> None:
+    """``work --once`` files every stored, unfiled message (as a webhook server or a poller
+    that died before filing left them), says how many, and exits; a second run finds none."""
+    from omnichannel.config import default_config
+    from omnichannel.inbox import Inbox
+    from omnichannel.pipeline import store_raw
+    from tests.helpers import T0, raw_json
+
+    with Inbox(default_config(url=database_url)) as inbox, inbox.store.transaction() as conn:
+        store_raw(conn, [raw_json(f"w-{i}", text=f"Keluhan {i}.") for i in range(7)], T0)
+    code, lines, _ = run(workdir, "work", "--once")
+    assert code == 0 and lines == ["filed 7 messages; 0 waiting"]
+    code, lines, _ = run(workdir, "complaints", "list", "--format", "json")
+    assert len(lines) == 7
+    assert run(workdir, "work", "--once")[1] == ["filed 0 messages; 0 waiting"]

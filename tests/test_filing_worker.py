@@ -26,7 +26,7 @@ from omnichannel.http import create_app
 from omnichannel.pipeline import error_text, storable_id
 from omnichannel.store.tables import complaints, messages, quarantine, raw_messages
 from omnichannel.testing.http import serve_wsgi
-from tests.helpers import raw_json
+from tests.helpers import T0, raw_json
 from tests.test_twilio import ACCOUNT, TOKEN, post, sms_fields
 from tests.test_web import SECRET, signed_headers
 
@@ -202,8 +202,8 @@ def test_a_provider_webhook_is_answered_once_stored_and_filed_after(database_url
     )
     with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
         held = threading.Event()
-        real = inbox.worker.file_backlog
-        inbox.worker.file_backlog = lambda **kw: held.wait(10) and real(**kw)  # type: ignore[method-assign]
+        real = inbox.worker.file_batch
+        inbox.worker.file_batch = lambda **kw: held.wait(10) and real(**kw)  # type: ignore[method-assign]
         inbox.worker.start(interval=0.05)
         answer = post(base_url, sms_fields(1))
         assert answer.status_code == 200
@@ -257,8 +257,8 @@ def test_a_web_submission_held_up_gets_a_receipt_that_later_gives_the_ticket(
     receipt; ``GET /receipts/<receipt>`` says pending, then — once filed — the ticket. An
     unknown or malformed receipt is a 404."""
     held = threading.Event()
-    real = portal.worker.file_backlog
-    portal.worker.file_backlog = lambda **kw: held.wait(10) and real(**kw)  # type: ignore[method-assign]
+    real = portal.worker.file_batch
+    portal.worker.file_batch = lambda **kw: held.wait(10) and real(**kw)  # type: ignore[method-assign]
     portal.worker.start(interval=0.05)
     with serve_wsgi(create_app(portal)) as base_url:
         answer = submit(base_url, 2)
@@ -309,3 +309,24 @@ def test_workers_of_several_processes_file_each_message_once(postgres_url: str) 
     finally:
         for box in inboxes:
             box.close()
+
+
+def test_the_worker_thread_gives_way_to_requests_but_not_for_ever(sqlite_inbox: Inbox) -> None:
+    """While a request is being answered the worker thread does not start a batch; once none
+    is, it files; and under requests that never stop it still files a batch every
+    ``YIELD_MAX`` seconds, so the backlog of a long burst cannot grow without end."""
+    from omnichannel import pipeline, worker
+
+    inbox = sqlite_inbox
+    with inbox.store.transaction() as conn:
+        pipeline.store_raw(conn, [raw_json(f"g-{i}") for i in range(3)], T0)
+    with inbox.worker.serving():
+        inbox.worker.start(interval=0.01)
+        time.sleep(min(0.3, worker.YIELD_MAX / 2))
+        assert inbox.worker.backlog() == 3  # it waits for the request
+    drain(inbox)
+    with inbox.store.transaction() as conn:
+        pipeline.store_raw(conn, [raw_json(f"h-{i}") for i in range(3)], T0)
+    inbox.worker.wake()
+    with inbox.worker.serving():  # a request that lasts: filed all the same
+        drain(inbox, timeout=worker.YIELD_MAX * 10 + 10)

@@ -20,26 +20,34 @@ __all__ = ["Store", "insert_ignore"]
 
 
 def insert_ignore(
-    conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
-) -> list[int]:
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    conflict: Sequence[str],
+    *,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
     """``INSERT … ON CONFLICT DO NOTHING``: insert-if-absent without check-then-insert races.
-    Returns the ids of the rows inserted (the table's ``id``), in no particular order."""
+    Returns the ``returning`` columns of the rows inserted, in no particular order."""
     if not rows:
         return []
-    statement = _insert_ignore(conn.dialect.name, table, tuple(conflict))
-    if "id" not in table.c:
-        conn.execute(statement, list(rows))
-        return []
-    return list(conn.execute(statement.returning(table.c.id), list(rows)).scalars())
+    statement = _insert_ignore(conn.dialect.name, table, tuple(conflict), tuple(returning))
+    parameters: Any = rows[0] if len(rows) == 1 else list(rows)
+    result = conn.execute(statement, parameters)
+    return [tuple(row) for row in result] if returning else []
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_ignore(dialect_name: str, table: sa.Table, conflict: tuple[str, ...]) -> sa.Insert:
+def _insert_ignore(
+    dialect_name: str, table: sa.Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> sa.Insert:
     # built once per table: SQLAlchemy then finds the compiled form in its cache directly
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement: sa.Insert = dialect.insert(table).on_conflict_do_nothing(
         index_elements=list(conflict)
     )
+    if returning:
+        statement = statement.returning(*(table.c[name] for name in returning))
     return statement
 
 
