@@ -167,7 +167,9 @@ class _App:
                 conn.execute(sa.text("SELECT 1"))
         except StorageUnavailable:
             database = "unavailable"
-        connectors = {name: self.inbox.status(name) for name in self.inbox.connector_names()}
+        connectors = {
+            name: self.inbox.connector_health(name) for name in self.inbox.connector_names()
+        }
         filing = self._filing()
         healthy = (
             database == "ok"

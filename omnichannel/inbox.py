@@ -106,7 +106,7 @@ class Inbox:
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
-        self._status: dict[str, dict[str, Any]] = {}
+        self._health: dict[str, dict[str, Any]] = {}
         self.worker = FilingWorker(
             self.store,
             self.decoder,
@@ -117,15 +117,15 @@ class Inbox:
         """Files what is stored: in the caller's thread by default; ``worker.start()`` runs
         it in a thread of its own (``omnichannel serve``), so webhooks are answered first."""
 
-    def status(self, name: str) -> dict[str, Any]:
+    def connector_health(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
         return dict(
-            self._status.get(name, {"last_success": None, "last_error": None, "failed": False})
+            self._health.get(name, {"last_success": None, "last_error": None, "failed": False})
         )
 
-    def record(self, name: str, error: str | None = None, *, failed: bool = False) -> None:
+    def record_health(self, name: str, error: str | None = None, *, failed: bool = False) -> None:
         """Note a success (no error) or a failure of connector ``name``."""
-        status = self._status.setdefault(name, self.status(name))
+        status = self._health.setdefault(name, self.connector_health(name))
         if error is None:
             status.update(last_success=format_utc(self._clock()), last_error=None, failed=False)
         else:
@@ -344,7 +344,9 @@ class Inbox:
             return json_response(exc.status, payload)
         except StorageUnavailable:
             log.warning("webhook %s: storage unavailable, answering 503", name)
-            self.record(name, "storage unavailable")  # the driver's text stays out of /healthz
+            self.record_health(
+                name, "storage unavailable"
+            )  # the driver's text stays out of /healthz
             return json_response(503, {"error": "storage unavailable, retry later"})
 
     def _webhook_connector(self, name: str) -> WebhookConnector:
@@ -376,7 +378,7 @@ class Inbox:
         else:
             self.worker.wake()
             response = self._answer_from_worker(connector, request, raws, stored)
-        self.record(connector.name)
+        self.record_health(connector.name)
         return response
 
     def _store_webhook(self, raws: Sequence[RawMessage]) -> pipeline.Stored:

@@ -46,15 +46,15 @@ def _poll(inbox: Inbox, status: ConnectorStatus, since: date | None, report: Rep
         inbox.poll(status.name, since=since, on_batch=on_batch)
     except FatalError as exc:
         status.failed, status.last_error = True, str(exc)
-        inbox.record(status.name, str(exc), failed=True)
+        inbox.record_health(status.name, str(exc), failed=True)
         log.error("connector %s disabled: %s", status.name, exc)
     except (ConnectorError, StorageUnavailable) as exc:
         status.last_error = str(exc)
-        inbox.record(status.name, str(exc))
+        inbox.record_health(status.name, str(exc))
         log.warning("connector %s: %s (will retry)", status.name, exc)
     else:
         status.last_success, status.last_error = datetime.now(UTC), None
-        inbox.record(status.name)
+        inbox.record_health(status.name)
 
 
 def poll_once(

@@ -196,7 +196,7 @@ def test_storage_unavailable_is_503(app_inbox: Inbox, monkeypatch: pytest.Monkey
         body,
     )
     assert response.status == 503
-    assert app_inbox.status("echo")["last_error"] == "storage unavailable (test)"
+    assert app_inbox.connector_health("echo")["last_error"] == "storage unavailable"
 
 
 def test_health_and_metrics(server: Any) -> None:
