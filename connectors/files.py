@@ -42,6 +42,8 @@ class FilesOptions(BaseModel):
     pattern: str = "*"
     processed_folder: str = "processed"
     batch_size: int = Field(default=200, ge=1, le=10_000)
+    poll_interval: float = Field(default=10, gt=0)
+    """Seconds between looks at the folder (``omnichannel poll`` / ``run``)."""
 
 
 def content_type_of(path: Path, payload: bytes) -> str:
@@ -108,8 +110,7 @@ class FilesConnector(PollingConnector):
 
     def _pending(self) -> list[Path]:
         folder = self._folder()
-        if not folder.is_dir():
-            return []
+        self.check()  # a missing drop folder is a mistake to report, not an empty one
         return sorted(
             p
             for p in folder.glob(self.options.pattern)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import signal
 import sys
 import threading
@@ -30,6 +31,8 @@ from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
 from omnichannel.schema import Complaint, ReceiveResult, format_utc
 
 __all__ = ["main"]
+
+log = logging.getLogger("omnichannel.cli")
 
 EXIT_CONFIG, EXIT_STORAGE, EXIT_FAILED = 2, 3, 1
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,9 +69,19 @@ class _State:
     def config(self) -> Config:
         return load_config(self.config_path)
 
-    def inbox(self) -> Inbox:
+    def inbox(self, *, read_only: bool = False) -> Inbox:
+        """The inbox; ``read_only`` for commands that only read: they never create a database
+        (nor its folder) and never migrate one."""
         if self._inbox is None:
-            self._inbox = Inbox(self.config())
+            config = self.config()
+            if read_only:
+                _require_database(config)
+                config.database.auto_migrate = False
+            self._inbox = Inbox(config)
+            if read_only and self._inbox.store.revision() is None:
+                raise StorageUnavailable(
+                    f"{self._inbox.store!r} has no schema yet: run 'omnichannel init-db' first"
+                )
         return self._inbox
 
     def close(self) -> None:
@@ -79,7 +92,44 @@ class _State:
 pass_state = click.make_pass_decorator(_State)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _require_database(config: Config) -> None:
+    """An embedded database must exist already (read-only commands create none)."""
+    from omnichannel.store.engine import in_memory, normalize_url
+
+    url = normalize_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and not in_memory(url):
+        path = Path(url.database or "").expanduser()
+        if not path.is_file():
+            raise StorageUnavailable(
+                f"no database at {path}: run 'omnichannel init-db' (or ingest something) first"
+            )
+
+
+class _Group(click.Group):
+    """``--config PATH`` is the group's option, but is taken after a subcommand too
+    (``omnichannel check --config x.toml``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _config_first(args))
+
+
+def _config_first(args: list[str]) -> list[str]:
+    """``args`` with a ``--config`` given after the subcommand moved in front of it."""
+    rest, moved = list(args), []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg.startswith("--config="):
+            moved, rest = [arg], args[:index] + args[index + 1 :]
+        elif arg == "--config" and index + 1 < len(args) and index > 0:
+            moved, rest = args[index : index + 2], args[:index] + args[index + 2 :]
+        else:
+            continue
+        break
+    return moved + rest
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -184,7 +234,7 @@ def check(state: _State, connect: bool) -> None:
     click.echo(f"configuration OK: {source}; connectors: {names}")
     if not connect:
         return
-    inbox = state.inbox()
+    inbox = state.inbox(read_only=True)
     click.echo(f"database OK: {inbox.store!r} at revision {inbox.store.revision()}")
     failed = False
     for name in inbox.connector_names():
@@ -255,45 +305,126 @@ def demo(state: _State, folder: str | None) -> None:
 # -- serving -----------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--host", default=None, help="Listen address (default: server.host).")
-@click.option("--port", type=int, default=None, help="Listen port (default: server.port).")
-@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
-@pass_state
-@_handled
-def serve(state: _State, host: str | None, port: int | None, threads: int) -> None:
-    """Serve the webhooks, /healthz and /metrics (waitress) until SIGTERM/SIGINT.
+def _server_options(func: F) -> F:
+    func = click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)(
+        func
+    )
+    func = click.option("--port", type=int, default=None, help="Listen port (server.port).")(func)
+    return click.option("--host", default=None, help="Listen address (server.host).")(func)
 
-    Each webhook is answered once its payload is stored; a filing worker in this process files
-    what arrives (and what other processes stored), and media are downloaded alongside.
-    """
+
+def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: int) -> Any:
+    """The waitress server for the WSGI app, listening; a port in use is a one-line error."""
     import waitress
 
     from omnichannel.http import create_app
 
-    inbox = state.inbox()
-    configure_server_logging(secrets=_all_secrets(inbox))
     server = inbox.config.server
-    inbox.worker.start(interval=inbox.config.filing.interval)
-    stop = threading.Event()  # attachments referenced by URL are downloaded alongside
-    worker = threading.Thread(
-        target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
-    )
-    worker.start()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # waitress stops on SystemExit, gracefully
+    address = (host or server.host, port or server.port)
     try:
-        waitress.serve(
+        return waitress.create_server(
             create_app(inbox),
-            host=host or server.host,
-            port=port or server.port,
+            host=address[0],
+            port=address[1],
             threads=threads,
             ident="omnichannel",
             clear_untrusted_proxy_headers=True,
         )
+    except OSError as exc:
+        raise OmnichannelError(
+            f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
+        ) from None
+
+
+def _start_background(inbox: Inbox, stop: threading.Event) -> list[threading.Thread]:
+    """The filing worker (a thread of the inbox) and the media downloads."""
+    inbox.worker.start(interval=inbox.config.filing.interval)
+    media_thread = threading.Thread(
+        target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
+    )
+    media_thread.start()
+    return [media_thread]
+
+
+def _stop_background(
+    inbox: Inbox, stop: threading.Event, threads: list[threading.Thread], deadline: float
+) -> None:
+    """Stop taking work, let what is in hand finish (its transaction commits or rolls back),
+    within ``deadline`` (a ``time.monotonic()`` value)."""
+    import time
+
+    stop.set()
+    inbox.worker.close(timeout=max(0.1, deadline - time.monotonic()))
+    for thread in threads:
+        thread.join(timeout=max(0.1, deadline - time.monotonic()))
+
+
+@main.command()
+@_server_options
+@pass_state
+@_handled
+def serve(state: _State, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the webhooks, /healthz, /metrics and /receipts until SIGTERM/SIGINT.
+
+    Each webhook is answered once its payload is stored; a filing worker in this process files
+    what arrives (and what other processes stored), and media are downloaded alongside.
+    """
+    import time
+
+    inbox = state.inbox()
+    configure_server_logging(secrets=_all_secrets(inbox))
+    server = _create_server(inbox, host, port, threads)
+    stop = threading.Event()
+    background = _start_background(inbox, stop)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # waitress stops on SystemExit, gracefully
+    try:
+        server.print_listen("Serving on http://{}:{}")
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
     finally:
-        stop.set()
-        worker.join(timeout=30)
-        inbox.worker.close()
+        server.close()
+        _stop_background(inbox, stop, background, time.monotonic() + SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 8.0
+"""What ``serve`` and ``run`` give the work in hand on SIGTERM/SIGINT (they exit within 10 s)."""
+
+
+@main.command()
+@_server_options
+@pass_state
+@_handled
+def run(state: _State, host: str | None, port: int | None, threads: int) -> None:
+    """The daemon: pollers, webhook server, filing and media workers, until SIGTERM/SIGINT.
+
+    One process does it all; on PostgreSQL run as many as you like (each poller is held by one
+    replica at a time, any replica answers webhooks, every worker claims its own rows).
+    """
+    import time
+
+    inbox = state.inbox()
+    configure_server_logging(secrets=_all_secrets(inbox))
+    server = _create_server(inbox, host, port, threads)
+    stop = threading.Event()
+    background = _start_background(inbox, stop)
+    names = _polling_names(inbox, ())
+    pollers = threading.Thread(
+        target=run_pollers, args=(inbox, names, stop), name="pollers", daemon=True
+    )
+    pollers.start()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server.print_listen("Serving on http://{}:{}")
+        log.info("running: pollers %s", ", ".join(names) or "none")
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        server.close()
+        _stop_background(inbox, stop, [*background, pollers], deadline)
+        log.info("stopped")
 
 
 @main.command()
@@ -442,7 +573,7 @@ def complaints() -> None:
 @_handled
 def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> None:
     """List complaints, oldest first."""
-    items = state.inbox().complaints(limit=limit, status=status)
+    items = state.inbox(read_only=True).complaints(limit=limit, status=status)
     if fmt == "json":
         for c in items:
             click.echo(c.model_dump_json())
@@ -457,7 +588,7 @@ def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> 
 @_handled
 def complaints_show(state: _State, key: str, fmt: str) -> None:
     """Show one complaint by id or ticket number."""
-    item = state.inbox().complaint(key)
+    item = state.inbox(read_only=True).complaint(key)
     if item is None:
         _fail([f"no complaint {key!r}"], EXIT_FAILED)
         return
@@ -545,7 +676,7 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
 @_handled
 def complaints_export(state: _State, fmt: str, output: Any) -> None:
     """Export every complaint (JSON Lines follow schemas/complaint.schema.json)."""
-    items = state.inbox().iter_complaints()
+    items = state.inbox(read_only=True).iter_complaints()
     if fmt == "jsonl":
         for c in items:
             output.write(c.model_dump_json() + "\n")
@@ -571,7 +702,7 @@ def quarantine() -> None:
 @_handled
 def quarantine_list(state: _State, include_resolved: bool, fmt: str) -> None:
     """List quarantined inputs (ID is the one to replay)."""
-    items = state.inbox().quarantined(include_resolved=include_resolved)
+    items = state.inbox(read_only=True).quarantined(include_resolved=include_resolved)
     if fmt == "json":
         for item in items:
             click.echo(json.dumps(item, default=_json_default, ensure_ascii=False))

@@ -42,10 +42,42 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SUPPORTED_STORES = {"sqlite": None, "postgresql": "postgres"}
+"""Backends of the store, and the extra that installs each one's driver."""
+
+
 class DatabaseConfig(_Section):
     url: str = "sqlite:///omnichannel.db"
     auto_migrate: bool = True
     """Bring the schema to the newest revision when the store is opened."""
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        """A URL SQLAlchemy can read, of a backend the store supports, whose driver is here."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        from omnichannel.store.engine import normalize_url
+
+        try:
+            url = normalize_url(make_url(value))
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL (sqlite:///PATH or postgresql://…)") from None
+        backend = url.get_backend_name()
+        if backend not in SUPPORTED_STORES:
+            raise ValueError(
+                f"{backend} is not supported as the store (use sqlite or postgresql; "
+                "MariaDB/MySQL is read only as a Gammu gateway's database)"
+            )
+        try:
+            url.get_dialect().import_dbapi()
+        except (ImportError, NoSuchModuleError):
+            extra = SUPPORTED_STORES[backend]
+            raise ValueError(
+                f"the {backend} driver is not installed: pip install 'omnichannel[{extra}]'"
+            ) from None
+        return value
 
 
 class ServerConfig(_Section):

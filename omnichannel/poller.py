@@ -1,8 +1,11 @@
 """Running pollers: once, or continuously (one thread per connector) until told to stop.
 
-Each connector polls, then waits (IMAP IDLE, or its interval) and polls again. Retryable errors
-back off and try again; a fatal error (bad credentials, missing folder) stops that connector
-only and is reported; the others keep running.
+Each connector polls, then waits (IMAP IDLE, or its ``poll_interval``) and polls again. Its
+failures are retried with tenacity: a retryable error (the network, the store) after a short
+exponential backoff with jitter (1 s doubling to 5 minutes); a fatal one (bad credentials, a
+missing folder) is reported and retried slowly (a minute doubling to an hour), while the other
+connectors run on. On PostgreSQL a connector is polled by one replica at a time: the one that
+holds its lease (:mod:`omnichannel.leases`).
 """
 
 from __future__ import annotations
@@ -14,20 +17,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+import tenacity
+
 from omnichannel.connector import PollingConnector
 from omnichannel.errors import ConnectorError, FatalError, StorageUnavailable
 from omnichannel.inbox import Inbox
+from omnichannel.leases import LEASE_RETRY, Lease
 from omnichannel.schema import ReceiveResult
 
 __all__ = ["ConnectorStatus", "poll_once", "run_pollers"]
 
 log = logging.getLogger("omnichannel.poller")
 Report = Callable[[str, list[ReceiveResult]], None]
+RETRYABLE = tenacity.wait_random_exponential(multiplier=1, max=300)
+FATAL = tenacity.wait_exponential(multiplier=60, max=3600)
 
 
 @dataclass
 class ConnectorStatus:
-    """How a connector is doing (also what /healthz will show)."""
+    """How a connector's polling went (what ``poll`` reports, and /healthz through the inbox)."""
 
     name: str
     last_success: datetime | None = None
@@ -37,6 +45,8 @@ class ConnectorStatus:
 
 
 def _poll(inbox: Inbox, status: ConnectorStatus, since: date | None, report: Report | None) -> None:
+    """One poll; its error is recorded and raised again."""
+
     def on_batch(results: list[ReceiveResult]) -> None:
         status.outcomes.update(r.outcome.value for r in results)
         if report is not None:
@@ -47,14 +57,22 @@ def _poll(inbox: Inbox, status: ConnectorStatus, since: date | None, report: Rep
     except FatalError as exc:
         status.failed, status.last_error = True, str(exc)
         inbox.record_health(status.name, str(exc), failed=True)
-        log.error("connector %s disabled: %s", status.name, exc)
+        log.error("connector %s failed: %s (retried slowly)", status.name, exc)
+        raise
     except (ConnectorError, StorageUnavailable) as exc:
         status.last_error = str(exc)
         inbox.record_health(status.name, str(exc))
         log.warning("connector %s: %s (will retry)", status.name, exc)
-    else:
-        status.last_success, status.last_error = datetime.now(UTC), None
-        inbox.record_health(status.name)
+        raise
+    status.last_success, status.last_error, status.failed = datetime.now(UTC), None, False
+    inbox.record_health(status.name)
+
+
+def _poll_unless_stopping(
+    inbox: Inbox, status: ConnectorStatus, stop: threading.Event, report: Report | None
+) -> None:
+    if not stop.is_set():
+        _poll(inbox, status, None, report)
 
 
 def poll_once(
@@ -63,10 +81,30 @@ def poll_once(
     """Poll each named connector once; a failing connector does not stop the others."""
     statuses = [ConnectorStatus(name) for name in names]
     for status in statuses:
-        _poll(inbox, status, since, report)
-        if status.last_error and not status.failed:
+        try:
+            _poll(inbox, status, since, report)
+        except (ConnectorError, StorageUnavailable):
             status.failed = True
     return statuses
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return float(FATAL(state) if isinstance(error, FatalError) else RETRYABLE(state))
+
+
+def _retrying(stop: threading.Event) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type((ConnectorError, StorageUnavailable)),
+        wait=_wait,
+        stop=tenacity.stop_when_event_set(stop),
+        sleep=lambda seconds: _sleep(stop, seconds),
+        reraise=True,
+    )
+
+
+def _sleep(stop: threading.Event, seconds: float) -> None:
+    stop.wait(seconds)
 
 
 def _loop(
@@ -74,17 +112,19 @@ def _loop(
 ) -> None:
     connector = inbox.connector(status.name)
     assert isinstance(connector, PollingConnector)
-    backoff = 1.0
-    while not stop.is_set():
-        _poll(inbox, status, None, report)
-        if status.failed:
-            return
-        if status.last_error:
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 300.0)
-            continue
-        backoff = 1.0
-        connector.wait(connector.interval(), stop)
+    lease = Lease(inbox.store, status.name)
+    try:
+        while not stop.is_set():
+            if not lease.hold():  # another replica polls it
+                stop.wait(LEASE_RETRY)
+                continue
+            try:
+                _retrying(stop)(_poll_unless_stopping, inbox, status, stop, report)
+            except (ConnectorError, StorageUnavailable):
+                return  # only when stopping
+            connector.wait(connector.interval(), stop)
+    finally:
+        lease.release()
 
 
 def run_pollers(

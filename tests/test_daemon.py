@@ -1,0 +1,406 @@
+"""The daemon and the operator: ``omnichannel run`` as a process, poller leases on PostgreSQL,
+retries that keep one broken connector from stopping the others, and an operator's mistakes
+answered with one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from omnichannel import Inbox
+from omnichannel.cli import main
+from omnichannel.config import default_config
+from omnichannel.connector import Batch, PollingConnector
+from omnichannel.errors import FatalError
+from omnichannel.leases import Lease
+from omnichannel.poller import run_pollers
+from omnichannel.store.engine import create_engine
+from omnichannel.store.tables import complaints, raw_messages
+from tests.helpers import json_doc
+from tests.test_twilio import ACCOUNT, FORM, TOKEN, sign, sms_fields
+from tests.test_web import SECRET, signed_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "omnichannel", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+# -- omnichannel run ----------------------------------------------------------------------------
+
+
+def daemon_config(folder: Path, url: str) -> Path:
+    (folder / "drop").mkdir()
+    path = folder / "omnichannel.toml"
+    path.write_text(
+        f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n'
+        f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{folder / "drop"}"\n'
+        "poll_interval = 0.2\n\n"
+        f'[[connectors]]\nname = "sms"\ntype = "twilio"\nmode = "webhook"\n'
+        f'account_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\n\n'
+        f'[[connectors]]\nname = "portal"\ntype = "web"\nsecret = "{SECRET}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'omnichannel.db'}"
+    from tests.conftest import _truncate
+
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, store_url: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    config, port = daemon_config(tmp_path, store_url), free_port()
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omnichannel", "--config", str(config), "run", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: healthz(port) is not None, what="the daemon to answer")
+        yield proc, port, tmp_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+
+
+def wait_for(check: Any, *, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def healthz(port: int) -> tuple[int, dict[str, Any]] | None:
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    except requests.ConnectionError:
+        return None
+    return answer.status_code, answer.json()
+
+
+def complaint_count(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = int(conn.execute(sa.select(sa.func.count()).select_from(complaints)).scalar_one())
+    engine.dispose()
+    return count
+
+
+@pytest.mark.slow
+def test_run_files_every_channel_and_stops_on_sigterm(
+    daemon: tuple[subprocess.Popen[bytes], int, Path], store_url: str
+) -> None:
+    """``omnichannel run`` in one process: a dropped file, a Twilio webhook and a web
+    submission each become a complaint; /healthz is 200 and /metrics counts the webhooks;
+    SIGTERM exits 0 within 10 s; started again, nothing is filed twice."""
+    proc, port, folder = daemon
+    (folder / "drop" / "a.json").write_bytes(json_doc("drop-1", sender={"phone": "0812000111"}))
+    url = f"http://127.0.0.1:{port}/webhooks/sms"
+    fields = sms_fields(1)
+    twilio = requests.post(
+        url,
+        data=fields,
+        headers={"Content-Type": FORM, "X-Twilio-Signature": sign(url, fields)},
+        timeout=10,
+    )
+    assert twilio.status_code == 200
+    body = json.dumps({"message": "Lampu jalan mati sejak minggu lalu.", "phone": "0813"}).encode()
+    web = requests.post(
+        f"http://127.0.0.1:{port}/webhooks/portal",
+        data=body,
+        headers=signed_headers(body, "msg_run_1"),
+        timeout=10,
+    )
+    assert web.status_code == 200 and web.json()["outcome"] == "new"
+    wait_for(lambda: complaint_count(store_url) == 3, what="three complaints")
+    wait_for(lambda: not list((folder / "drop").glob("*.json")), what="the file moved")
+    status, health = healthz(port) or (0, {})
+    assert status == 200 and health["healthy"] and health["filing"]["mode"] == "worker"
+    assert health["connectors"]["files"]["last_success"]
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'omnichannel_webhook_requests_total{connector="sms",status="200"} 1.0' in metrics
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    config = folder / "omnichannel.toml"
+    again = subprocess.Popen(
+        [sys.executable, "-m", "omnichannel", "--config", str(config), "run", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: healthz(port) is not None, what="the restart")
+        again_answer = requests.post(
+            url,
+            data=fields,
+            headers={"Content-Type": FORM, "X-Twilio-Signature": sign(url, fields)},
+            timeout=10,
+        )
+        assert again_answer.status_code == 200
+        time.sleep(0.5)
+        assert complaint_count(store_url) == 3
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=10) == 0
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A port another program holds: one line naming the address, exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in ("serve", "run"):
+            done = cli(command, "--port", str(port), cwd=tmp_path)
+            assert done.returncode == 1, done.stderr
+            lines = [line for line in done.stderr.splitlines() if "omnichannel:" in line]
+            assert lines == [
+                f"omnichannel: cannot listen on 127.0.0.1:{port}: Address already in use"
+            ]
+            assert "Traceback" not in done.stderr
+
+
+# -- leases -------------------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from omnichannel.leases import Lease
+from omnichannel.store import Store
+lease = Lease(Store(sys.argv[1]), "email")
+assert lease.hold()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+def test_one_replica_holds_a_pollers_lease_and_another_takes_it_when_it_dies(
+    postgres_url: str,
+) -> None:
+    """A lease is held by one replica at a time; when its holder is killed with SIGKILL the
+    database ends its session and another replica takes the lease at its next try."""
+    from omnichannel.store import Store
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, postgres_url], stdout=subprocess.PIPE, text=True
+    )
+    store = Store(postgres_url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        mine, other = Lease(store, "email"), Lease(store, "imap-2")
+        assert not mine.hold()  # held elsewhere
+        assert other.hold()  # another poller's lease is free
+        other.release()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        wait_for(mine.hold, what="the lease taken over", timeout=10)
+        assert mine.hold()  # kept
+        mine.release()
+        assert Lease(store, "email").hold()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+        store.dispose()
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+class _Counting(PollingConnector):
+    type: ClassVar[str] = "counting"
+    channel: ClassVar[str] = "sms"
+    poll_interval = 0.01
+    fail_with: BaseException | None = None
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.calls = 0
+
+    def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        return iter(())
+
+    def ack(self, messages: Sequence[Any]) -> None:
+        pass
+
+
+def test_a_connector_with_bad_credentials_is_retried_slowly_while_the_others_run(
+    sqlite_inbox: Inbox,
+) -> None:
+    """A fatal error (bad credentials) marks that connector failed in its health and is
+    retried only after a long wait, while the other connector goes on polling."""
+    good, bad = _Counting("good"), _Counting("bad")
+    bad.fail_with = FatalError("login refused")
+    sqlite_inbox.add_connector(good)
+    sqlite_inbox.add_connector(bad)
+    stop = threading.Event()
+    runner = threading.Thread(target=run_pollers, args=(sqlite_inbox, ["good", "bad"], stop))
+    runner.start()
+    try:
+        wait_for(lambda: good.calls >= 20, what="the good connector to poll on")
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert bad.calls == 1  # the next try is a minute away
+    health = sqlite_inbox.connector_health("bad")
+    assert health["failed"] and health["last_error"] == "login refused"
+    assert not sqlite_inbox.connector_health("good")["failed"]
+
+
+# -- operator mistakes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "database.url: not a database URL"),
+        ("mysql+pymysql://root@127.0.0.1/test", "database.url: mysql is not supported"),
+        ("postgresql+pg8000://u@127.0.0.1/x", "database.url: the postgresql driver is not"),
+    ],
+)
+def test_check_refuses_a_database_url_it_cannot_use(tmp_path: Path, url: str, message: str) -> None:
+    """A malformed URL, a backend the store does not support, a driver that is not
+    installed: ``check`` says so in one line (exit 2), as every other command does."""
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    for args in (("check",), ("init-db",), ("complaints", "list")):
+        result = CliRunner().invoke(main, [*args, "--config", str(config)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"omnichannel: configuration: {message}")
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_missing_drop_folder_is_reported_not_taken_for_an_empty_one(tmp_path: Path) -> None:
+    """``poll --once`` with a files connector whose folder does not exist: FAILED with the
+    folder named, exit 1."""
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n\n'
+        f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{tmp_path / "nope"}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["poll", "--once", "--config", str(config)])
+    assert result.exit_code == 1
+    assert f"files: FAILED: drop folder {tmp_path / 'nope'} does not exist" in result.stdout
+
+
+def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
+    """``complaints list``, ``complaints export``, ``quarantine list`` and ``check --connect``
+    on a fresh folder: a one-line error (exit 3) and no database file or folder made."""
+    config = tmp_path / "omnichannel.toml"
+    database = tmp_path / "sub" / "x.db"
+    config.write_text(f'[database]\nurl = "sqlite:///{database}"\n', encoding="utf-8")
+    for args in (
+        ("complaints", "list"),
+        ("complaints", "export"),
+        ("quarantine", "list"),
+        ("check", "--connect"),
+    ):
+        result = CliRunner().invoke(main, ["--config", str(config), *args])
+        assert result.exit_code == 3, (args, result.output)
+        assert "run 'omnichannel init-db'" in result.stderr
+        assert not (tmp_path / "sub").exists()
+    assert CliRunner().invoke(main, ["--config", str(config), "init-db"]).exit_code == 0
+    assert CliRunner().invoke(main, ["--config", str(config), "complaints", "list"]).exit_code == 0
+
+
+def test_config_is_taken_before_or_after_the_command(tmp_path: Path) -> None:
+    """``--config PATH`` works before the command, after it, and as ``--config=PATH``."""
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n', encoding="utf-8")
+    for args in (
+        ["--config", str(config), "check"],
+        ["check", "--config", str(config)],
+        ["check", f"--config={config}"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and str(config) in result.stdout, args
+
+
+def test_the_default_store_is_supported() -> None:
+    """The embedded default passes the store checks (a guard for the validator itself)."""
+    assert default_config().database.url.startswith("sqlite:///")
+    with Inbox(default_config(url="sqlite://")) as inbox, inbox.store.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(raw_messages)).scalar() == 0
+
+
+@pytest.mark.postgres
+def test_two_replicas_poll_a_connector_one_at_a_time(postgres_url: str) -> None:
+    """Two replicas (an inbox each) run the same poller on one PostgreSQL: only the lease
+    holder polls; when it stops, the other takes over within the lease retry time."""
+    from omnichannel.leases import LEASE_RETRY
+
+    replicas = [Inbox(default_config(url=postgres_url)) for _ in range(2)]
+    sources = [_Counting("shared"), _Counting("shared")]
+    stops = [threading.Event(), threading.Event()]
+    runners = []
+    try:
+        for inbox, source, stop in zip(replicas, sources, stops, strict=True):
+            inbox.add_connector(source)
+            runner = threading.Thread(target=run_pollers, args=(inbox, ["shared"], stop))
+            runner.start()
+            runners.append(runner)
+        wait_for(lambda: max(s.calls for s in sources) >= 20, what="one replica polling")
+        holder = 0 if sources[0].calls >= 20 else 1
+        assert sources[1 - holder].calls == 0
+        stops[holder].set()
+        runners[holder].join(timeout=10)
+        wait_for(
+            lambda: sources[1 - holder].calls > 0,
+            what="the takeover",
+            timeout=LEASE_RETRY * 2 + 5,
+        )
+    finally:
+        for stop in stops:
+            stop.set()
+        for runner in runners:
+            runner.join(timeout=10)
+        for inbox in replicas:
+            inbox.close()
