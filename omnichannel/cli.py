@@ -62,8 +62,11 @@ def _handled(func: F) -> F:
 
 
 class _State:
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(
+        self, config_path: str | None, log_format: str = "text", log_level: str = "INFO"
+    ) -> None:
         self.config_path = config_path
+        self.logging: dict[str, Any] = {"fmt": log_format, "level": logging.getLevelName(log_level)}
         self._inbox: Inbox | None = None
 
     def config(self) -> Config:
@@ -137,11 +140,24 @@ def _config_first(args: list[str]) -> list[str]:
     envvar="OMNICHANNEL_CONFIG",
     help="Configuration file (default: ./omnichannel.toml, else built-in defaults).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="OMNICHANNEL_LOG_FORMAT",
+    help="Log lines as text, or as JSON objects (one per line).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    envvar="OMNICHANNEL_LOG_LEVEL",
+)
 @click.version_option(package_name="omnichannel")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, log_format: str, log_level: str) -> None:
     """Gather complaints from every channel into one deduplicated stream and team queue."""
-    ctx.obj = _State(config_path)
+    ctx.obj = _State(config_path, log_format, log_level.upper())
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -329,11 +345,29 @@ def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: in
             threads=threads,
             ident="omnichannel",
             clear_untrusted_proxy_headers=True,
+            # waitress reads a body whole before the app sees it: one declared larger than any
+            # connector takes is refused by waitress itself (413) before a byte of it is read
+            max_request_body_size=_largest_body(inbox),
+            connection_limit=server.connection_limit,
+            channel_timeout=server.idle_timeout,
+            cleanup_interval=max(1, min(10, server.idle_timeout // 2)),
         )
     except OSError as exc:
         raise OmnichannelError(
             f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
         ) from None
+
+
+def _largest_body(inbox: Inbox) -> int:
+    """The largest body any webhook connector accepts (its own limit applies after)."""
+    from omnichannel.webhook import DEFAULT_MAX_BYTES, WebhookConnector
+
+    limits = [
+        connector.max_bytes()
+        for connector in map(inbox.connector, inbox.connector_names())
+        if isinstance(connector, WebhookConnector)
+    ]
+    return max([DEFAULT_MAX_BYTES, *limits])
 
 
 def _start_background(inbox: Inbox, stop: threading.Event) -> list[threading.Thread]:
@@ -372,7 +406,7 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     import time
 
     inbox = state.inbox()
-    configure_server_logging(secrets=_all_secrets(inbox))
+    configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()
     background = _start_background(inbox, stop)
@@ -404,7 +438,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     import time
 
     inbox = state.inbox()
-    configure_server_logging(secrets=_all_secrets(inbox))
+    configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()
     background = _start_background(inbox, stop)
@@ -435,7 +469,7 @@ def work(state: _State, once: bool) -> None:
     """File stored messages until SIGTERM/SIGINT (run more of these for more capacity on
     PostgreSQL); with --once, file the backlog and exit."""
     inbox = state.inbox()
-    configure_logging(secrets=_all_secrets(inbox))
+    configure_logging(secrets=_all_secrets(inbox), **state.logging)
     if once:
         count = inbox.worker.file_backlog()
         waiting = inbox.worker.backlog()
@@ -532,7 +566,7 @@ def poll(
 ) -> None:
     """Run the pollers (mailboxes, gateways); until SIGTERM/SIGINT unless --once."""
     inbox = state.inbox()
-    configure_logging(secrets=_all_secrets(inbox))
+    configure_logging(secrets=_all_secrets(inbox), **state.logging)
     names = _polling_names(inbox, chosen)
     report = _json_reporter if fmt == "json" else None
     if once or since is not None:
@@ -555,6 +589,52 @@ def _all_secrets(inbox: Inbox) -> list[str]:
     return [
         secret for name in inbox.connector_names() for secret in inbox.connector(name).secrets()
     ]
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+@_handled
+def status(state: _State, fmt: str) -> None:
+    """What the store says: connectors, the raw backlog and its age, quarantine, the outbox,
+    complaints by status and how many are overdue."""
+    from datetime import UTC
+
+    from omnichannel import queries
+
+    inbox = state.inbox(read_only=True)
+    with inbox.store.transaction() as conn:
+        numbers = queries.overview(conn, datetime.now(UTC))
+    numbers["connectors"] = {
+        entry.name: entry.type for entry in inbox.config.connectors if entry.enabled
+    }
+    numbers["database"] = repr(inbox.store)
+    if fmt == "json":
+        click.echo(json.dumps(numbers, sort_keys=True))
+        return
+    click.echo(_status_text(numbers))
+
+
+def _status_text(numbers: dict[str, Any]) -> str:
+    def counts(mapping: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(mapping.items())) or "none"
+
+    connectors = ", ".join(f"{n} ({t})" for n, t in numbers["connectors"].items()) or "none"
+    return "\n".join(
+        [
+            f"database     {numbers['database']}",
+            f"connectors   {connectors}",
+            f"raw backlog  {numbers['raw_backlog']} waiting to be filed"
+            + (
+                f", oldest {numbers['raw_backlog_age_seconds']:.0f} s"
+                if numbers["raw_backlog"]
+                else ""
+            ),
+            f"quarantine   {numbers['quarantined']} unresolved",
+            f"outbox       {counts(numbers['outbox'])}",
+            f"complaints   {counts(numbers['complaints'])}; overdue {numbers['overdue']}",
+        ]
+    )
 
 
 # -- complaints --------------------------------------------------------------------------------

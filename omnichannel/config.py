@@ -84,6 +84,11 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None
+    connection_limit: int = Field(default=1000, ge=10)
+    """Open connections the server keeps before it stops accepting: well above what slow or
+    idle clients can hold, so that they cannot keep a provider's webhook out."""
+    idle_timeout: int = Field(default=30, ge=1)
+    """Seconds a connection may send nothing before it is closed."""
 
 
 class TicketsConfig(_Section):

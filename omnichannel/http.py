@@ -18,13 +18,16 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from omnichannel import queries
 from omnichannel.errors import StorageUnavailable
 from omnichannel.webhook import WebhookConnector, WebhookResponse, json_response
 
@@ -88,10 +91,68 @@ class _Metrics:
         return found
 
 
+class _StoreGauges:
+    """Gauges read from the store at each scrape: the raw backlog and its age, quarantine, the
+    outbox by status and the age of its oldest due row, overdue complaints, and each
+    connector's seconds since its last success (poller lag)."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("omnichannel_store_up", "Whether the store answered")
+        try:
+            with self.inbox.store.transaction() as conn:
+                numbers = queries.overview(conn, datetime.now(UTC))
+        except StorageUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for name, help_text, key in (
+            ("omnichannel_raw_backlog", "Raw messages stored, not yet filed", "raw_backlog"),
+            (
+                "omnichannel_raw_backlog_age_seconds",
+                "Age of the oldest raw message not yet filed",
+                "raw_backlog_age_seconds",
+            ),
+            ("omnichannel_quarantined", "Raw messages quarantined, unresolved", "quarantined"),
+            (
+                "omnichannel_outbox_oldest_due_seconds",
+                "How long the oldest pending outbox row has been due",
+                "outbox_oldest_due_seconds",
+            ),
+            ("omnichannel_complaints_overdue", "Open complaints past their due time", "overdue"),
+        ):
+            yield GaugeMetricFamily(name, help_text, value=numbers[key])
+        outbox = GaugeMetricFamily(
+            "omnichannel_outbox", "Outbox rows by status (dead: given up)", labels=["status"]
+        )
+        for status, count in sorted(numbers["outbox"].items()):
+            outbox.add_metric([status], count)
+        yield outbox
+        lag = GaugeMetricFamily(
+            "omnichannel_connector_lag_seconds",
+            "Seconds since the connector's last success (this process)",
+            labels=["connector"],
+        )
+        now = datetime.now(UTC)
+        for name in self.inbox.connector_names():
+            last = self.inbox.connector_health(name).get("last_success")
+            if last:
+                seconds = (
+                    now - datetime.fromisoformat(last.replace("Z", "+00:00"))
+                ).total_seconds()
+                lag.add_metric([name], max(0.0, seconds))
+        yield lag
+
+
 class _App:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
         self.metrics = _Metrics()
+        self.metrics.registry.register(_StoreGauges(inbox))
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -168,7 +229,7 @@ class _App:
         except StorageUnavailable:
             database = "unavailable"
         connectors = {
-            name: self.inbox.connector_health(name) for name in self.inbox.connector_names()
+            name: _state(self.inbox.connector_health(name)) for name in self.inbox.connector_names()
         }
         filing = self._filing()
         healthy = (
@@ -198,6 +259,12 @@ class _App:
             "backlog": backlog,
             "filed": worker.filed_total,
         }
+
+
+def _state(health: dict[str, Any]) -> dict[str, Any]:
+    """A connector's health with its ``state``: failed, ok (it has succeeded) or waiting."""
+    state = "failed" if health.get("failed") else "ok" if health.get("last_success") else "waiting"
+    return {"state": state, **health}
 
 
 def _read_body(environ: Environ, limit: int) -> bytes | None:

@@ -340,6 +340,13 @@ class Inbox:
             connector = self._webhook_connector(name)
             return self._handle(connector, request)
         except WebhookRejected as exc:
+            log.warning(  # one line per refusal: who, what answer, why; never the payload
+                "webhook %s refused: %d %s%s",
+                repr(name[:64]) if not name.isidentifier() else name,
+                exc.status,
+                exc.reason,
+                f" ({exc.field})" if exc.field else "",
+            )
             payload = {"error": exc.reason} | ({"field": exc.field} if exc.field else {})
             return json_response(exc.status, payload)
         except StorageUnavailable:

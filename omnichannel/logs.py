@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
-__all__ = ["OncePerInterval", "RedactingFilter", "configure_logging", "configure_server_logging"]
+__all__ = [
+    "JsonFormatter",
+    "OncePerInterval",
+    "RedactingFilter",
+    "configure_logging",
+    "configure_server_logging",
+]
 
 
 class RedactingFilter(logging.Filter):
@@ -59,27 +67,56 @@ class OncePerInterval(logging.Filter):
         return True
 
 
-def configure_logging(level: int = logging.INFO, secrets: Iterable[str] = ()) -> None:
-    """Log to stderr as ``time level logger: message``, with ``secrets`` scrubbed."""
-    _configure(["omnichannel"], level, secrets)
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (ISO 8601 UTC), ``level``, ``logger``, ``message``
+    and, for an error, ``exception`` (its text, scrubbed like the message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text or record.exc_info:
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(
+    level: int = logging.INFO, secrets: Iterable[str] = (), *, fmt: str = "text"
+) -> None:
+    """Log to stderr as ``time level logger: message`` (or JSON lines, ``fmt="json"``), with
+    ``secrets`` scrubbed."""
+    _configure(["omnichannel"], level, secrets, fmt)
 
 
 def configure_server_logging(
-    level: int = logging.INFO, secrets: Iterable[str] = (), *, queue_interval: float = 60.0
+    level: int = logging.INFO,
+    secrets: Iterable[str] = (),
+    *,
+    queue_interval: float = 60.0,
+    fmt: str = "text",
 ) -> None:
     """``configure_logging`` for ``omnichannel serve``: waitress's own lines too (that it
     serves, and its errors), in the same form and scrubbed the same way; its "Task queue
     depth" warning at most once per ``queue_interval`` seconds, with a count of the others."""
-    _configure(["omnichannel", "waitress"], level, secrets)
+    _configure(["omnichannel", "waitress"], level, secrets, fmt)
     queue = logging.getLogger("waitress.queue")
     for old in [f for f in queue.filters if isinstance(f, OncePerInterval)]:
         queue.removeFilter(old)
     queue.addFilter(OncePerInterval(queue_interval))
 
 
-def _configure(names: list[str], level: int, secrets: Iterable[str]) -> None:
+def _configure(names: list[str], level: int, secrets: Iterable[str], fmt: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.addFilter(RedactingFilter(secrets))
     for name in names:
         logger = logging.getLogger(name)

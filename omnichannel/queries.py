@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ __all__ = [
     "complaint",
     "list_quarantine",
     "load_complaints",
+    "overview",
     "quarantined_raws",
     "replace_payload",
 ]
@@ -224,3 +226,48 @@ def _sha256(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def overview(conn: sa.Connection, now: datetime) -> dict[str, Any]:
+    """The numbers an operator watches (``omnichannel status``, ``/metrics``): the raw backlog
+    and the age of its oldest row, quarantine, outbox by status and its oldest due row,
+    complaints by status and how many are overdue."""
+    from omnichannel.store.tables import outbox
+
+    def count(table: sa.Table, *where: Any) -> int:
+        query = sa.select(sa.func.count()).select_from(table).where(*where)
+        return int(conn.execute(query).scalar_one())
+
+    oldest_raw = conn.execute(
+        sa.select(sa.func.min(raw_messages.c.stored_at)).where(raw_messages.c.status == "received")
+    ).scalar_one()
+    oldest_due = conn.execute(
+        sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+    ).scalar_one()
+    outbox_counts: dict[Any, Any] = dict(
+        conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
+    )
+    complaint_counts: dict[Any, Any] = dict(
+        conn.execute(
+            sa.select(complaints.c.status, sa.func.count()).group_by(complaints.c.status)
+        ).all()
+    )
+    open_states = ("open", "assigned", "in_progress")
+    return {
+        "raw_backlog": count(raw_messages, raw_messages.c.status == "received"),
+        "raw_backlog_age_seconds": _age(now, oldest_raw),
+        "quarantined": count(quarantine, quarantine.c.resolved_at.is_(None)),
+        "outbox": {str(k): int(v) for k, v in outbox_counts.items()},
+        "outbox_oldest_due_seconds": _age(now, oldest_due),
+        "complaints": {str(k): int(v) for k, v in complaint_counts.items()},
+        "overdue": count(
+            complaints, complaints.c.status.in_(open_states), complaints.c.due_at < now
+        ),
+    }
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    if since is None:
+        return 0.0
+    moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return max(0.0, float((now - moment).total_seconds()))

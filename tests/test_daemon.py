@@ -4,6 +4,7 @@ answered with one line and a non-zero exit."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -404,3 +405,124 @@ def test_two_replicas_poll_a_connector_one_at_a_time(postgres_url: str) -> None:
             runner.join(timeout=10)
         for inbox in replicas:
             inbox.close()
+
+
+# -- abuse ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_slow_clients_do_not_keep_webhooks_or_healthz_waiting(tmp_path: Path) -> None:
+    """300 connections that send a request a byte every two seconds are held open while
+    signed webhooks and /healthz are answered within a second each; a body declared at 2 GB
+    is refused with 413 at once, before any of it is sent."""
+    config, port = daemon_config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}"), free_port()
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "serve"]
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+    try:
+        wait_for(lambda: healthz(port) is not None, what="the server")
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /webhooks/sms HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
+
+        def drip() -> None:
+            while not stop.wait(2):
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X")
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        time.sleep(2.5)  # the drip has started: every slow connection is open and busy
+        url = f"http://127.0.0.1:{port}/webhooks/sms"
+        for n in range(10):
+            fields = sms_fields(n)
+            headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(url, fields)}
+            assert requests.post(url, data=fields, headers=headers, timeout=1).status_code == 200
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as big:
+            big.sendall(
+                b"POST /webhooks/sms HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                + FORM.encode()
+                + b"\r\nContent-Length: 2147483648\r\n\r\n"
+            )
+            assert big.recv(100).startswith(b"HTTP/1.1 413")
+        assert proc.poll() is None
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+# -- what operators see ---------------------------------------------------------------------------
+
+
+def test_metrics_and_status_show_the_backlog_quarantine_and_outbox(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two messages stored but not filed, one quarantined, one filed (its acknowledgement
+    pending, the complaint past its due time): ``/metrics`` gauges and ``omnichannel status
+    --format json`` both say so."""
+    from omnichannel import pipeline
+    from omnichannel.http import create_app
+    from omnichannel.testing.http import serve_wsgi
+    from tests.helpers import T0, raw_json
+
+    with Inbox(default_config(url=database_url)) as inbox:
+        filed = inbox.receive_many(
+            [raw_json("m-1", sender={"phone": "081234500001"}), raw_json("m-2", text=None)]
+        )
+        assert [r.outcome.value for r in filed] == ["new", "quarantined"]
+        with inbox.store.transaction() as conn:
+            pipeline.store_raw(conn, [raw_json("m-3"), raw_json("m-4")], T0)
+        with serve_wsgi(create_app(inbox)) as base_url:
+            text = requests.get(f"{base_url}/metrics", timeout=10).text
+    for line in (
+        "omnichannel_store_up 1.0",
+        "omnichannel_raw_backlog 2.0",
+        "omnichannel_quarantined 1.0",
+        'omnichannel_outbox{status="pending"} 1.0',
+        "omnichannel_complaints_overdue 1.0",  # received 2026-11-30: due three working days on
+    ):
+        assert line in text.splitlines(), line
+    [age] = [
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("omnichannel_raw_backlog_age_seconds ")
+    ]
+    assert age > 0
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["status", "--format", "json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout)
+    assert numbers["raw_backlog"] == 2 and numbers["quarantined"] == 1
+    assert numbers["outbox"] == {"pending": 1} and numbers["complaints"] == {"open": 1}
+    assert numbers["overdue"] == 1
+    text_result = CliRunner().invoke(main, ["status", "--config", str(config)])
+    assert "raw backlog  2 waiting to be filed" in text_result.stdout
+
+
+def test_logs_as_json_lines_with_the_level_chosen(tmp_path: Path) -> None:
+    """``--log-format json`` writes one JSON object per line (time, level, logger, message);
+    ``--log-level`` takes a level by name and refuses one it does not know."""
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n\n'
+        f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{tmp_path / "nope"}"\n',
+        encoding="utf-8",
+    )
+    done = cli("--log-format", "json", "--config", str(config), "poll", "--once")
+    assert done.returncode == 1
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]
+    assert line["level"] == "ERROR" and line["logger"] == "omnichannel.poller"
+    assert "does not exist" in line["message"] and line["time"].endswith("Z")
+    errors_only = cli("--log-level", "error", "--config", str(config), "poll", "--once")
+    assert "ERROR omnichannel.poller: connector files failed" in errors_only.stderr
+    wrong = cli("--log-level", "loud", "--config", str(config), "poll", "--once")
+    assert wrong.returncode == 2 and "'loud' is not one of" in wrong.stderr

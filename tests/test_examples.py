@@ -72,3 +72,16 @@ def test_demo_on_sample_complaints(tmp_path: Path, monkeypatch) -> None:  # type
     assert [line.split()[1] for line in second.stdout.splitlines()[1:11]] == ["duplicate"] * 10
     export = CliRunner().invoke(main, ["complaints", "export"])
     assert len([json.loads(line) for line in export.stdout.splitlines()]) == 7
+
+
+def test_deployment_example_config_is_valid(postgres_url: str) -> None:
+    """examples/deploy/omnichannel.toml (what the compose file mounts) passes validation,
+    and `check --connect` accepts it against a real PostgreSQL."""
+    env = {"DATABASE_URL": postgres_url, "PORTAL_WEBHOOK_SECRET": "rahasia-portal"}
+    config = load_config(EXAMPLES / "deploy" / "omnichannel.toml", env=env)
+    assert config.server.host == "0.0.0.0"
+    assert [c.type for c in config.connectors] == ["web"]
+    path = str(EXAMPLES / "deploy" / "omnichannel.toml")
+    result = CliRunner().invoke(main, ["check", "--connect", "--config", path], env=env)
+    assert result.exit_code == 0, result.output
+    assert "connector portal: OK" in result.stdout

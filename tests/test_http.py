@@ -7,6 +7,7 @@ import hmac
 import http.client
 import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,12 +122,17 @@ def test_signed_webhook_is_stored_and_a_redelivery_is_a_duplicate(
     ["", "00" * 32, sign(b"other body"), sign(b'{"id": "w2", "text": "x"}', "wrong-secret")],
 )
 def test_bad_signatures_are_403_and_nothing_is_stored(
-    server: Any, app_inbox: Inbox, signature: str
+    server: Any, app_inbox: Inbox, signature: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Missing, malformed, for another body, or with another secret: 403, nothing stored."""
-    status, data = post(server, b'{"id": "w2", "text": "x"}', **{"X-Signature": signature})
+    """Missing, malformed, for another body, or with another secret: 403, nothing stored,
+    and one log line that says so without the payload."""
+    caplog.set_level(logging.INFO, logger="omnichannel")
+    status, data = post(server, b'{"id": "w2", "text": "rahasia"}', **{"X-Signature": signature})
     assert status == 403 and data == {"error": "bad signature"}
     assert app_inbox.complaints() == [] and app_inbox.quarantined() == []
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == ["webhook echo refused: 403 bad signature"]
+    assert not any("rahasia" in r.getMessage() for r in caplog.records)
 
 
 def test_http_errors(server: Any) -> None:
@@ -209,6 +215,7 @@ def test_health_and_metrics(server: Any) -> None:
     # filed in the request's own thread (no worker started), nothing left waiting
     assert health["filing"] == {"mode": "caller", "healthy": True, "backlog": 0, "filed": 1}
     assert health["connectors"]["echo"]["last_success"].endswith("Z")
+    assert health["connectors"]["echo"]["state"] == "ok"
     status, data = call(server, "GET", "/metrics")
     text = data.decode()
     assert status == 200
