@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -68,6 +69,7 @@ class _State:
         self.config_path = config_path
         self.logging: dict[str, Any] = {"fmt": log_format, "level": logging.getLevelName(log_level)}
         self._inbox: Inbox | None = None
+        self.reloading = False
 
     def config(self) -> Config:
         return load_config(self.config_path)
@@ -410,7 +412,7 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()
     background = _start_background(inbox, stop)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # waitress stops on SystemExit, gracefully
+    _handle_signals(state)
     try:
         server.print_listen("Serving on http://{}:{}")
         server.run()
@@ -419,6 +421,7 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     finally:
         server.close()
         _stop_background(inbox, stop, background, time.monotonic() + SHUTDOWN_SECONDS)
+    _restart_if_reloading(state)
 
 
 SHUTDOWN_SECONDS = 8.0
@@ -447,7 +450,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
         target=run_pollers, args=(inbox, names, stop), name="pollers", daemon=True
     )
     pollers.start()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _handle_signals(state)
     try:
         server.print_listen("Serving on http://{}:{}")
         log.info("running: pollers %s", ", ".join(names) or "none")
@@ -459,6 +462,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
         server.close()
         _stop_background(inbox, stop, [*background, pollers], deadline)
         log.info("stopped")
+    _restart_if_reloading(state)
 
 
 @main.command()
@@ -483,6 +487,32 @@ def work(state: _State, once: bool) -> None:
 
 def _exit_on_sigterm(*_: object) -> None:
     raise SystemExit(0)
+
+
+def _handle_signals(state: _State) -> None:
+    """SIGTERM stops (waitress stops on SystemExit, gracefully). SIGHUP reads the configuration
+    again: when it is valid, the process stops as for SIGTERM and starts again in place (the
+    same process id, the new configuration); when not, it says why and runs on unchanged."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    def reload(*_: object) -> None:
+        try:
+            state.config()
+        except ConfigError as exc:
+            log.error("SIGHUP: configuration not reloaded: %s", "; ".join(exc.problems))
+            return
+        log.info("SIGHUP: configuration read; restarting with it")
+        state.reloading = True
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGHUP, reload)
+
+
+def _restart_if_reloading(state: _State) -> None:
+    if not state.reloading:
+        return
+    state.close()
+    os.execv(sys.executable, [sys.executable, "-m", "omnichannel", *sys.argv[1:]])
 
 
 @main.group()

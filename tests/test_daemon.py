@@ -526,3 +526,48 @@ def test_logs_as_json_lines_with_the_level_chosen(tmp_path: Path) -> None:
     assert "ERROR omnichannel.poller: connector files failed" in errors_only.stderr
     wrong = cli("--log-level", "loud", "--config", str(config), "poll", "--once")
     assert wrong.returncode == 2 and "'loud' is not one of" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_sighup_reloads_the_configuration_in_place(tmp_path: Path) -> None:
+    """SIGHUP with a valid new configuration: the same process comes back with it (a new
+    connector appears in /healthz); with an invalid one it says why and runs on unchanged;
+    SIGTERM still exits 0."""
+    config, port = daemon_config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}"), free_port()
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "omnichannel", "--config", str(config)),
+                "run",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for(lambda: healthz(port) is not None, what="the daemon")
+        (tmp_path / "more").mkdir()
+        original = config.read_text(encoding="utf-8")
+        config.write_text(
+            original
+            + f'\n[[connectors]]\nname = "more"\ntype = "files"\npath = "{tmp_path / "more"}"\n',
+            encoding="utf-8",
+        )
+        proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: "more" in ((healthz(port) or (0, {}))[1].get("connectors") or {}),
+            what="the new connector",
+        )
+        assert proc.poll() is None  # the same process, started again in place
+        config.write_text(original + "\n[server]\nport = -1\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration not reloaded" in log_path.read_text(), what="the refusal")
+        assert "more" in (healthz(port) or (0, {}))[1]["connectors"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from omnichannel.store.engine import create_engine
 from omnichannel.store.tables import complaints, messages, raw_messages
+from tests.helpers import json_doc
 from tests.test_twilio import ACCOUNT, FORM, TOKEN, sign, sms_fields
 
 pytestmark = pytest.mark.slow
@@ -39,20 +40,27 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, url: str) -> Path:
+    """A twilio webhook connector, and a drop folder that ``run`` polls (``serve`` does not)."""
     path = folder / "omnichannel.toml"
+    (folder / "drop").mkdir(exist_ok=True)
     path.write_text(
         f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n'
         f'[[connectors]]\nname = "sms"\ntype = "twilio"\nmode = "webhook"\n'
-        f'account_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\n',
+        f'account_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\n\n'
+        f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{folder / "drop"}"\n'
+        "poll_interval = 0.1\nbatch_size = 20\n",
         encoding="utf-8",
     )
     return path
 
 
 @contextmanager
-def serving(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``omnichannel serve`` on ``port``, up (``/healthz`` answers) before this yields."""
-    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "serve"]
+def serving(
+    config: Path, port: int, log: Path, daemon: str = "serve"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``omnichannel serve`` (or ``run``) on ``port``, up (``/healthz`` answers) before this
+    yields."""
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), daemon]
     with log.open("ab") as sink:
         proc = subprocess.Popen(
             [*command, "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT
@@ -147,16 +155,22 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return found
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_kill_9_of_serve_under_webhook_load(url: str, tmp_path: Path, seed: int) -> None:
-    """``serve`` is SIGKILLed at a random moment under load from 8 threads; after a restart
-    (and the provider's retries) every message answered 200 before the kill is stored, every
-    stored message is filed exactly once, and the raw backlog drains to zero."""
+@pytest.mark.parametrize(("daemon", "seed"), [("serve", 1), ("serve", 2), ("run", 3), ("run", 4)])
+def test_kill_9_under_load(url: str, tmp_path: Path, daemon: str, seed: int) -> None:
+    """``serve`` (webhooks) or ``run`` (webhooks and a drop folder it polls) is SIGKILLed at a
+    random moment under load from 8 threads; after a restart (and the provider's retries)
+    every message answered 200 before the kill is stored, every stored message and every
+    dropped file is filed exactly once, and the raw backlog drains to zero."""
     config, port, log = write_config(tmp_path, url), free_port(), tmp_path / "serve.log"
     numbers = list(range(1, 1001))
     answered: dict[int, int | None] = {}
     target = random.Random(seed).randint(20, 600)  # progress, not time, picks the moment
-    with serving(config, port, log) as proc:
+    dropped = 200 if daemon == "run" else 0
+    for i in range(dropped):
+        (tmp_path / "drop" / f"d{i:04d}.json").write_bytes(
+            json_doc(f"drop-{i}", text=f"Keluhan berkas {i}.", sender={"phone": f"0815{i:08d}"})
+        )
+    with serving(config, port, log, daemon) as proc:
         loader = threading.Thread(target=load, args=(port, numbers, answered))
         loader.start()
         while len(answered) < target and loader.is_alive():
@@ -167,12 +181,20 @@ def test_kill_9_of_serve_under_webhook_load(url: str, tmp_path: Path, seed: int)
         loader.join(timeout=120)
     ok_before = {n for n, status in answered.items() if status == 200}
     assert ok_before and len(ok_before) < len(numbers), "the kill came too early or too late"
-    with serving(config, port, log):
+    with serving(config, port, log, daemon):
         retries: dict[int, int | None] = {}
         load(port, numbers, retries)  # Twilio's retries (and redeliveries of the answered)
         assert set(retries.values()) == {200}
+        deadline = time.monotonic() + 60
+        while list((tmp_path / "drop").glob("*.json")):  # run polls the rest of the folder
+            assert time.monotonic() < deadline, "the drop folder was not emptied"
+            time.sleep(0.1)
         wait_drained(url)
     assert_each_once(url, ok_before | set(numbers))
+    raws = filed(url)[0]
+    assert sorted(e for e, _ in raws if e.startswith("drop-")) == sorted(
+        f"drop-{i}" for i in range(dropped)
+    )
 
 
 @pytest.mark.postgres
