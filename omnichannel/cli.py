@@ -74,15 +74,16 @@ class _State:
     def config(self) -> Config:
         return load_config(self.config_path)
 
-    def inbox(self, *, read_only: bool = False) -> Inbox:
+    def inbox(self, *, read_only: bool = False, serving: bool = False) -> Inbox:
         """The inbox; ``read_only`` for commands that only read: they never create a database
-        (nor its folder) and never migrate one."""
+        (nor its folder) and never migrate one; ``serving`` for servers, which start (and
+        answer 503) while the database is down."""
         if self._inbox is None:
             config = self.config()
             if read_only:
                 _require_database(config)
                 config.database.auto_migrate = False
-            self._inbox = Inbox(config)
+            self._inbox = Inbox(config, wait_for_database=serving)
             if read_only and self._inbox.store.revision() is None:
                 raise StorageUnavailable(
                     f"{self._inbox.store!r} has no schema yet: run 'omnichannel init-db' first"
@@ -407,7 +408,7 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     """
     import time
 
-    inbox = state.inbox()
+    inbox = state.inbox(serving=True)
     configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()
@@ -440,7 +441,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     """
     import time
 
-    inbox = state.inbox()
+    inbox = state.inbox(serving=True)
     configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()

@@ -82,11 +82,16 @@ class Inbox:
         database_url: str | None = None,
         connectors: Sequence[Connector] = (),
         clock: Clock = _utcnow,
+        wait_for_database: bool = False,
     ) -> None:
         self.config = config if config is not None else default_config()
         if database_url is not None:
             self.config.database.url = database_url
-        self.store = Store(self.config.database.url, auto_migrate=self.config.database.auto_migrate)
+        self.store = Store(
+            self.config.database.url,
+            auto_migrate=self.config.database.auto_migrate,
+            wait_for_database=wait_for_database,
+        )
         ack = self.config.acknowledgements
         self.context = ConnectorContext(
             timezone=self.config.tz,

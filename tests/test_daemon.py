@@ -571,3 +571,60 @@ def test_sighup_reloads_the_configuration_in_place(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_serve_starts_while_the_database_is_down_and_answers_503_until_it_is_back(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """``serve`` started while PostgreSQL refuses connections: it listens, /healthz and a
+    signed webhook are answered 503 (the provider retries) rather than refused; once the
+    database is back the same webhook is stored and filed."""
+    from tests.conftest import _truncate
+    from tests.test_twilio import SwitchableProxy
+
+    _truncate(postgres_url)
+    target = sa.make_url(postgres_url)
+    proxy = SwitchableProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxy.down("refuse")
+    url = target.set(host="127.0.0.1", port=proxy.port, query={"connect_timeout": "0.5"})
+    config = daemon_config(tmp_path, url.render_as_string(hide_password=False))
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "omnichannel",
+                "--config",
+                str(config),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=log,
+        )
+    webhook = f"http://127.0.0.1:{port}/webhooks/sms"
+    fields = sms_fields(5)
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+    try:
+        wait_for(lambda: healthz(port) is not None, what="the server to listen")
+        status, health = healthz(port) or (0, {})
+        assert status == 503 and health["database"] == "unavailable"
+        answer = requests.post(webhook, data=fields, headers=headers, timeout=5)
+        assert answer.status_code == 503
+        proxy.up()
+        wait_for(
+            lambda: (
+                requests.post(webhook, data=fields, headers=headers, timeout=5).status_code == 200
+            ),
+            what="the database back",
+        )
+        wait_for(lambda: complaint_count(postgres_url) == 1, what="the complaint")
+        assert (healthz(port) or (0, {}))[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        proxy.close()

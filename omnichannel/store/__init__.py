@@ -54,7 +54,9 @@ def _insert_ignore(
 class Store:
     """The omnichannel database (SQLite or PostgreSQL) and its schema."""
 
-    def __init__(self, url: str | URL, *, auto_migrate: bool = True) -> None:
+    def __init__(
+        self, url: str | URL, *, auto_migrate: bool = True, wait_for_database: bool = False
+    ) -> None:
         self.url = normalize_url(url)
         self.engine = create_engine(self.url)
         # SQLite has one writer at a time; threads of one process queue here instead of
@@ -63,8 +65,16 @@ class Store:
         # ... and, as they take turns anyway, they share one connection: checking one out of
         # the pool and back in for every transaction cost more than a small transaction itself
         self._shared: sa.Connection | None = None
+        self._migration_pending = False
         if auto_migrate:
-            self.migrate(only_if_needed=True)
+            try:
+                self.migrate(only_if_needed=True)
+            except StorageUnavailable:
+                if not wait_for_database:
+                    raise
+                # a server that starts before its database: every transaction tries again
+                # (and fails with StorageUnavailable, a 503) until the schema is in place
+                self._migration_pending = True
 
     def __repr__(self) -> str:
         return f"<Store {self.url.render_as_string(hide_password=True)}>"
@@ -92,6 +102,9 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One atomic unit of work; connection failures become StorageUnavailable."""
+        if self._migration_pending:
+            self.migrate(only_if_needed=True)
+            self._migration_pending = False
         with self._serialized(), self._translate_errors():
             if self._writer is None:
                 with self.engine.begin() as connection:
