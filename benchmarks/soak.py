@@ -162,7 +162,9 @@ def message_text(index: int) -> tuple[random.Random, str]:
     return rng, f"{complaint_text(rng)[1]} (laporan nomor {index})"
 
 
-def twilio_request(index: int, port: int, validator: RequestValidator) -> tuple[bytes, dict]:
+def twilio_request(
+    index: int, port: int, validator: RequestValidator
+) -> tuple[bytes, dict[str, str]]:
     _, text = message_text(index)
     sid = external_id("twilio", index)
     fields = {
@@ -188,7 +190,7 @@ def twilio_request(index: int, port: int, validator: RequestValidator) -> tuple[
     return urlencode(fields).encode(), headers
 
 
-def web_request(index: int) -> tuple[bytes, dict]:
+def web_request(index: int) -> tuple[bytes, dict[str, str]]:
     rng, text = message_text(index)
     body = json.dumps(
         {
@@ -215,7 +217,10 @@ def file_document(index: int) -> bytes:
     document: dict[str, Any] = {
         "channel": channel,
         "external_id": external_id("files", index),
-        "sender": {"name": f"{rng.choice(NAMES)} {rng.choice(SURNAMES)}", "phone": f"0857{index:08d}"},
+        "sender": {
+            "name": f"{rng.choice(NAMES)} {rng.choice(SURNAMES)}",
+            "phone": f"0857{index:08d}",
+        },
         "text": text,
     }
     if channel == "email":
@@ -247,7 +252,7 @@ def write_config(folder: Path, poll_interval: float) -> Path:
         "[[connectors]]\n"
         'name = "sms"\ntype = "twilio"\nmode = "webhook"\n'
         f'account_sid = "{ACCOUNT}"\nauth_token = "${{SOAK_TWILIO_AUTH_TOKEN}}"\n'
-        '# nothing of this run leaves the machine (no media are sent, but to be sure)\n'
+        "# nothing of this run leaves the machine (no media are sent, but to be sure)\n"
         f'api_base_url = "http://{HOST}:9"\n\n'
         "[[connectors]]\n"
         'name = "portal"\ntype = "web"\nsecret = "${SOAK_WEB_SECRET}"\n',
@@ -321,7 +326,7 @@ def get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
         connection.request("GET", path)
         answer = connection.getresponse()
         return answer.status, answer.read()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return 0, b""
     finally:
         connection.close()
@@ -357,7 +362,13 @@ class Client:
         self.connection: http.client.HTTPConnection | None = None
         self.used = False
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, bool]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, bool]:
         """Status, body and whether it was sent again; status 0 when no answer came.  A
         connection the server closed while idle is noticed only when used: then (and only when
         nothing was answered) the request is sent once more on a new connection, which every
@@ -368,7 +379,7 @@ class Client:
                 if self.connection is None:
                     self.connection = http.client.HTTPConnection(HOST, self.port, timeout=60)
                     self.used = reused = False
-                self.connection.request("POST", path, body=body, headers=headers)
+                self.connection.request(method, path, body=body, headers=headers or {})
                 self.used = True
                 answer = self.connection.getresponse()
                 return answer.status, answer.read(), attempt > 0
@@ -413,7 +424,7 @@ class Load:
     def start(self) -> None:
         connections = [Client(self.port) for _ in range(self.clients)]
         for client in connections:  # open them now, so that the first sample counts them
-            client.post("/webhooks/none", b"", {"Content-Type": "application/json"})
+            client.request("GET", "/healthz")
         self.started = time.monotonic()
         self.threads = [
             threading.Thread(target=self._send, args=(c,), name=f"client-{n}", daemon=True)
@@ -461,7 +472,7 @@ class Load:
                 else:
                     body, headers = web_request(index)
                 sent = time.monotonic()
-                status, answer, retried = client.post(PATHS[kind], body, headers)
+                status, answer, retried = client.request("POST", PATHS[kind], body, headers)
                 done = time.monotonic()
                 keep = answer if kind == "web" or not 200 <= status < 300 else b""
                 self.answers.append(
@@ -604,7 +615,9 @@ def verify(url: str, load: Load, drop: Path) -> dict[str, Any]:
     try:
         with engine.connect() as conn:
             raws = conn.execute(
-                sa.text("SELECT connector, external_id, status, outcome, complaint_id FROM raw_messages")
+                sa.text(
+                    "SELECT connector, external_id, status, outcome, complaint_id FROM raw_messages"
+                )
             ).all()
 
             def count(table: str) -> int:
@@ -728,8 +741,10 @@ def soak(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
             exit_code, shutdown_seconds = stop_daemon(daemon)
         else:
             exit_code, shutdown_seconds = daemon.process.returncode, None
+            if not any("exited" in problem for problem in problems):
+                problems.append(f"the daemon exited by itself, with {exit_code}")
         load.abort.set()
-    progress(f"exit {exit_code} after {shutdown_seconds} s; verifying the store")
+    progress(f"exit {exit_code} after {rounded(shutdown_seconds, 2)} s; verifying the store")
     verification = verify(url, load, folder / "drop")
     log = scan_log(daemon.log)
     summary = summarize(args, load, sampler.samples, drain_seconds, exit_code, shutdown_seconds)
@@ -774,9 +789,15 @@ def summarize(
     web_bodies = [json.loads(a.body) for a in load.answers if a.kind == "web" and a.status == 200]
     latency = {
         kind: {
-            "p50_ms": rounded(percentile([1000 * a.seconds for a in load.answers if a.kind == kind], 0.5)),
-            "p99_ms": rounded(percentile([1000 * a.seconds for a in load.answers if a.kind == kind], 0.99)),
-            "max_ms": rounded(max((1000 * a.seconds for a in load.answers if a.kind == kind), default=None)),
+            "p50_ms": rounded(
+                percentile([1000 * a.seconds for a in load.answers if a.kind == kind], 0.5)
+            ),
+            "p99_ms": rounded(
+                percentile([1000 * a.seconds for a in load.answers if a.kind == kind], 0.99)
+            ),
+            "max_ms": rounded(
+                max((1000 * a.seconds for a in load.answers if a.kind == kind), default=None)
+            ),
         }
         for kind in ("twilio", "web")
     }
@@ -795,13 +816,17 @@ def summarize(
         "latency": latency,
         "rss_mb": {"first": rss[0], "last": rss[-1], "max": max(rss)},
         "fds": {"first": fds[0], "last": fds[-1], "max": max(fds)},
-        "fds_max_first_half": max(s.fds for s in samples if s.phase == "before" or s.t < seconds / 2),
+        "fds_max_first_half": max(
+            s.fds for s in samples if s.phase == "before" or s.t < seconds / 2
+        ),
         "fds_max_second_half": max((s.fds for s in second_half), default=None),
         "threads": {"first": samples[0].threads, "last": samples[-1].threads},
         "rss_slope_mb_per_min_second_half": rounded(
             slope([(s.t / 60, s.rss_mb) for s in second_half]), 3
         ),
-        "fds_slope_per_min_second_half": rounded(slope([(s.t / 60, s.fds) for s in second_half]), 2),
+        "fds_slope_per_min_second_half": rounded(
+            slope([(s.t / 60, s.fds) for s in second_half]), 2
+        ),
         "healthz_not_200": sum(s.healthz != 200 for s in samples),
         "backlog_max": max((s.backlog for s in samples if s.backlog is not None), default=None),
         "drain_seconds": rounded(drain_seconds, 1),
@@ -940,7 +965,9 @@ def report(result: dict[str, Any]) -> str:
         f"{v['files_dropped']} dropped / {v['files_moved']} moved / {v['files_pending']} left",
         "",
     ]
-    lines += [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in result["checks"]]
+    lines += [
+        f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in result["checks"]
+    ]
     if result["load_errors"]:
         lines += ["", "first failed requests:", *result["load_errors"]]
     if result["log"]["notable"]:

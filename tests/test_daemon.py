@@ -33,7 +33,15 @@ from omnichannel.poller import run_pollers
 from omnichannel.store.engine import create_engine
 from omnichannel.store.tables import complaints, raw_messages
 from tests.helpers import json_doc
-from tests.test_twilio import ACCOUNT, FORM, TOKEN, sign, sms_fields
+from tests.test_imap import mailbox  # noqa: F401 - fixture
+from tests.test_twilio import (
+    ACCOUNT,
+    FORM,
+    TOKEN,
+    fake,  # noqa: F401 - fixture
+    sign,
+    sms_fields,
+)
 from tests.test_web import SECRET, signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -628,3 +636,77 @@ def test_serve_starts_while_the_database_is_down_and_answers_503_until_it_is_bac
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
         proxy.close()
+
+
+@pytest.mark.slow
+def test_run_with_imap_twilio_web_and_files(
+    tmp_path: Path,
+    mailbox: Any,  # noqa: F811 - the fixture
+    fake: Any,  # noqa: F811 - the fixture
+) -> None:
+    """``omnichannel run`` with every kind of channel at once — a real Dovecot mailbox, Twilio
+    (webhooks, and its message log on a loopback stand-in), the web form and a drop folder:
+    each message becomes one complaint; SIGTERM exits 0; a restart continues from the cursors
+    and files nothing twice."""
+    from tests.test_imap import imap_options, mail
+    from tests.test_twilio import sid
+
+    imap = imap_options(mailbox.server)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    (tmp_path / "drop").mkdir()
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n'
+        "[[connectors]]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in imap.items())
+        + "poll_interval = 0.3\n\n"
+        f'[[connectors]]\nname = "sms"\ntype = "twilio"\nmode = "both"\npoll_interval = 0.3\n'
+        f'account_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\napi_base_url = "{fake.base_url}"\n\n'
+        f'[[connectors]]\nname = "portal"\ntype = "web"\nsecret = "{SECRET}"\n\n'
+        f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{tmp_path / "drop"}"\n'
+        "poll_interval = 0.3\n",
+        encoding="utf-8",
+    )
+    mailbox.client.append("INBOX", mail(1, body="Jalan rusak di depan pasar."))
+    fake.add(70, "Izin usaha belum terbit.")  # only in Twilio's log: the poll finds it
+    (tmp_path / "drop" / "a.json").write_bytes(json_doc("drop-1", sender={"phone": "0812777"}))
+    port = free_port()
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "run"]
+    for attempt in range(2):
+        with (tmp_path / "run.log").open("ab") as log:
+            proc = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
+        try:
+            wait_for(lambda: healthz(port) is not None, what="the daemon")
+            if attempt == 0:
+                webhook = f"http://127.0.0.1:{port}/webhooks/sms"
+                fields = sms_fields(71)
+                headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+                assert requests.post(webhook, data=fields, headers=headers, timeout=10).ok
+                body = json.dumps({"message": "Petugas loket meminta uang.", "phone": "0814"})
+                answer = requests.post(
+                    f"http://127.0.0.1:{port}/webhooks/portal",
+                    data=body.encode(),
+                    headers=signed_headers(body.encode(), "msg_all_1"),
+                    timeout=10,
+                )
+                assert answer.json()["outcome"] == "new"
+            wait_for(lambda: complaint_count(url) == 5, what="five complaints", timeout=60)
+            if attempt == 1:
+                time.sleep(1.5)  # several polls of every connector after the restart
+                assert complaint_count(url) == 5
+            health = (healthz(port) or (0, {}))[1]
+            assert {n: c["state"] for n, c in health["connectors"].items()} == {
+                "email": "ok",
+                "sms": "ok",
+                "portal": "ok" if attempt == 0 else "waiting",
+                "files": "ok",
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        ids = set(conn.execute(sa.select(raw_messages.c.external_id)).scalars())
+    engine.dispose()
+    assert {sid(70), sid(71), "drop-1"} <= ids and len(ids) == 5
+    assert mailbox.uids(criteria="UNSEEN") == []
