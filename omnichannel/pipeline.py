@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from normalizer.normalize import normalize
-from omnichannel import filing
+from omnichannel import filing, queries
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import UTCDateTime, complaints, cursors, quarantine, raw_messages
@@ -190,18 +190,7 @@ def claim(
     query = query.order_by(raw_messages.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [(row["id"], raw_from_row(row)) for row in conn.execute(query).mappings()]
-
-
-def raw_from_row(row: Any) -> RawMessage:
-    return RawMessage(
-        connector=row["connector"],
-        external_id=row["external_id"],
-        received_at=row["received_at"],
-        content_type=row["content_type"],
-        payload=row["payload"],
-        meta=row["meta"] or {},
-    )
+    return [(row["id"], queries.raw_message(row)) for row in conn.execute(query).mappings()]
 
 
 # -- decoding ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "load_complaints",
     "overview",
     "quarantined_raws",
+    "raw_message",
     "replace_payload",
 ]
 
@@ -170,10 +171,11 @@ def quarantined_raws(
     if raw_ids is not None:
         query = query.where(raw_messages.c.id.in_(list(raw_ids)))
     rows = conn.execute(query.order_by(raw_messages.c.id)).mappings()
-    return [(row["id"], _raw(row)) for row in rows]
+    return [(row["id"], raw_message(row)) for row in rows]
 
 
-def _raw(row: Any) -> RawMessage:
+def raw_message(row: Any) -> RawMessage:
+    """A stored raw row as the RawMessage it was stored from."""
     return RawMessage(
         connector=row["connector"],
         external_id=row["external_id"],

@@ -82,20 +82,11 @@ def daemon_config(folder: Path, url: str) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'omnichannel.db'}"
-    from tests.conftest import _truncate
-
-    url: str = request.getfixturevalue("postgres_url")
-    _truncate(url)
-    return url
-
-
 @pytest.fixture
-def daemon(tmp_path: Path, store_url: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    config, port = daemon_config(tmp_path, store_url), free_port()
+def daemon(
+    tmp_path: Path, database_url: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    config, port = daemon_config(tmp_path, database_url), free_port()
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "omnichannel", "--config", str(config), "run", "--port", str(port)],
@@ -137,7 +128,7 @@ def complaint_count(url: str) -> int:
 
 @pytest.mark.slow
 def test_run_files_every_channel_and_stops_on_sigterm(
-    daemon: tuple[subprocess.Popen[bytes], int, Path], store_url: str
+    daemon: tuple[subprocess.Popen[bytes], int, Path], database_url: str
 ) -> None:
     """``omnichannel run`` in one process: a dropped file, a Twilio webhook and a web
     submission each become a complaint; /healthz is 200 and /metrics counts the webhooks;
@@ -161,7 +152,7 @@ def test_run_files_every_channel_and_stops_on_sigterm(
         timeout=10,
     )
     assert web.status_code == 200 and web.json()["outcome"] == "new"
-    wait_for(lambda: complaint_count(store_url) == 3, what="three complaints")
+    wait_for(lambda: complaint_count(database_url) == 3, what="three complaints")
     wait_for(lambda: not list((folder / "drop").glob("*.json")), what="the file moved")
     status, health = healthz(port) or (0, {})
     assert status == 200 and health["healthy"] and health["filing"]["mode"] == "worker"
@@ -188,7 +179,7 @@ def test_run_files_every_channel_and_stops_on_sigterm(
         )
         assert again_answer.status_code == 200
         time.sleep(0.5)
-        assert complaint_count(store_url) == 3
+        assert complaint_count(database_url) == 3
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=10) == 0

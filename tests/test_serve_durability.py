@@ -144,23 +144,13 @@ def assert_each_once(url: str, answered_ok: set[int]) -> None:
     assert len(tickets) == len(set(tickets)) == len(stored)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'omnichannel.db'}"
-    from tests.conftest import _truncate
-
-    found: str = request.getfixturevalue("postgres_url")
-    _truncate(found)
-    return found
-
-
 @pytest.mark.parametrize(("daemon", "seed"), [("serve", 1), ("serve", 2), ("run", 3), ("run", 4)])
-def test_kill_9_under_load(url: str, tmp_path: Path, daemon: str, seed: int) -> None:
+def test_kill_9_under_load(database_url: str, tmp_path: Path, daemon: str, seed: int) -> None:
     """``serve`` (webhooks) or ``run`` (webhooks and a drop folder it polls) is SIGKILLed at a
     random moment under load from 8 threads; after a restart (and the provider's retries)
     every message answered 200 before the kill is stored, every stored message and every
     dropped file is filed exactly once, and the raw backlog drains to zero."""
+    url = database_url
     config, port, log = write_config(tmp_path, url), free_port(), tmp_path / "serve.log"
     numbers = list(range(1, 1001))
     answered: dict[int, int | None] = {}
