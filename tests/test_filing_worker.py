@@ -330,3 +330,29 @@ def test_the_worker_thread_gives_way_to_requests_but_not_for_ever(sqlite_inbox: 
     inbox.worker.wake()
     with inbox.worker.serving():  # a request that lasts: filed all the same
         drain(inbox, timeout=worker.YIELD_MAX * 10 + 10)
+
+
+def test_a_number_too_big_for_its_column_quarantines_only_its_message(inbox: Inbox) -> None:
+    """An attachment size beyond any integer column (SQLite's OverflowError, PostgreSQL's
+    out-of-range error) quarantines that message alone, with an error that names no value."""
+    big = 10**30
+    batch = [
+        raw_json("size-ok", text="Berkas terlampir."),
+        raw_json(
+            "size-big",
+            text="Berkas besar.",
+            attachments=[
+                {
+                    "filename": "a.pdf",
+                    "content_type": "application/pdf",
+                    "size": big,
+                    "url": "https://example.id/a.pdf",
+                }
+            ],
+        ),
+    ]
+    results = inbox.receive_many(batch)
+    assert [r.outcome for r in results] == [Outcome.NEW, Outcome.QUARANTINED]
+    assert results[1].error and str(big) not in results[1].error
+    [row] = rows(inbox, sa.select(quarantine.c.error_type, quarantine.c.error))
+    assert str(big) not in row[1]
