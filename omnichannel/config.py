@@ -89,6 +89,10 @@ class ServerConfig(_Section):
     idle clients can hold, so that they cannot keep a provider's webhook out."""
     idle_timeout: int = Field(default=30, ge=1)
     """Seconds a connection may send nothing before it is closed."""
+    storage_timeout: float = Field(default=0.8, gt=0, le=60)
+    """Seconds each database transaction of an HTTP request may take (PostgreSQL): past
+    that the connection is cut and the request answered 503, so a database that hangs costs a
+    provider a quick retry, not a wait."""
 
 
 class TicketsConfig(_Section):

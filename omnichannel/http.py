@@ -14,6 +14,7 @@ the limit. Unexpected errors answer 500 with no detail; the detail goes to the l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -156,7 +157,8 @@ class _App:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            response = self.route(environ)
+            with self.inbox.store.within(self.inbox.config.server.storage_timeout):
+                response = self.route(environ)
         except Exception:
             log.exception(
                 "unhandled error answering %s %s",
@@ -231,7 +233,7 @@ class _App:
         connectors = {
             name: _state(self.inbox.connector_health(name)) for name in self.inbox.connector_names()
         }
-        filing = self._filing()
+        filing = self._filing(database == "ok")
         healthy = (
             database == "ok"
             and filing["healthy"]
@@ -247,12 +249,12 @@ class _App:
             200 if healthy else 503, json.dumps(body).encode(), "application/json"
         )
 
-    def _filing(self) -> dict[str, Any]:
+    def _filing(self, reachable: bool) -> dict[str, Any]:
         worker = self.inbox.worker
-        try:
-            backlog: int | None = worker.backlog()
-        except StorageUnavailable:
-            backlog = None
+        backlog: int | None = None
+        if reachable:  # (a database that hangs is asked once per /healthz, not twice)
+            with contextlib.suppress(StorageUnavailable):
+                backlog = worker.backlog()
         return {
             "mode": "worker" if worker.running else "caller",
             "healthy": worker.last_error is None,

@@ -343,7 +343,8 @@ class Inbox:
         request = WebhookRequest.build(method, url, headers, body)
         try:
             connector = self._webhook_connector(name)
-            return self._handle(connector, request)
+            with self.store.within(self.config.server.storage_timeout):
+                return self._handle(connector, request)
         except WebhookRejected as exc:
             log.warning(  # one line per refusal: who, what answer, why; never the payload
                 "webhook %s refused: %d %s%s",

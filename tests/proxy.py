@@ -56,3 +56,56 @@ class DroppingProxy:
     def close(self) -> None:
         self._stop.set()
         self.listener.close()
+
+
+class BlackholeProxy:
+    """Forward to ``upstream`` until ``blackhole()``: from then on nothing passes either way
+    on open connections (they stay open, silent), and new ones are accepted and never
+    answered — a database that hangs. ``up()`` forwards again (new connections only)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.holes = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.sockets.append(client)
+            if self.holes.is_set():
+                continue  # accepted, never answered
+            upstream = socket.create_connection(self.upstream)
+            with self.lock:
+                self.sockets.append(upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if self.holes.is_set():
+                    return  # swallowed: the peer waits for ever
+                sink.sendall(data)
+
+    def blackhole(self) -> None:
+        self.holes.set()
+
+    def up(self) -> None:
+        self.holes.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from omnichannel import Inbox
 from omnichannel.cli import main
-from omnichannel.config import default_config
+from omnichannel.config import ConnectorConfig, default_config
 from omnichannel.connector import Batch, PollingConnector
 from omnichannel.errors import FatalError
 from omnichannel.leases import Lease
@@ -701,3 +701,50 @@ def test_run_with_imap_twilio_web_and_files(
     engine.dispose()
     assert {sid(70), sid(71), "drop-1"} <= ids and len(ids) == 5
     assert mailbox.uids(criteria="UNSEEN") == []
+
+
+@pytest.mark.postgres
+def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(postgres_url: str) -> None:
+    """PostgreSQL behind a proxy that turns into a black hole (open connections go silent, new
+    ones are accepted and never answered): a signed webhook and /healthz are answered 503
+    within a second each; when it forwards again, webhooks are stored again."""
+    from omnichannel.http import create_app
+    from omnichannel.testing.http import serve_wsgi
+    from tests.conftest import _truncate
+    from tests.proxy import BlackholeProxy
+
+    _truncate(postgres_url)
+    target = sa.make_url(postgres_url)
+    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
+    url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    config = default_config(url=url)
+    config.connectors = [
+        ConnectorConfig.model_validate(
+            {"name": "sms", "type": "twilio", "account_sid": ACCOUNT, "auth_token": TOKEN}
+        )
+    ]
+    try:
+        with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
+
+            def post(n: int) -> tuple[int, float]:
+                webhook = f"{base_url}/webhooks/sms"
+                fields = sms_fields(n)
+                headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+                started = time.monotonic()
+                answer = requests.post(webhook, data=fields, headers=headers, timeout=30)
+                return answer.status_code, time.monotonic() - started
+
+            assert post(1)[0] == 200  # a pooled connection now exists
+            proxy.blackhole()
+            status, elapsed = post(2)
+            assert status == 503 and elapsed < 1.0, elapsed  # the contract's deadline
+            started = time.monotonic()
+            health = requests.get(f"{base_url}/healthz", timeout=30)
+            assert health.status_code == 503 and time.monotonic() - started < 1.0
+            status, elapsed = post(3)  # a new connection that is never answered
+            assert status == 503 and elapsed < 1.0, elapsed
+            proxy.up()
+            wait_for(lambda: post(2)[0] == 200, what="the database back")
+            assert complaint_count(postgres_url) == 2
+    finally:
+        proxy.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from omnichannel.errors import StorageUnavailable
-from omnichannel.store import migrate
+from omnichannel.store import deadline, migrate
 from omnichannel.store.engine import create_engine, in_memory, normalize_url
 
 __all__ = ["Store", "insert_ignore"]
@@ -105,7 +106,7 @@ class Store:
         if self._migration_pending:
             self.migrate(only_if_needed=True)
             self._migration_pending = False
-        with self._serialized(), self._translate_errors():
+        with deadline.transaction_deadline(), self._serialized(), self._translate_errors():
             if self._writer is None:
                 with self.engine.begin() as connection:
                     yield connection
@@ -139,6 +140,12 @@ class Store:
             detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
             reason = detail[0] if detail else type(exc).__name__
             raise StorageUnavailable(f"storage unavailable ({self.dialect}: {reason})") from exc
+
+    @staticmethod
+    def within(seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        """Transactions begun in this thread in this block finish within ``seconds`` each, or
+        fail with ``StorageUnavailable`` (PostgreSQL: a hanging server is cut off)."""
+        return deadline.within(seconds)
 
     def dispose(self) -> None:
         with self._serialized():

@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from omnichannel.errors import StorageUnavailable
+from omnichannel.store import deadline as limits
 
 __all__ = ["create_engine", "normalize_url"]
 
@@ -112,15 +113,52 @@ def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
     if deadline > 0:
         url = url.update_query_dict({"connect_timeout": str(max(2, math.ceil(deadline)))})
     engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
-    if deadline > 0:
 
-        @event.listens_for(engine, "do_connect")
-        def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return connect_within(
-                deadline, lambda: dialect.connect(*cargs, **cparams), dialect.loaded_dbapi
-            )
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        own = deadline if deadline > 0 else None
+        bounds = [b for b in (own, limits.remaining()) if b is not None]
+        if not bounds:  # neither connect_timeout nor a transaction deadline: as usual
+            return None
+        seconds = min(bounds)  # a transaction's deadline bounds its connect as well
+        return connect_within(
+            seconds, lambda: dialect.connect(*cargs, **cparams), dialect.loaded_dbapi
+        )
 
+    _bound_pings_and_transactions(engine)
     return engine
+
+
+def _bound_pings_and_transactions(engine: Engine) -> None:
+    """Under ``deadline.within``: the pool's pre-ping and the whole transaction on the
+    connection it hands out are cut at the transaction's deadline (see ``deadline``)."""
+    watchdog = limits.Watchdog()
+    dialect = engine.dialect
+    ping = dialect.do_ping
+
+    def bounded_ping(dbapi_connection: Any) -> bool:
+        deadline = limits.current_deadline()
+        if deadline is None:
+            return ping(dbapi_connection)
+        token = watchdog.arm(dbapi_connection, deadline)
+        try:
+            return ping(dbapi_connection)
+        finally:
+            watchdog.disarm(token)
+
+    dialect.do_ping = bounded_ping  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        deadline = limits.current_deadline()
+        if deadline is not None:
+            record.info["deadline_token"] = watchdog.arm(dbapi_connection, deadline)
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        token = record.info.pop("deadline_token", None) if record is not None else None
+        if token is not None:
+            watchdog.disarm(token)
 
 
 def connect_within(seconds: float, connect: Callable[[], Any], dbapi: Any) -> Any:
