@@ -119,11 +119,16 @@ def healthz(port: int) -> tuple[int, dict[str, Any]] | None:
 
 
 def complaint_count(url: str) -> int:
+    """Complaints in the store (0 while it has no schema yet)."""
     engine = create_engine(url)
-    with engine.connect() as conn:
-        count = int(conn.execute(sa.select(sa.func.count()).select_from(complaints)).scalar_one())
-    engine.dispose()
-    return count
+    try:
+        with engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(complaints)
+            return int(conn.execute(query).scalar_one())
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        return 0
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.slow
@@ -748,3 +753,65 @@ def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(postgres_ur
             assert complaint_count(postgres_url) == 2
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_run_rides_out_an_imap_outage(tmp_path: Path) -> None:
+    """The IMAP server stops for a while under ``run``: the connector reports the error and
+    backs off while webhooks go on being answered; when the server is back, the mail that
+    arrived meanwhile is filed, once."""
+    from omnichannel.testing.dovecot import Dovecot
+    from tests.test_imap import Mailbox, imap_options, mail
+
+    if Dovecot.binary() is None:
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
+    server = Dovecot().start()
+    try:
+        box = Mailbox(server)
+        box.client.append("INBOX", mail(1, body="Lampu jalan mati."))
+        box.close()
+        url = f"sqlite:///{tmp_path / 'x.db'}"
+        config = daemon_config(tmp_path, url)
+        options = imap_options(server, poll_interval=0.3)
+        config.write_text(
+            config.read_text(encoding="utf-8")
+            + "\n[[connectors]]\n"
+            + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items()),
+            encoding="utf-8",
+        )
+        port = free_port()
+        command = [sys.executable, "-m", "omnichannel", "--config", str(config), "run"]
+        with (tmp_path / "run.log").open("wb") as log:
+            proc = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
+        try:
+            wait_for(lambda: complaint_count(url) == 1, what="the first mail")
+            server.stop(keep_mail=True)
+            wait_for(
+                lambda: (
+                    ((healthz(port) or (0, {}))[1].get("connectors") or {})
+                    .get("email", {})
+                    .get("last_error")
+                ),
+                what="the outage noticed",
+            )
+            webhook = f"http://127.0.0.1:{port}/webhooks/sms"
+            fields = sms_fields(1)
+            headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+            assert requests.post(webhook, data=fields, headers=headers, timeout=5).ok
+            time.sleep(3)  # the outage
+            server.start()
+            box = Mailbox(server)
+            box.client.append("INBOX", mail(2, body="Jembatan retak."))
+            box.close()
+            wait_for(
+                lambda: complaint_count(url) == 3, what="the mail after the outage", timeout=60
+            )
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert complaint_count(url) == 3
+    finally:
+        server.stop()

@@ -82,7 +82,7 @@ class Dovecot:
     def _config(self) -> Path:
         name, uid, gid = _run_as()
         home = self.root / "home"
-        home.mkdir()
+        home.mkdir(exist_ok=True)  # kept across a restart (``stop(keep_mail=True)``)
         os.chown(home, uid, gid)
         (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
         cert, key = self._certificate()
@@ -164,7 +164,9 @@ service imap-login {{
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self) -> None:
+    def stop(self, *, keep_mail: bool = False) -> None:
+        """Stop the server; its folder (and the mail in it) is removed unless ``keep_mail``
+        (an outage: ``start()`` brings the same server back on the same ports)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -174,4 +176,5 @@ service imap-login {{
                 self.process.wait()
         if self.process is not None and self.process.stderr is not None:
             self.process.stderr.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep_mail:
+            shutil.rmtree(self.root, ignore_errors=True)
