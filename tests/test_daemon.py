@@ -815,3 +815,79 @@ def test_run_rides_out_an_imap_outage(tmp_path: Path) -> None:
         assert complaint_count(url) == 3
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_three_replicas_share_the_work_and_the_mailbox_lease(
+    tmp_path: Path,
+    postgres_url: str,
+    mailbox: Any,  # noqa: F811 - the fixture
+) -> None:
+    """Three ``run`` replicas on one PostgreSQL: one of them holds the mailbox's lease and
+    polls it; webhooks sent to all three are answered by all three; after ``kill -9`` of the
+    lease holder another replica takes the mailbox over within the lease retry time; every
+    mail and every webhook is one complaint, once."""
+    from omnichannel.leases import LEASE_RETRY
+    from tests.conftest import _truncate
+    from tests.test_imap import imap_options, mail
+
+    _truncate(postgres_url)
+    config = daemon_config(tmp_path, postgres_url)
+    options = imap_options(mailbox.server, poll_interval=0.3)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + "\n[[connectors]]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items()),
+        encoding="utf-8",
+    )
+    for n in range(10):
+        mailbox.client.append("INBOX", mail(n))
+    ports = [free_port() for _ in range(3)]
+    logs = [tmp_path / f"replica-{i}.log" for i in range(3)]
+    command = [sys.executable, "-m", "omnichannel", "--config", str(config), "run"]
+    replicas = []
+    for port, log_path in zip(ports, logs, strict=True):
+        with log_path.open("wb") as log:
+            replicas.append(
+                subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
+            )
+    try:
+        for port in ports:
+            wait_for(lambda port=port: healthz(port) is not None, what="every replica")
+        for n in range(30):
+            port = ports[n % 3]
+            webhook = f"http://127.0.0.1:{port}/webhooks/sms"
+            fields = sms_fields(100 + n)
+            headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+            assert requests.post(webhook, data=fields, headers=headers, timeout=10).ok
+        wait_for(lambda: complaint_count(postgres_url) == 40, what="40 complaints", timeout=60)
+        holders = [i for i, path in enumerate(logs) if "lease email taken" in path.read_text()]
+        assert len(holders) == 1, [path.read_text()[-500:] for path in logs]
+        [holder] = holders
+        os.kill(replicas[holder].pid, signal.SIGKILL)
+        replicas[holder].wait(timeout=10)
+        killed_at = time.monotonic()
+        for n in range(10, 15):
+            mailbox.client.append("INBOX", mail(n))
+        wait_for(
+            lambda: sum("lease email taken" in path.read_text() for path in logs) == 2,
+            what="the takeover",
+            timeout=LEASE_RETRY * 2 + 5,
+        )
+        assert time.monotonic() - killed_at < LEASE_RETRY * 2 + 5
+        wait_for(lambda: complaint_count(postgres_url) == 45, what="45 complaints", timeout=60)
+    finally:
+        for proc in replicas:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in replicas:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        tickets = list(conn.execute(sa.select(complaints.c.ticket)).scalars())
+        raws = conn.execute(sa.select(sa.func.count()).select_from(raw_messages)).scalar_one()
+    engine.dispose()
+    assert len(tickets) == len(set(tickets)) == raws == 45
+    assert mailbox.uids(criteria="UNSEEN") == []
