@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from omnichannel.store.engine import create_engine
 from omnichannel.store.tables import complaints, messages, raw_messages
 from tests.helpers import json_doc
+from tests.test_imap import mailbox  # noqa: F401 - fixture
 from tests.test_twilio import ACCOUNT, FORM, TOKEN, sign, sms_fields
 
 pytestmark = pytest.mark.slow
@@ -79,13 +81,14 @@ def serving(
 
 
 def health(port: int) -> dict[str, object] | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         connection.request("GET", "/healthz")
         body = connection.getresponse().read()
-        connection.close()
     except OSError:
         return None
+    finally:
+        connection.close()
     found: dict[str, object] = json.loads(body)
     return found
 
@@ -95,14 +98,14 @@ def send(port: int, n: int) -> int | None:
     url = f"http://127.0.0.1:{port}/webhooks/sms"
     fields = sms_fields(n, f"Pengaduan {n}: izin belum terbit.", f"+62813{n:08d}")
     headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(url, fields)}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         connection.request("POST", "/webhooks/sms", urlencode(fields), headers)
-        status = connection.getresponse().status
-        connection.close()
+        return connection.getresponse().status
     except OSError:
         return None
-    return status
+    finally:
+        connection.close()
 
 
 def load(port: int, numbers: list[int], answered: dict[int, int | None]) -> None:
@@ -214,3 +217,59 @@ def test_two_servers_on_one_postgresql_file_each_message_once(
         assert all(set(a.values()) == {200} for a in answers)
         wait_drained(postgres_url)
     assert_each_once(postgres_url, set(numbers))
+
+
+def test_kill_9_of_run_twenty_times_under_mixed_load(
+    database_url: str,
+    tmp_path: Path,
+    mailbox: Any,  # noqa: F811 - the fixture
+) -> None:
+    """``run`` with a mailbox, a drop folder and webhooks, SIGKILLed at a random moment 20
+    times while mail arrives, files are dropped and webhooks are posted; then run to the end
+    (the providers' retries): every message answered 200, every mail flagged and every file
+    taken ends as exactly one outcome, nothing is filed twice, the backlog drains."""
+    from tests.test_imap import imap_options, mail
+
+    url = database_url
+    config = write_config(tmp_path, url)
+    options = imap_options(mailbox.server, poll_interval=0.1, batch_size=5)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + "\n[[connectors]]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items()),
+        encoding="utf-8",
+    )
+    rng = random.Random(20)
+    port, log = free_port(), tmp_path / "run.log"
+    answered: dict[int, int | None] = {}
+    sent = 0
+    for round_ in range(20):
+        for k in range(5):  # mail and files arrive between (and during) the runs
+            n = round_ * 5 + k
+            mailbox.client.append("INBOX", mail(n))
+            (tmp_path / "drop" / f"d{n:04d}.json").write_bytes(
+                json_doc(f"drop-{n}", text=f"Berkas {n}.", sender={"phone": f"0815{n:08d}"})
+            )
+        numbers = list(range(sent + 1, sent + 41))
+        sent += 40
+        with serving(config, port, log, "run") as proc:
+            loader = threading.Thread(target=load, args=(port, numbers, answered))
+            loader.start()
+            time.sleep(rng.uniform(0.0, 0.4))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            loader.join(timeout=60)
+    ok_before = {n for n, status in answered.items() if status == 200}
+    with serving(config, port, log, "run"):
+        retries: dict[int, int | None] = {}
+        load(port, list(range(1, sent + 1)), retries)
+        assert set(retries.values()) == {200}
+        deadline = time.monotonic() + 120
+        while list((tmp_path / "drop").glob("*.json")) or mailbox.uids(criteria="UNSEEN"):
+            assert time.monotonic() < deadline, "the folder or the mailbox was not emptied"
+            time.sleep(0.2)
+        wait_drained(url)
+    assert_each_once(url, ok_before | set(range(1, sent + 1)))
+    raws = {e for e, _ in filed(url)[0]}
+    assert {f"drop-{n}" for n in range(100)} <= raws
+    assert len(raws) == sent + 100 + 100  # webhooks, files, mails: each stored once
