@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -224,14 +223,16 @@ class _App:
         return json_response(200 if found["status"] == "filed" else 202, found)
 
     def health(self) -> WebhookResponse:
-        database = "ok"
+        database, waiting = "ok", {}
         try:
             with self.inbox.store.transaction() as conn:
-                conn.execute(sa.text("SELECT 1"))
+                waiting = queries.backlog_by_connector(conn)
         except StorageUnavailable:
             database = "unavailable"
+        now = datetime.now(UTC)
         connectors = {
-            name: _state(self.inbox.connector_health(name)) for name in self.inbox.connector_names()
+            name: _state(self.inbox.connector_health(name), now, waiting.get(name, 0))
+            for name in self.inbox.connector_names()
         }
         filing = self._filing(database == "ok")
         healthy = (
@@ -263,10 +264,18 @@ class _App:
         }
 
 
-def _state(health: dict[str, Any]) -> dict[str, Any]:
-    """A connector's health with its ``state``: failed, ok (it has succeeded) or waiting."""
+def _state(health: dict[str, Any], now: datetime, backlog: int) -> dict[str, Any]:
+    """A connector's health with its ``state`` (failed, ok: it has succeeded, or waiting),
+    ``lag_seconds`` (since its last success, in this process) and ``backlog`` (its raw
+    messages stored, not yet filed)."""
     state = "failed" if health.get("failed") else "ok" if health.get("last_success") else "waiting"
-    return {"state": state, **health}
+    last = health.get("last_success")
+    lag = (
+        (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
+        if last
+        else None
+    )
+    return {"state": state, **health, "lag_seconds": lag, "backlog": backlog}
 
 
 def _read_body(environ: Environ, limit: int) -> bytes | None:

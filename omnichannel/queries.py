@@ -20,6 +20,7 @@ from omnichannel.schema import (
 from omnichannel.store.tables import attachments, complaints, messages, quarantine, raw_messages
 
 __all__ = [
+    "backlog_by_connector",
     "complaint",
     "list_quarantine",
     "load_complaints",
@@ -273,3 +274,13 @@ def _age(now: datetime, since: datetime | None) -> float:
         return 0.0
     moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
     return max(0.0, float((now - moment).total_seconds()))
+
+
+def backlog_by_connector(conn: sa.Connection) -> dict[str, int]:
+    """Raw messages stored and not yet filed, by connector."""
+    query = (
+        sa.select(raw_messages.c.connector, sa.func.count())
+        .where(raw_messages.c.status == "received")
+        .group_by(raw_messages.c.connector)
+    )
+    return {str(name): int(count) for name, count in conn.execute(query)}

@@ -24,6 +24,7 @@ process's worker takes the database's write lock per batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 
 from omnichannel import pipeline
 from omnichannel.errors import StorageUnavailable
@@ -294,20 +296,36 @@ class FilingWorker:
 
     def run(self, interval: float = 1.0) -> None:
         """The worker's loop (``start`` runs it in a thread; ``omnichannel work`` in the main
-        one) until ``close``. An unavailable store is retried every ``interval`` seconds."""
+        one) until ``close``: it looks for work at once when woken, else every ``interval``
+        seconds. A failure (the store unavailable, or a bug) is retried by tenacity after
+        ``interval`` doubling to a minute, with jitter."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(Exception),
+            wait=tenacity.wait_random_exponential(multiplier=interval, max=60),
+            stop=tenacity.stop_when_event_set(self._stop),
+            sleep=self._sleep,
+            before_sleep=self._failed_round,
+            reraise=True,
+        )
         while not self._stop.is_set():
             self._wake.clear()
-            try:
-                self._file_giving_way()
+            with contextlib.suppress(Exception):  # only when stopping: reported already
+                retrying(self._file_giving_way)
                 self.last_error = None
-            except StorageUnavailable as exc:
-                if self.last_error is None:
-                    log.warning("filing paused: %s", exc)
-                self.last_error = str(exc)
-            except Exception as exc:  # a bug: keep the loop, say what kind
-                log.error("filing failed (%s); will try again", type(exc).__name__)
-                self.last_error = type(exc).__name__
             self._wake.wait(interval)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _failed_round(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, StorageUnavailable):
+            if self.last_error is None:
+                log.warning("filing paused: %s", error)
+            self.last_error = str(error)
+        else:  # a bug: keep the loop, say what kind
+            log.error("filing failed (%s); will try again", type(error).__name__)
+            self.last_error = type(error).__name__
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the loop after the batch in hand (its transaction commits or rolls back)."""

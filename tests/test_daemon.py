@@ -486,6 +486,8 @@ def test_metrics_and_status_show_the_backlog_quarantine_and_outbox(
             pipeline.store_raw(conn, [raw_json("m-3"), raw_json("m-4")], T0)
         with serve_wsgi(create_app(inbox)) as base_url:
             text = requests.get(f"{base_url}/metrics", timeout=10).text
+            health = requests.get(f"{base_url}/healthz", timeout=10).json()
+    assert health["connectors"]["files"]["backlog"] == 2
     for line in (
         "omnichannel_store_up 1.0",
         "omnichannel_raw_backlog 2.0",
