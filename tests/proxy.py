@@ -61,13 +61,15 @@ class DroppingProxy:
 class BlackholeProxy:
     """Forward to ``upstream`` until ``blackhole()``: from then on nothing passes either way
     on open connections (they stay open, silent), and new ones are accepted and never
-    answered — a database that hangs. ``up()`` forwards again (new connections only)."""
+    answered — a database that hangs. ``refuse()``: a database that is down. ``up()``
+    forwards again (new connections only)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.holes = threading.Event()
+        self.refusing = threading.Event()
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -78,6 +80,9 @@ class BlackholeProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refusing.is_set():
+                client.close()
+                continue
             with self.lock:
                 self.sockets.append(client)
             if self.holes.is_set():
@@ -98,8 +103,19 @@ class BlackholeProxy:
     def blackhole(self) -> None:
         self.holes.set()
 
+    def refuse(self) -> None:
+        """Close every open connection and every new one at once (a database that is down)."""
+        self.refusing.set()
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
     def up(self) -> None:
         self.holes.clear()
+        self.refusing.clear()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

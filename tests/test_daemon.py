@@ -759,7 +759,7 @@ def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(postgres_ur
 
 @pytest.mark.slow
 def test_run_rides_out_an_imap_outage(tmp_path: Path) -> None:
-    """The IMAP server stops for a while under ``run``: the connector reports the error and
+    """The IMAP server stops for 30 s under ``run``: the connector reports the error and
     backs off while webhooks go on being answered; when the server is back, the mail that
     arrived meanwhile is filed, once."""
     from omnichannel.testing.dovecot import Dovecot
@@ -800,13 +800,13 @@ def test_run_rides_out_an_imap_outage(tmp_path: Path) -> None:
             fields = sms_fields(1)
             headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
             assert requests.post(webhook, data=fields, headers=headers, timeout=5).ok
-            time.sleep(3)  # the outage
+            time.sleep(30)  # the outage
             server.start()
             box = Mailbox(server)
             box.client.append("INBOX", mail(2, body="Jembatan retak."))
             box.close()
             wait_for(
-                lambda: complaint_count(url) == 3, what="the mail after the outage", timeout=60
+                lambda: complaint_count(url) == 3, what="the mail after the outage", timeout=150
             )
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
@@ -893,3 +893,78 @@ def test_three_replicas_share_the_work_and_the_mailbox_lease(
     engine.dispose()
     assert len(tickets) == len(set(tickets)) == raws == 45
     assert mailbox.uids(criteria="UNSEEN") == []
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgresql_refusing_and_hanging_under_webhook_load(postgres_url: str) -> None:
+    """Under webhook load from 8 threads, PostgreSQL (behind a proxy) goes silent, comes
+    back, refuses connections, comes back: every answer is 200 or a 503 given within a
+    second; it recovers on its own; every message answered 200 is stored, and once the
+    provider has retried the others, each is filed exactly once."""
+    from omnichannel.http import create_app
+    from omnichannel.testing.http import serve_wsgi
+    from tests.conftest import _truncate
+    from tests.proxy import BlackholeProxy
+
+    _truncate(postgres_url)
+    target = sa.make_url(postgres_url)
+    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
+    url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    config = default_config(url=url)
+    config.connectors = [
+        ConnectorConfig.model_validate(
+            {"name": "sms", "type": "twilio", "account_sid": ACCOUNT, "auth_token": TOKEN}
+        )
+    ]
+    answers: list[tuple[int, int, float]] = []
+    stop = threading.Event()
+    try:
+        with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
+            inbox.worker.start(interval=0.2)
+            webhook = f"{base_url}/webhooks/sms"
+            counter = iter(range(1, 1_000_000))
+            lock = threading.Lock()
+
+            def post(n: int) -> tuple[int, float]:
+                fields = sms_fields(n)
+                headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+                started = time.monotonic()
+                answer = requests.post(webhook, data=fields, headers=headers, timeout=30)
+                return answer.status_code, time.monotonic() - started
+
+            def client() -> None:
+                while not stop.is_set():
+                    with lock:
+                        n = next(counter)
+                    status, elapsed = post(n)
+                    answers.append((n, status, elapsed))
+
+            clients = [threading.Thread(target=client) for _ in range(8)]
+            for thread in clients:
+                thread.start()
+            for phase in ("blackhole", "up", "refuse", "up"):
+                time.sleep(2)
+                if phase == "blackhole":
+                    proxy.blackhole()
+                elif phase == "refuse":
+                    proxy.refuse()
+                else:
+                    proxy.up()
+            time.sleep(3)
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=60)
+            late = [(s, e) for _, s, e in answers if s != 200 and (s != 503 or e >= 1.0)]
+            assert late == []
+            statuses = {s for _, s, _ in answers}
+            assert statuses == {200, 503}  # the outages were seen, and the recoveries
+            assert answers[-1][1] == 200
+            retried = [n for n, s, _ in answers if s != 200]
+            assert all(post(n)[0] == 200 for n in retried)  # the provider's retries
+            wait_for(lambda: inbox.worker.backlog() == 0, what="the backlog")
+        sent = {n for n, _, _ in answers}
+        assert complaint_count(postgres_url) == len(sent)
+    finally:
+        stop.set()
+        proxy.close()

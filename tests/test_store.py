@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,24 @@ def test_sender_agency_and_cluster_indexes_hold_only_the_rows_that_have_one(
     assert all("WHERE" not in d for d in _index_definitions(engine).values())
     migrate.upgrade(engine)
     store.dispose()
+
+
+def test_after_a_failure_requests_fail_at_once_while_one_tries_again() -> None:
+    """Under a request's deadline: once a transaction found the store unavailable, the next
+    fail at once for a pause; then one tries again, and the others fail at once until it has
+    its answer; a success, or an error that is not the store's, lets everyone through."""
+    from omnichannel.errors import StorageUnavailable
+    from omnichannel.store import _Breaker
+
+    breaker = _Breaker()
+    breaker.enter()
+    breaker.failed()
+    with pytest.raises(StorageUnavailable, match="not answering"):
+        breaker.enter()
+    breaker._closed_until = time.monotonic() - 0.001  # the pause is over
+    breaker.enter()  # the one that tries again
+    with pytest.raises(StorageUnavailable):
+        breaker.enter()  # the others, while it tries
+    breaker.passed()
+    breaker.enter()
+    breaker.enter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +53,35 @@ def _insert_ignore(
     return statement
 
 
+class _Breaker:
+    """For transactions that answer a request: once the store has failed one, the others fail
+    at once (``StorageUnavailable``) while a single one at a time tries it again, so that a
+    database that hangs does not make every request wait out its own deadline in turn."""
+
+    PAUSE = 0.5
+    """Seconds after a failure before the next try."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed_until = 0.0  # monotonic time before which requests fail at once
+
+    def enter(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._closed_until:
+                raise StorageUnavailable("storage unavailable (not answering; retry later)")
+            if self._closed_until:  # the one that tries again; the rest wait for its answer
+                self._closed_until = now + 60.0
+
+    def passed(self) -> None:
+        with self._lock:
+            self._closed_until = 0.0
+
+    def failed(self) -> None:
+        with self._lock:
+            self._closed_until = time.monotonic() + self.PAUSE
+
+
 class Store:
     """The omnichannel database (SQLite or PostgreSQL) and its schema."""
 
@@ -66,6 +96,7 @@ class Store:
         # ... and, as they take turns anyway, they share one connection: checking one out of
         # the pool and back in for every transaction cost more than a small transaction itself
         self._shared: sa.Connection | None = None
+        self._breaker = _Breaker()
         self._migration_pending = False
         if auto_migrate:
             try:
@@ -103,17 +134,31 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """One atomic unit of work; connection failures become StorageUnavailable."""
-        if self._migration_pending:
-            self.migrate(only_if_needed=True)
-            self._migration_pending = False
-        with deadline.transaction_deadline(), self._serialized(), self._translate_errors():
-            if self._writer is None:
-                with self.engine.begin() as connection:
-                    yield connection
-            else:
-                connection = self._connection()
-                with connection.begin():
-                    yield connection
+        bounded = deadline.timeout() is not None
+        if bounded:
+            self._breaker.enter()
+        try:
+            if self._migration_pending:
+                self.migrate(only_if_needed=True)
+                self._migration_pending = False
+            with deadline.transaction_deadline(), self._serialized(), self._translate_errors():
+                if self._writer is None:
+                    with self.engine.begin() as connection:
+                        yield connection
+                else:
+                    connection = self._connection()
+                    with connection.begin():
+                        yield connection
+        except StorageUnavailable:
+            if bounded:
+                self._breaker.failed()
+            raise
+        except BaseException:  # the store answered; the error is the caller's
+            if bounded:
+                self._breaker.passed()
+            raise
+        if bounded:
+            self._breaker.passed()
 
     def _connection(self) -> sa.Connection:
         """SQLite: the connection the process's transactions take turns on (writer lock held)."""
