@@ -193,6 +193,7 @@ class _App:
         started = time.perf_counter()
         body = _read_body(environ, limit) if method == "POST" and limit is not None else b""
         if body is None:
+            log.warning("webhook %s refused: 413 request body too large", label)
             response = json_response(413, {"error": "request body too large"})
         else:
             response = self.inbox.handle_webhook(

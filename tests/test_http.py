@@ -162,8 +162,9 @@ def test_undecodable_but_signed_payload_is_quarantined_with_200(
     assert len(app_inbox.quarantined()) == 1
 
 
-def test_declared_oversize_is_refused_before_reading() -> None:
-    """A Content-Length over the limit is answered 413 without reading the body."""
+def test_declared_oversize_is_refused_before_reading(caplog: pytest.LogCaptureFixture) -> None:
+    """A Content-Length over the limit is answered 413 without reading the body, and logged
+    in one line."""
 
     class Exploding(io.BytesIO):
         def read(self, *_: Any) -> bytes:
@@ -183,6 +184,9 @@ def test_declared_oversize_is_refused_before_reading() -> None:
     }
     body = b"".join(create_app(inbox)(environ, lambda status, headers: statuses.append(status)))
     assert statuses == ["413 Content Too Large"] and b"too large" in body
+    assert [r.getMessage() for r in caplog.records if "refused" in r.getMessage()] == [
+        "webhook echo refused: 413 request body too large"
+    ]
     inbox.close()
 
 
