@@ -5,10 +5,10 @@ Pure: bytes in, a message out; no I/O and no clock.  The only error that escapes
 fit the schema, such as an overlong external id).
 
 Parsing
-    ``BytesParser(policy=email.policy.default)``, and ``compat32`` when the modern policy raises
-    (flagged ``parser_fallback``).  Either way headers and parameters are read from the raw
-    header text the parser keeps, and attached messages from the raw bytes of their MIME part,
-    so both policies give the same result.
+    ``compat32`` first (about ten times faster), and ``BytesParser(policy=email.policy.default)``
+    when it raises (flagged ``parser_fallback``).  Either way headers and parameters are read
+    from the raw header text the parser keeps, and attached messages from the raw bytes of their
+    MIME part, so both policies give the same result.
 
 Text
     * a declared ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as windows-1252 (0x80-0x9F
