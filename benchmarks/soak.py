@@ -15,9 +15,11 @@ equal thirds) over its three ways in:
 Message *i* is due at ``start + i / rate``; ``--clients`` keep-alive connections (one thread
 each) send the webhooks, the dispatcher drops the files itself.  Every message is unique: its
 own external id, its own sender (phone number) and its own text, so each must become a new
-complaint.  Every ``--sample`` seconds the server process is measured: RSS (``VmRSS`` from
-``/proc/PID/status``), open file descriptors (``/proc/PID/fd``), threads, the raw backlog
-(``omnichannel_raw_backlog`` from ``/metrics``) and whether ``/healthz`` answered 200.
+complaint.  Every ``--sample`` seconds (and once before the load) the server process is
+measured: RSS (``VmRSS`` from ``/proc/PID/status``, and ``RssAnon``, its heap part), open file
+descriptors (``/proc/PID/fd``; under load they include the ``--clients`` connections), threads,
+the raw backlog (``omnichannel_raw_backlog`` from ``/metrics``), whether ``/healthz`` answered
+200, and the p99 answer time of the requests of the interval.
 
 When the time is up the load stops, the backlog is left to drain (``--drain-timeout``), one last
 sample is taken, and the daemon gets SIGTERM.  Then the store is read directly: every message
@@ -29,7 +31,9 @@ sample, RSS at most ``--max-rss-mb`` (the target: 150 MB), RSS flat (least-squar
 the second half of the load at most ``--max-rss-slope`` MB/min), open FDs flat (the second
 half's maximum at most ``--fd-slack`` above the first half's, and the drained sample at most
 ``--fd-slack`` above the one before the load), backlog drained, exit status 0 within 10 s of
-SIGTERM, the store as described, and no ERROR line or traceback in the daemon's log.
+SIGTERM, the store as described, and no ERROR line or traceback in the daemon's log.  In a
+run of a few minutes the second half still holds warm-up (caches filling), so "RSS flat" needs
+``--minutes`` 10 or more to mean anything.
 
 SQLite in a temporary directory by default; ``--database-url`` names a PostgreSQL server on
 which a throwaway database is created for the run and dropped after it.  Nothing is sent
@@ -90,6 +94,25 @@ STARTUP_TIMEOUT = 60.0
 LOG_MARKS = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
 
 
+def library_version() -> str:
+    """The repository's commit, "+changes" when the library's files differ from it (the run
+    used the working tree); "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        if done.returncode:
+            raise OSError(done.stderr)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", "omnichannel", "connectors", "normalizer")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 class SoakError(RuntimeError):
     """Something went wrong that leaves nothing (more) to measure."""
 
@@ -143,8 +166,8 @@ def parse_mix(text: str) -> list[str]:
     cycle: list[str] = []
     credit = dict.fromkeys(weights, 0)
     for _ in range(total):  # smooth weighted round robin
-        for kind, weight in weights.items():
-            credit[kind] += weight
+        for name, share in weights.items():
+            credit[name] += share
         best = max(credit, key=lambda k: credit[k])
         credit[best] -= total
         cycle.append(best)
@@ -419,16 +442,18 @@ class Load:
         self.jobs: queue.Queue[tuple[int, str, float] | None] = queue.Queue()
         self.abort = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.connections: list[Client] = []
         self.validator = RequestValidator(TOKEN)
 
     def start(self) -> None:
-        connections = [Client(self.port) for _ in range(self.clients)]
-        for client in connections:  # open them now, so that the first sample counts them
+        """Open the connections (one GET /healthz each) and start sending."""
+        self.connections = [Client(self.port) for _ in range(self.clients)]
+        for client in self.connections:
             client.request("GET", "/healthz")
         self.started = time.monotonic()
         self.threads = [
             threading.Thread(target=self._send, args=(c,), name=f"client-{n}", daemon=True)
-            for n, c in enumerate(connections)
+            for n, c in enumerate(self.connections)
         ]
         self.threads.append(threading.Thread(target=self._dispatch, name="dispatch", daemon=True))
         for thread in self.threads:
@@ -464,23 +489,25 @@ class Load:
         self.dropped.append(name)
 
     def _send(self, client: Client) -> None:
-        try:
-            while (job := self.jobs.get()) is not None:
-                index, kind, due = job
-                if kind == "twilio":
-                    body, headers = twilio_request(index, self.port, self.validator)
-                else:
-                    body, headers = web_request(index)
-                sent = time.monotonic()
-                status, answer, retried = client.request("POST", PATHS[kind], body, headers)
-                done = time.monotonic()
-                keep = answer if kind == "web" or not 200 <= status < 300 else b""
-                self.answers.append(
-                    Answer(kind, index, status, done - sent, done, sent - due, retried, keep)
-                )
-                if not 200 <= status < 300 and len(self.errors) < 20:
-                    self.errors.append(f"{kind} #{index}: {status} {answer[:200]!r}")
-        finally:
+        while (job := self.jobs.get()) is not None:
+            index, kind, due = job
+            if kind == "twilio":
+                body, headers = twilio_request(index, self.port, self.validator)
+            else:
+                body, headers = web_request(index)
+            sent = time.monotonic()
+            status, answer, retried = client.request("POST", PATHS[kind], body, headers)
+            done = time.monotonic()
+            keep = answer if kind == "web" or not 200 <= status < 300 else b""
+            self.answers.append(
+                Answer(kind, index, status, done - sent, done, sent - due, retried, keep)
+            )
+            if not 200 <= status < 300 and len(self.errors) < 20:
+                self.errors.append(f"{kind} #{index}: {status} {answer[:200]!r}")
+
+    def close(self) -> None:
+        """Close the connections (kept open after the load until its last sample)."""
+        for client in self.connections:
             client.close()
 
     def running(self) -> bool:
@@ -508,6 +535,7 @@ class Sample:
     sent: int
     failed: int
     rss_mb: float
+    anon_mb: float  # RssAnon: the heap (Python objects, SQLite caches), not mapped files
     fds: int
     threads: int
     backlog: float | None
@@ -549,6 +577,7 @@ class Sampler:
             sent=sum(load.sent.values()),
             failed=sum(not 200 <= a.status < 300 for a in load.answers),
             rss_mb=round(int(status["VmRSS"].split()[0]) / 1024, 1),
+            anon_mb=round(int(status["RssAnon"].split()[0]) / 1024, 1),
             fds=fds,
             threads=int(status["Threads"]),
             backlog=gauge(metrics, "omnichannel_raw_backlog") if code == 200 else None,
@@ -693,6 +722,8 @@ def scan_log(log: Path) -> dict[str, Any]:
 
 def soak(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
     cycle: list[str] = args.mix
+    library = library_version()
+    progress(f"library at {library} (the daemon imports the working tree)")
     progress(
         f"soak: {args.minutes:g} min at {args.rate:g} msg/s ({'/'.join(cycle)}), "
         f"samples every {args.sample:g} s, store {url.split(':', 1)[0]}, work dir {folder}"
@@ -721,6 +752,7 @@ def soak(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
             load.abort.set()
         if sampler.samples[-1].t < load.ended - load.started - 1 and daemon.alive():
             sampler.take("load")  # the end of the load, when it fell between two samples
+        load.close()  # the drained sample, as the one before the load, has no client connection
         drain_started = time.monotonic()
         while daemon.alive() and time.monotonic() - drain_started < args.drain_timeout:
             status, metrics = get(daemon.port, "/metrics")
@@ -736,11 +768,12 @@ def soak(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
         if daemon.alive():
             sampler.take("drained")
     finally:
+        shutdown_seconds: float | None = None
         if daemon.alive():
             progress("SIGTERM")
             exit_code, shutdown_seconds = stop_daemon(daemon)
         else:
-            exit_code, shutdown_seconds = daemon.process.returncode, None
+            exit_code = daemon.process.returncode
             if not any("exited" in problem for problem in problems):
                 problems.append(f"the daemon exited by itself, with {exit_code}")
         load.abort.set()
@@ -759,6 +792,8 @@ def soak(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
             "server_threads": args.server_threads,
             "poll_interval": args.poll_interval,
             "store": url.split(":", 1)[0],
+            "library": library,
+            "library_at_end": library_version(),
             "python": sys.version.split()[0],
             "load_average_at_start": LOAD_AT_START,
             "load_average_at_end": round(os.getloadavg()[0], 2),
@@ -815,6 +850,7 @@ def summarize(
         "web_outcomes": dict(Counter(b.get("outcome") for b in web_bodies)),
         "latency": latency,
         "rss_mb": {"first": rss[0], "last": rss[-1], "max": max(rss)},
+        "anon_mb": {"first": samples[0].anon_mb, "last": samples[-1].anon_mb},
         "fds": {"first": fds[0], "last": fds[-1], "max": max(fds)},
         "fds_max_first_half": max(
             s.fds for s in samples if s.phase == "before" or s.t < seconds / 2
@@ -823,6 +859,9 @@ def summarize(
         "threads": {"first": samples[0].threads, "last": samples[-1].threads},
         "rss_slope_mb_per_min_second_half": rounded(
             slope([(s.t / 60, s.rss_mb) for s in second_half]), 3
+        ),
+        "anon_slope_mb_per_min_second_half": rounded(
+            slope([(s.t / 60, s.anon_mb) for s in second_half]), 3
         ),
         "fds_slope_per_min_second_half": rounded(
             slope([(s.t / 60, s.fds) for s in second_half]), 2
@@ -925,6 +964,7 @@ def report(result: dict[str, Any]) -> str:
         ("sent", "sent"),
         ("non-2xx", "failed"),
         ("RSS MB", "rss_mb"),
+        ("anon MB", "anon_mb"),
         ("FDs", "fds"),
         ("threads", "threads"),
         ("backlog", "backlog"),
@@ -943,15 +983,20 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"load: {s['sent_total']} messages in {s['load_seconds']} s ({s['rate_achieved']} msg/s; "
         + ", ".join(f"{k} {n}" for k, n in sorted(s["sent"].items()))
-        + f"), {p['store']}, load average {p['load_average_at_start']} -> "
-        f"{p['load_average_at_end']}",
+        + f"), {p['store']}, library {p['library']}"
+        + ("" if p["library_at_end"] == p["library"] else f" (at the end {p['library_at_end']})")
+        + ", load average "
+        f"{p['load_average_at_start']} -> {p['load_average_at_end']}",
         f"RSS MB        first {rss['first']}  last {rss['last']}  max {rss['max']}  "
         f"(target <= {TARGET_RSS_MB:g})",
-        f"RSS slope     {s['rss_slope_mb_per_min_second_half']} MB/min over the second half",
+        f"RSS slope     {s['rss_slope_mb_per_min_second_half']} MB/min over the second half "
+        f"(anon {s['anon_slope_mb_per_min_second_half']}; anon first {s['anon_mb']['first']}, "
+        f"last {s['anon_mb']['last']} MB)",
         f"FDs           first {fds['first']}  last {fds['last']}  max {fds['max']}  "
         f"(slope {s['fds_slope_per_min_second_half']}/min over the second half)",
         f"answers       non-2xx {s['non_2xx']} (no answer {s['no_answer']}), resent after an "
-        f"idle close {s['resent_after_idle_close']}, web 202 {s['web_answered_202']}",
+        f"idle close {s['resent_after_idle_close']}, web 202 {s['web_answered_202']}, web "
+        f"outcomes {s['web_outcomes']}",
         "latency       "
         + ", ".join(
             f"{kind} p50 {x['p50_ms']} / p99 {x['p99_ms']} / max {x['max_ms']} ms"
@@ -989,11 +1034,12 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The docstring as it is written, and each option's default."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Soak run of `omnichannel run` under a steady mixed load (see the docstring).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--minutes", type=positive(float), default=10.0, help="load duration")
     parser.add_argument("--rate", type=positive(float), default=30.0, help="messages per second")
     parser.add_argument(
@@ -1012,11 +1058,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--poll-interval", type=positive(float), default=1.0, help="files connector poll, s"
     )
     parser.add_argument("--drain-timeout", type=positive(float), default=120.0, help="seconds")
-    parser.add_argument("--max-rss-mb", type=positive(float), default=TARGET_RSS_MB)
+    parser.add_argument(
+        "--max-rss-mb", type=positive(float), default=TARGET_RSS_MB, help="RSS limit (target)"
+    )
     parser.add_argument(
         "--max-rss-slope", type=float, default=0.5, help="MB/min over the second half"
     )
-    parser.add_argument("--fd-slack", type=int, default=10, help="FDs allowed above the baseline")
+    parser.add_argument("--fd-slack", type=int, default=10, help="FDs allowed above a baseline")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and database")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser.parse_args(argv)

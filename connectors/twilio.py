@@ -467,6 +467,9 @@ class TwilioConnector(PollingConnector, WebhookConnector):
 
     # -- polling -------------------------------------------------------------------------------
 
+    def polls(self) -> bool:
+        return self.options.mode != "webhook"
+
     def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
         if self.options.mode == "webhook":
             return

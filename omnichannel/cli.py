@@ -545,10 +545,15 @@ def media_fetch(state: _State, limit: int) -> None:
 def _polling_names(inbox: Inbox, chosen: tuple[str, ...]) -> list[str]:
     if chosen:
         for name in chosen:
-            if not isinstance(inbox.connector(name), PollingConnector):
+            found = inbox.connector(name)
+            if not isinstance(found, PollingConnector) or not found.polls():
                 raise click.UsageError(f"connector {name!r} does not poll")
         return list(chosen)
-    return [n for n in inbox.connector_names() if isinstance(inbox.connector(n), PollingConnector)]
+    return [
+        n
+        for n in inbox.connector_names()
+        if isinstance(c := inbox.connector(n), PollingConnector) and c.polls()
+    ]
 
 
 def _json_reporter(_name: str, results: list[ReceiveResult]) -> None:

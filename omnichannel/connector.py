@@ -173,6 +173,11 @@ class PollingConnector(Connector):
         """Block until there may be something new (or ``timeout``, or ``stop``)."""
         stop.wait(timeout)
 
+    def polls(self) -> bool:
+        """Whether this instance has anything to poll (a connector that also takes webhooks
+        may be configured for webhooks only); ``poll`` and ``run`` leave it out when not."""
+        return True
+
     def interval(self) -> float:
         """Seconds between polls."""
         return float(getattr(self.options, "poll_interval", self.poll_interval))

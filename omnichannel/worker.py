@@ -54,8 +54,9 @@ YIELD_MAX = 1.0
 """While webhooks are being answered in its process, a worker thread files one batch at most
 every this many seconds; it files as soon as none is being answered. So a burst is answered
 first, its backlog filed after it, and under a steady load between its requests."""
-RECENT = 100_000
-"""How many ids of rows it filed a worker remembers for ``wait_filed``."""
+RECENT = 10_000
+"""How many ids of rows it filed a worker remembers for ``wait_filed`` (about 1 MB); one
+forgotten already is found in the database, as a row filed by another process is."""
 DB_CHECK_INTERVAL = 0.25
 
 

@@ -968,3 +968,16 @@ def test_postgresql_refusing_and_hanging_under_webhook_load(postgres_url: str) -
     finally:
         stop.set()
         proxy.close()
+
+
+def test_a_webhook_only_connector_gets_no_poller(tmp_path: Path) -> None:
+    """A Twilio connector in ``mode = "webhook"`` is not polled by ``poll`` (nor ``run``):
+    only the drop folder is, and asking for it by name is a usage error."""
+    config = daemon_config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}")
+    result = CliRunner().invoke(main, ["poll", "--once", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["files"]
+    chosen = CliRunner().invoke(
+        main, ["poll", "--once", "--connector", "sms", "--config", str(config)]
+    )
+    assert chosen.exit_code == 2 and "does not poll" in chosen.output
