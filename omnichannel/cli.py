@@ -341,7 +341,7 @@ def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: in
     server = inbox.config.server
     address = (host or server.host, port or server.port)
     try:
-        return waitress.create_server(
+        created = waitress.create_server(
             create_app(inbox),
             host=address[0],
             port=address[1],
@@ -359,6 +359,54 @@ def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: in
         raise OmnichannelError(
             f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
         ) from None
+    created.channel_class = _channel_limited_by(_body_limits(inbox))
+    return created
+
+
+def _body_limits(inbox: Inbox) -> Callable[[str], tuple[str | None, int]]:
+    """For a request path: the webhook connector it names (None for other paths) and the
+    largest body it accepts."""
+    from omnichannel.http import PREFIX
+    from omnichannel.webhook import DEFAULT_MAX_BYTES, WebhookConnector
+
+    limits: dict[str, int] = {}
+    for name in inbox.connector_names():
+        connector = inbox.connector(name)
+        if isinstance(connector, WebhookConnector):
+            limits[name] = connector.max_bytes()
+
+    def limit_for(path: str) -> tuple[str | None, int]:
+        name = path[len(PREFIX) :] if path.startswith(PREFIX) else ""
+        if name in limits:
+            return name, limits[name]
+        return None, DEFAULT_MAX_BYTES
+
+    return limit_for
+
+
+def _channel_limited_by(limit_for: Callable[[str], tuple[str | None, int]]) -> Any:
+    """A waitress channel whose requests are refused (413) from their declared
+    ``Content-Length`` when it is over the limit of the connector they are for, before a byte
+    of the body is read; a chunked body is cut off once it passes that limit."""
+    import copy
+
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+
+    class Parser(HTTPRequestParser):  # type: ignore[misc]
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            name, limit = limit_for(self.path or "")
+            adjustments: Any = copy.copy(getattr(self, "adj"))  # noqa: B009 - untyped
+            adjustments.max_request_body_size = limit + 1  # waitress refuses at >=
+            setattr(self, "adj", adjustments)  # noqa: B010
+            if self.content_length > limit and name is not None:
+                log.warning("webhook %s refused: 413 request body too large", name)
+
+    class Channel(HTTPChannel):  # type: ignore[misc]
+        parser_class = Parser
+
+    return Channel
 
 
 def _largest_body(inbox: Inbox) -> int:

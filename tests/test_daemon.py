@@ -454,6 +454,15 @@ def test_slow_clients_do_not_keep_webhooks_or_healthz_waiting(tmp_path: Path) ->
                 + b"\r\nContent-Length: 2147483648\r\n\r\n"
             )
             assert big.recv(100).startswith(b"HTTP/1.1 413")
+        # over the Twilio connector's 1 MiB, under the web connector's: refused as well, from
+        # the declared length alone (nothing of the body is sent)
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as mid:
+            mid.sendall(
+                b"POST /webhooks/sms HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                + FORM.encode()
+                + b"\r\nContent-Length: 5000000\r\n\r\n"
+            )
+            assert mid.recv(100).startswith(b"HTTP/1.1 413")
         assert proc.poll() is None
     finally:
         stop.set()
