@@ -751,15 +751,23 @@ def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> 
 @pass_state
 @_handled
 def complaints_show(state: _State, key: str, fmt: str) -> None:
-    """Show one complaint by id or ticket number."""
-    item = state.inbox(read_only=True).complaint(key)
+    """Show one complaint by id or ticket number, with the story of its handling."""
+    inbox = state.inbox(read_only=True)
+    item = inbox.complaint(key)
     if item is None:
         _fail([f"no complaint {key!r}"], EXIT_FAILED)
         return
+    events = inbox.queue.events(item.id)
     if fmt == "json":
-        click.echo(item.model_dump_json(indent=2))
+        data = item.model_dump(mode="json")
+        data["events"] = [e | {"at": format_utc(e["at"])} for e in events]
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(_describe(item))
+    for e in events:
+        change = f"{e['from']} -> {e['to']}" if e["from"] != e["to"] else e["to"]
+        note = f": {e['note']}" if e["note"] else ""
+        click.echo(f"{_local(inbox, e['at'])}  {e['kind']:<9} {change}  by {e['actor']}{note}")
 
 
 def _describe(c: Complaint) -> str:
@@ -849,6 +857,163 @@ def complaints_export(state: _State, fmt: str, output: Any) -> None:
     writer.writeheader()
     for c in items:
         writer.writerow(_csv_row(c))
+
+
+# -- the team queue ------------------------------------------------------------------------------
+
+
+def _local(inbox: Inbox, moment: datetime | None) -> str:
+    """A time in the office's timezone, for people."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(inbox.config.tz).strftime("%Y-%m-%d %H:%M")
+
+
+@main.group()
+def queue() -> None:
+    """The integrated team's queue: list, claim, assign, comment, resolve, close, reject,
+    reopen."""
+
+
+@queue.command("list")
+@click.option("--status", help="Only this status (open, assigned, in_progress, resolved, ...).")
+@click.option("--agency", help="Only this agency.")
+@click.option("--channel", help="Only this channel (email, sms, whatsapp, web).")
+@click.option("--overdue", is_flag=True, help="Only complaints past their due time.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Received on or after.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Received before.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def queue_list(
+    state: _State,
+    status: str | None,
+    agency: str | None,
+    channel: str | None,
+    overdue: bool,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """Complaints on the queue, newest first, times in the office's timezone."""
+    inbox = state.inbox(read_only=True)
+    tz = inbox.config.tz
+    rows, more = inbox.queue.list(
+        status=status,
+        agency=agency,
+        channel=channel,
+        overdue=overdue,
+        since=since.replace(tzinfo=tz) if since else None,
+        until=until.replace(tzinfo=tz) if until else None,
+        limit=limit,
+    )
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row.as_json(), ensure_ascii=False))
+        return
+    table = [
+        [
+            r.ticket,
+            r.status,
+            r.channel,
+            r.agency or "-",
+            _local(inbox, r.received_at),
+            _local(inbox, r.due_at) + (" OVERDUE" if r.overdue else ""),
+            r.claimed_by or r.assignee or "",
+            _short(r.subject, 40),
+        ]
+        for r in rows
+    ]
+    headers = ["TICKET", "STATUS", "CHANNEL", "AGENCY", "RECEIVED", "DUE", "WHO", "SUBJECT"]
+    click.echo(_table(table, headers))
+    if more:
+        click.echo(f"(more than {limit} match; use --limit or narrow the filters)")
+
+
+@queue.command("claim")
+@click.option("--worker", required=True, help="Who takes it (a team member's name).")
+@click.option("--agency", help="Only a complaint of this agency.")
+@click.option(
+    "--lease",
+    type=click.IntRange(1, 24 * 60),
+    default=30,
+    show_default=True,
+    help="Minutes the claim holds; after that the complaint can be claimed again.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+@_handled
+def queue_claim(state: _State, worker: str, agency: str | None, lease: int, fmt: str) -> None:
+    """Take the most urgent free complaint; prints it, or nothing when none is left."""
+    from datetime import timedelta
+
+    item = state.inbox().queue.claim(worker, agency=agency, lease=timedelta(minutes=lease))
+    if item is None:
+        return
+    if fmt == "json":
+        click.echo(item.model_dump_json())
+    else:
+        click.echo(_describe(item))
+
+
+def _actor_option(func: F) -> F:
+    return click.option(
+        "--actor", default="operator", show_default=True, help="Who does it (recorded)."
+    )(func)
+
+
+@queue.command("assign")
+@click.argument("key")
+@click.option("--agency")
+@click.option("--person")
+@_actor_option
+@pass_state
+@_handled
+def queue_assign(
+    state: _State, key: str, agency: str | None, person: str | None, actor: str
+) -> None:
+    """Assign a complaint to an agency and/or a person."""
+    item = state.inbox().queue.assign(key, actor=actor, agency=agency, person=person)
+    click.echo(f"{item.ticket}: {item.status}")
+
+
+@queue.command("comment")
+@click.argument("key")
+@click.argument("note")
+@_actor_option
+@pass_state
+@_handled
+def queue_comment(state: _State, key: str, note: str, actor: str) -> None:
+    """Add a note to a complaint's record."""
+    item = state.inbox().queue.comment(key, note, actor=actor)
+    click.echo(f"{item.ticket}: {item.status}")
+
+
+def _transition_command(name: str, summary: str) -> None:
+    @queue.command(name, help=summary)
+    @click.argument("key")
+    @click.option("--note", "--reason", "note", help="Why (required to reject).")
+    @_actor_option
+    @pass_state
+    @_handled
+    def command(state: _State, key: str, note: str | None, actor: str) -> None:
+        q = state.inbox().queue
+        if name == "reject":
+            item = q.reject(key, actor=actor, reason=note or "")
+        else:
+            item = getattr(q, name)(key, actor=actor, note=note)
+        click.echo(f"{item.ticket}: {item.status}")
+
+
+for _command_name, _command_help in (
+    ("resolve", "Mark a complaint resolved."),
+    ("close", "Close a resolved (or rejected) complaint."),
+    ("reject", "Reject a complaint, with --reason."),
+    ("reopen", "Bring a resolved, closed or rejected complaint back to open."),
+):
+    _transition_command(_command_name, _command_help)
 
 
 # -- quarantine --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from omnichannel.connector import Connector, ConnectorContext, PollingConnector
 from omnichannel.errors import StorageUnavailable, UnknownConnector
 from omnichannel.media import MediaResult, fetch_pending_media
 from omnichannel.pipeline import Decoder, Settings
+from omnichannel.queue import Queue
 from omnichannel.registry import connector_class
 from omnichannel.schema import (
     Complaint,
@@ -121,6 +122,8 @@ class Inbox:
         )
         """Files what is stored: in the caller's thread by default; ``worker.start()`` runs
         it in a thread of its own (``omnichannel serve``), so webhooks are answered first."""
+        self.queue = Queue(self.store, clock=clock)
+        """The team queue: claim, assign, comment, resolve, close, reject, reopen."""
 
     def connector_health(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""

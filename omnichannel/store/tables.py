@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "attachments",
+    "complaint_events",
     "complaints",
     "cursors",
     "messages",
@@ -213,6 +214,7 @@ queue_items = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("claimed_by", sa.String(128)),
     _ts("lease_until", nullable=True),
+    sa.Column("assignee", sa.String(128)),
     _ts("created_at"),
     _ts("updated_at"),
     _where_set("agency"),
@@ -234,6 +236,20 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text()),
     _ts("created_at"),
     _ts("updated_at"),
+)
+
+complaint_events = sa.Table(
+    "complaint_events",
+    metadata,
+    _id(),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False, index=True),
+    _ts("at"),
+    sa.Column("actor", sa.String(128), nullable=False),
+    # claimed | assigned | comment | resolved | closed | rejected | reopened
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("from_status", sa.String(24)),
+    sa.Column("to_status", sa.String(24)),
+    sa.Column("note", sa.Text()),
 )
 
 ticket_counters = sa.Table(

@@ -1,0 +1,379 @@
+"""The integrated team's queue: claim, assign, comment, resolve, close, reject, reopen.
+
+States: ``open → assigned → in_progress → resolved → closed``, and ``rejected`` (with a reason);
+``reopen`` brings a resolved, closed or rejected complaint back to ``open``. Every change is an
+append-only row of ``complaint_events`` (who, when, from, to, note), in the transaction that
+makes it.
+
+``claim`` takes the most urgent complaint (earliest ``due_at``) that is not closed, resolved or
+rejected and whose lease is free or expired, and leases it to a team member: on PostgreSQL with
+``FOR UPDATE SKIP LOCKED``, so concurrent claims never return the same complaint; on SQLite the
+claim is one write transaction. An expired lease makes the complaint claimable again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from omnichannel import queries
+from omnichannel.errors import OmnichannelError
+from omnichannel.schema import Complaint
+from omnichannel.store import Store
+from omnichannel.store.tables import complaint_events, complaints, queue_items
+
+__all__ = ["ACTIVE", "Queue", "QueueError", "QueueRow"]
+
+ACTIVE = ("open", "assigned", "in_progress")
+"""The states a complaint is worked in (claimable, overdue when past ``due_at``)."""
+_FROM: dict[str, tuple[str, ...]] = {
+    "assigned": ACTIVE,
+    "in_progress": ACTIVE,
+    "resolved": ACTIVE,
+    "rejected": ACTIVE,
+    "closed": ("resolved", "rejected"),
+    "open": ("resolved", "closed", "rejected"),
+}
+"""For each state, the states a complaint may come to it from."""
+
+
+class QueueError(OmnichannelError):
+    """A queue operation that cannot be done: no such complaint, or not from its state."""
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One complaint as ``queue list`` shows it (``as_json`` is the stable machine form)."""
+
+    id: int
+    ticket: str
+    status: str
+    channel: str
+    agency: str | None
+    category: str | None
+    received_at: datetime
+    due_at: datetime | None
+    claimed_by: str | None
+    lease_until: datetime | None
+    assignee: str | None
+    subject: str | None
+    overdue: bool
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.__dict__)
+        for key in ("received_at", "due_at", "lease_until"):
+            value = data[key]
+            data[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+        return data
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Queue:
+    """The team queue of one store (``inbox.queue``)."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.store = store
+        self._clock = clock
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        agency: str | None = None,
+        lease: timedelta = timedelta(minutes=30),
+    ) -> Complaint | None:
+        """Lease the most urgent free complaint (of ``agency``) to ``worker``; None when none
+        is left. It moves to ``in_progress``."""
+        now = self._clock()
+        with self.store.transaction() as conn:
+            query = (
+                sa.select(complaints.c.id, complaints.c.status)
+                .join(queue_items, queue_items.c.complaint_id == complaints.c.id)
+                .where(
+                    complaints.c.status.in_(ACTIVE),
+                    sa.or_(queue_items.c.lease_until.is_(None), queue_items.c.lease_until < now),
+                )
+                .order_by(complaints.c.due_at, complaints.c.id)
+                .limit(1)
+            )
+            if agency is not None:
+                query = query.where(complaints.c.agency == agency)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=queue_items)
+            found = conn.execute(query).first()
+            if found is None:
+                return None
+            complaint_id, status = found
+            conn.execute(
+                sa.update(queue_items)
+                .where(queue_items.c.complaint_id == complaint_id)
+                .values(claimed_by=worker, lease_until=now + lease, updated_at=now)
+            )
+            self._move(conn, complaint_id, status, "in_progress", worker, "claimed", None, now)
+            return queries.complaint(conn, complaint_id)
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def assign(
+        self, key: int | str, *, actor: str, agency: str | None = None, person: str | None = None
+    ) -> Complaint:
+        """Assign to an agency and/or a person (``assigned``)."""
+        if agency is None and person is None:
+            raise QueueError("assign needs an agency, a person or both")
+        note = ", ".join(f"{k} {v}" for k, v in (("agency", agency), ("person", person)) if v)
+
+        def change(conn: sa.Connection, complaint_id: int, now: datetime) -> None:
+            if agency is not None:
+                conn.execute(
+                    sa.update(complaints)
+                    .where(complaints.c.id == complaint_id)
+                    .values(agency=agency)
+                )
+            values: dict[str, Any] = {"updated_at": now}
+            if agency is not None:
+                values["agency"] = agency
+            if person is not None:
+                values["assignee"] = person
+            conn.execute(
+                sa.update(queue_items)
+                .where(queue_items.c.complaint_id == complaint_id)
+                .values(**values)
+            )
+
+        return self._transition(key, "assigned", actor, "assigned", note, change)
+
+    def comment(self, key: int | str, note: str, *, actor: str) -> Complaint:
+        """A note on the complaint's record; its state does not change."""
+        if not note.strip():
+            raise QueueError("a comment needs a text")
+        now = self._clock()
+        with self.store.transaction() as conn:
+            complaint_id, status = self._locked(conn, key)
+            self._event(conn, complaint_id, actor, "comment", status, status, note, now)
+            return self._loaded(conn, complaint_id)
+
+    def resolve(self, key: int | str, *, actor: str, note: str | None = None) -> Complaint:
+        return self._transition(key, "resolved", actor, "resolved", note, _release)
+
+    def close(self, key: int | str, *, actor: str, note: str | None = None) -> Complaint:
+        return self._transition(key, "closed", actor, "closed", note, _release)
+
+    def reject(self, key: int | str, *, actor: str, reason: str) -> Complaint:
+        """Rejected, with the reason (required) in its event."""
+        if not reason.strip():
+            raise QueueError("a rejection needs a reason")
+        return self._transition(key, "rejected", actor, "rejected", reason, _release)
+
+    def reopen(self, key: int | str, *, actor: str, note: str | None = None) -> Complaint:
+        return self._transition(key, "open", actor, "reopened", note, _release)
+
+    def events(self, key: int | str) -> list[dict[str, Any]]:
+        """The complaint's story, oldest first: ``{at, actor, kind, from, to, note}``."""
+        with self.store.transaction() as conn:
+            complaint_id, _ = self._find(conn, key)
+            return _events(conn, complaint_id)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        agency: str | None = None,
+        channel: str | None = None,
+        overdue: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> tuple[list[QueueRow], bool]:
+        """Complaints, newest first, and whether more match than ``limit``."""
+        now = self._clock()
+        query = (
+            sa.select(
+                complaints.c.id,
+                complaints.c.ticket,
+                complaints.c.status,
+                complaints.c.channel,
+                complaints.c.agency,
+                complaints.c.category,
+                complaints.c.received_at,
+                complaints.c.due_at,
+                queue_items.c.claimed_by,
+                queue_items.c.lease_until,
+                queue_items.c.assignee,
+                complaints.c.subject,
+            )
+            .outerjoin(queue_items, queue_items.c.complaint_id == complaints.c.id)
+            .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
+            .limit(limit + 1)
+        )
+        for column, value in (
+            (complaints.c.status, status),
+            (complaints.c.agency, agency),
+            (complaints.c.channel, channel),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if overdue:
+            query = query.where(complaints.c.status.in_(ACTIVE), complaints.c.due_at < now)
+        if since is not None:
+            query = query.where(complaints.c.received_at >= since)
+        if until is not None:
+            query = query.where(complaints.c.received_at < until)
+        with self.store.transaction() as conn:
+            rows = list(conn.execute(query))
+        items = [
+            QueueRow(
+                **{name: row[i] for i, name in enumerate(_ROW_FIELDS)},
+                overdue=bool(row[2] in ACTIVE and row[7] is not None and row[7] < now),
+            )
+            for row in rows[:limit]
+        ]
+        return items, len(rows) > limit
+
+    # -- the machinery ------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        key: int | str,
+        to: str,
+        actor: str,
+        kind: str,
+        note: str | None,
+        change: Callable[[sa.Connection, int, datetime], None],
+    ) -> Complaint:
+        now = self._clock()
+        with self.store.transaction() as conn:
+            complaint_id, status = self._locked(conn, key)
+            if status not in _FROM[to] and not (kind == "assigned" and status == "assigned"):
+                raise QueueError(f"complaint {key} is {status}: it cannot be {kind}")
+            change(conn, complaint_id, now)
+            self._move(conn, complaint_id, status, to, actor, kind, note, now)
+            return self._loaded(conn, complaint_id)
+
+    def _move(
+        self,
+        conn: sa.Connection,
+        complaint_id: int,
+        status: str,
+        to: str,
+        actor: str,
+        kind: str,
+        note: str | None,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sa.update(complaints)
+            .where(complaints.c.id == complaint_id)
+            .values(status=to, updated_at=now)
+        )
+        conn.execute(
+            sa.update(queue_items)
+            .where(queue_items.c.complaint_id == complaint_id)
+            .values(status=to, updated_at=now)
+        )
+        self._event(conn, complaint_id, actor, kind, status, to, note, now)
+
+    @staticmethod
+    def _event(
+        conn: sa.Connection,
+        complaint_id: int,
+        actor: str,
+        kind: str,
+        status: str,
+        to: str,
+        note: str | None,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sa.insert(complaint_events).values(
+                complaint_id=complaint_id,
+                at=now,
+                actor=actor[:128],
+                kind=kind,
+                from_status=status,
+                to_status=to,
+                note=note,
+            )
+        )
+
+    def _find(self, conn: sa.Connection, key: int | str, *, lock: bool = False) -> tuple[int, str]:
+        query = sa.select(complaints.c.id, complaints.c.status)
+        text = str(key).strip()
+        if text.isdigit():
+            query = query.where(complaints.c.id == int(text))
+        else:
+            query = query.where(complaints.c.ticket == text.upper())
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found = conn.execute(query).first()
+        if found is None:
+            raise QueueError(f"no complaint {key!s}")
+        return int(found[0]), str(found[1])
+
+    def _locked(self, conn: sa.Connection, key: int | str) -> tuple[int, str]:
+        return self._find(conn, key, lock=True)
+
+    @staticmethod
+    def _loaded(conn: sa.Connection, complaint_id: int) -> Complaint:
+        found = queries.complaint(conn, complaint_id)
+        assert found is not None
+        return found
+
+
+_ROW_FIELDS = (
+    "id",
+    "ticket",
+    "status",
+    "channel",
+    "agency",
+    "category",
+    "received_at",
+    "due_at",
+    "claimed_by",
+    "lease_until",
+    "assignee",
+    "subject",
+)
+
+
+def _release(conn: sa.Connection, complaint_id: int, now: datetime) -> None:
+    """The complaint is no one's to work on now: its lease ends."""
+    conn.execute(
+        sa.update(queue_items)
+        .where(queue_items.c.complaint_id == complaint_id)
+        .values(claimed_by=None, lease_until=None, updated_at=now)
+    )
+
+
+def _events(conn: sa.Connection, complaint_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(
+            complaint_events.c.at,
+            complaint_events.c.actor,
+            complaint_events.c.kind,
+            complaint_events.c.from_status,
+            complaint_events.c.to_status,
+            complaint_events.c.note,
+        )
+        .where(complaint_events.c.complaint_id == complaint_id)
+        .order_by(complaint_events.c.id)
+    )
+    return [
+        {"at": at, "actor": actor, "kind": kind, "from": old, "to": new, "note": note}
+        for at, actor, kind, old, new, note in rows
+    ]
+
+
+def events_of(conn: sa.Connection, complaint_id: int) -> Sequence[dict[str, Any]]:
+    """The events of a complaint (for ``complaints show``)."""
+    return _events(conn, complaint_id)
