@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +26,7 @@ __all__ = [
     "Config",
     "ConnectorConfig",
     "DatabaseConfig",
+    "DeadlinesConfig",
     "FilingConfig",
     "ServerConfig",
     "TicketsConfig",
@@ -120,6 +122,15 @@ class FilingConfig(_Section):
     """Seconds between a worker's looks for rows stored by other processes."""
 
 
+class DeadlinesConfig(_Section):
+    """Working days in the office's timezone (weekends and ``holidays`` skipped)."""
+
+    verify_days: int = Field(default=3, ge=0, le=365)
+    """A new complaint is due (``due_at``) this many working days after it was received."""
+    follow_up_days: int = Field(default=5, ge=0, le=365)
+    holidays: list[date] = Field(default_factory=list)
+
+
 class ConnectorConfig(BaseModel):
     """One ``[[connectors]]`` entry: name, type, and the type's own options."""
 
@@ -141,6 +152,7 @@ class Config(_Section):
     acknowledgements: AcknowledgementConfig = Field(default_factory=AcknowledgementConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     filing: FilingConfig = Field(default_factory=FilingConfig)
+    deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(

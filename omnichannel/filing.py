@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -291,12 +291,15 @@ def next_tickets(conn: sa.Connection, prefix: str, year: int, count: int) -> lis
     return [f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 
 
-def add_working_days(start: datetime, days: int, tz: ZoneInfo) -> datetime:
-    """``start`` plus ``days`` working days (Monday to Friday) in the office's timezone."""
+def add_working_days(
+    start: datetime, days: int, tz: ZoneInfo, holidays: Collection[date] = ()
+) -> datetime:
+    """``start`` plus ``days`` working days in the office's timezone: Monday to Friday, less
+    the ``holidays``."""
     local = start.astimezone(tz)
     while days > 0:
         local += timedelta(days=1)
-        if local.weekday() < 5:
+        if local.weekday() < 5 and local.date() not in holidays:
             days -= 1
     return local.astimezone(UTC)
 
@@ -353,7 +356,10 @@ def _complaint_row(
         "category": message.category,
         "agency": message.agency,
         "due_at": add_working_days(
-            message.received_at, settings.verify_working_days, settings.timezone
+            message.received_at,
+            settings.verify_working_days,
+            settings.timezone,
+            settings.holidays,
         ),
         "cluster_id": None,
         "anonymous": message.anonymous,

@@ -109,6 +109,8 @@ class Inbox:
             acknowledgements=self.config.acknowledgements.enabled,
             same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
             inline_hold=timedelta(seconds=self.config.filing.wait + 30),
+            verify_working_days=self.config.deadlines.verify_days,
+            holidays=frozenset(self.config.deadlines.holidays),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock

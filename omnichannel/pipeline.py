@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,6 +61,7 @@ class Settings:
     acknowledgements: bool = True
     same_sender_window: timedelta = timedelta(days=14)
     verify_working_days: int = 3
+    holidays: frozenset[date] = frozenset()
     inline_ack: frozenset[str] = frozenset()
     """Connectors whose webhook reply may carry the acknowledgement (TwiML): their outbox rows
     are held back (``inline_hold``) so that the reply can take them first."""

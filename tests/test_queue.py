@@ -158,3 +158,27 @@ def test_queue_commands(tmp_path: Path, database_url: str) -> None:
     assert any("resolved  in_progress -> resolved  by ani" in line for line in lines)
     code, lines, _ = run("queue", "list")
     assert lines[0].split()[:3] == ["TICKET", "STATUS", "CHANNEL"] and ticket in lines[1]
+
+
+def test_deadlines_skip_weekends_and_the_configured_holidays(database_url: str) -> None:
+    """A complaint received on Thursday 24 December 2026 (10:00 in Makassar) is due three
+    working days later: Christmas (configured) and the weekend do not count, so Wednesday
+    30 December at 10:00; without the holiday, Tuesday 29 December."""
+    from omnichannel.config import parse_config
+
+    received = datetime(2026, 12, 24, 2, 0, tzinfo=UTC)  # 10:00 WITA
+    due = {}
+    for holidays in ([], ["2026-12-25", "2027-01-01"]):
+        config = parse_config(
+            {
+                "database": {"url": database_url},
+                "deadlines": {"verify_days": 3, "holidays": holidays},
+            }
+        )
+        with Inbox(config) as inbox:
+            result = inbox.receive(raw_json(f"d-{len(holidays)}", received_at=received))
+            complaint = inbox.complaint(result.ticket or "")
+            assert complaint is not None and complaint.due_at is not None
+            due[len(holidays)] = complaint.due_at
+    assert due[0] == datetime(2026, 12, 29, 2, 0, tzinfo=UTC)
+    assert due[2] == datetime(2026, 12, 30, 2, 0, tzinfo=UTC)
