@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from omnichannel.errors import ConfigError, UnknownConnector
+from omnichannel.routing import Route, Router, compile_pattern
 
 __all__ = [
     "AcknowledgementConfig",
@@ -131,6 +132,45 @@ class DeadlinesConfig(_Section):
     holidays: list[date] = Field(default_factory=list)
 
 
+class RouteConfig(_Section):
+    """One ``[[routes]]`` rule: conditions, then where a matching complaint goes."""
+
+    name: str | None = None
+    pattern: str | None = None
+    """A regular expression searched in the subject and body, case-insensitive."""
+    keywords: list[str] = Field(default_factory=list)
+    """Words, any of which (whole, case-insensitive) in the subject and body matches."""
+    channel: str | None = None
+    connector: str | None = None
+    agency: str = Field(min_length=1, max_length=64)
+    category: str | None = Field(default=None, max_length=64)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class RoutingConfig(_Section):
+    default_agency: str = Field(default="DPMPTSP", min_length=1, max_length=64)
+    """The coordinating office: where a complaint no rule matches goes."""
+    default_category: str = "other"
+    categories: list[str] = Field(
+        default_factory=lambda: [
+            "investment",
+            "licensing",
+            "non-licensing",
+            "service-quality",
+            "other",
+        ]
+    )
+
+
 class ConnectorConfig(BaseModel):
     """One ``[[connectors]]`` entry: name, type, and the type's own options."""
 
@@ -153,6 +193,8 @@ class Config(_Section):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     filing: FilingConfig = Field(default_factory=FilingConfig)
     deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    routes: list[RouteConfig] = Field(default_factory=list)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(
@@ -180,6 +222,21 @@ class Config(_Section):
                 raise ValueError(f"connector name {item.name!r} is used twice")
             seen.add(item.name)
         return value
+
+    def router(self) -> Router:
+        """The routing rules, compiled, in their order."""
+        rules = tuple(
+            Route(
+                name=rule.name or f"routes[{index}]",
+                agency=rule.agency,
+                category=rule.category,
+                pattern=compile_pattern(rule.pattern, rule.keywords),
+                channel=rule.channel,
+                connector=rule.connector,
+            )
+            for index, rule in enumerate(self.routes)
+        )
+        return Router(rules, self.routing.default_agency, self.routing.default_category)
 
     @property
     def tz(self) -> ZoneInfo:

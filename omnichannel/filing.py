@@ -325,9 +325,16 @@ def _insert_complaints(
     if not plan.new:
         return [], []
     opening = [items[i][1] for i in plan.new]
+    routes = []
+    for message in opening:  # the agency and category of each new complaint
+        message.agency, message.category, route = settings.router.route(message)
+        routes.append(route)
     years = [m.received_at.astimezone(settings.timezone).year for m in opening]
     tickets = _allocate(conn, years, settings.ticket_prefix)
-    rows = [_complaint_row(m, t, settings, now) for m, t in zip(opening, tickets, strict=True)]
+    rows = [
+        _complaint_row(m, t, settings, now) | {"route": r}
+        for m, t, r in zip(opening, tickets, routes, strict=True)
+    ]
     ids = list(conn.execute(_INSERT_COMPLAINTS, rows).scalars())
     return ids, tickets
 

@@ -111,6 +111,7 @@ class Inbox:
             inline_hold=timedelta(seconds=self.config.filing.wait + 30),
             verify_working_days=self.config.deadlines.verify_days,
             holidays=frozenset(self.config.deadlines.holidays),
+            router=self.config.router(),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock

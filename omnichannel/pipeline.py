@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from normalizer.normalize import normalize
 from omnichannel import filing, queries
+from omnichannel.routing import Router
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import UTCDateTime, complaints, cursors, quarantine, raw_messages
@@ -62,6 +63,7 @@ class Settings:
     same_sender_window: timedelta = timedelta(days=14)
     verify_working_days: int = 3
     holidays: frozenset[date] = frozenset()
+    router: Router = field(default_factory=Router)
     inline_ack: frozenset[str] = frozenset()
     """Connectors whose webhook reply may carry the acknowledgement (TwiML): their outbox rows
     are held back (``inline_hold``) so that the reply can take them first."""

@@ -111,13 +111,13 @@ def test_list_filters_newest_first_overdue_and_more(inbox: Inbox) -> None:
     new = inbox.receive(
         raw_json("new-1", received_at=datetime.now(UTC), text="Baru saja.", channel="email")
     )
-    inbox.queue.assign(new.ticket or "", actor="x", agency="DPMPTSP")
+    inbox.queue.assign(new.ticket or "", actor="x", agency="PUPR")
     rows, more = inbox.queue.list()
     assert [r.ticket for r in rows] == [new.ticket, old.ticket] and not more
     rows, more = inbox.queue.list(limit=1)
     assert [r.ticket for r in rows] == [new.ticket] and more
     assert [r.ticket for r in inbox.queue.list(overdue=True)[0]] == [old.ticket]
-    assert [r.ticket for r in inbox.queue.list(agency="DPMPTSP")[0]] == [new.ticket]
+    assert [r.ticket for r in inbox.queue.list(agency="PUPR")[0]] == [new.ticket]
     assert [r.ticket for r in inbox.queue.list(channel="email")[0]] == [new.ticket]
     assert [r.ticket for r in inbox.queue.list(status="open")[0]] == [old.ticket]
     since = T0 + timedelta(days=1)
@@ -182,3 +182,72 @@ def test_deadlines_skip_weekends_and_the_configured_holidays(database_url: str) 
             due[len(holidays)] = complaint.due_at
     assert due[0] == datetime(2026, 12, 29, 2, 0, tzinfo=UTC)
     assert due[2] == datetime(2026, 12, 30, 2, 0, tzinfo=UTC)
+
+
+def test_routing_rules_first_match_wins_and_the_rule_is_recorded(database_url: str) -> None:
+    """Rules are tried in order (regular expression, keywords, channel, connector); the first
+    that matches gives agency and category and is recorded on the complaint; an agency the
+    form already gave is kept; no match goes to the coordinating office; a pattern that is
+    not a regular expression is a configuration error naming its key."""
+    import sqlalchemy as sa
+
+    from omnichannel.config import parse_config
+    from omnichannel.errors import ConfigError
+    from omnichannel.store.tables import complaints
+
+    routes = [
+        {"name": "roads", "pattern": "jalan|jembatan", "agency": "PUPR", "category": "infra"},
+        {
+            "name": "permits",
+            "keywords": ["PBG", "izin"],
+            "agency": "DPMPTSP",
+            "category": "licensing",
+        },
+        {"name": "whatsapp", "channel": "whatsapp", "agency": "DISKOMINFO"},
+        {"name": "everything-roads", "pattern": ".", "agency": "NEVER"},
+    ]
+    config = parse_config(
+        {
+            "database": {"url": database_url},
+            "routing": {"default_agency": "SEKDA"},
+            "routes": routes,
+        }
+    )
+    cases = {
+        "r-1": (
+            {"text": "Jembatan di desa retak dan izin belum keluar."},
+            ("PUPR", "infra", "roads"),
+        ),
+        "r-2": ({"text": "PBG saya belum terbit."}, ("DPMPTSP", "licensing", "permits")),
+        "r-3": (
+            {"text": "Tolong bantu.", "channel": "whatsapp"},
+            ("DISKOMINFO", "other", "whatsapp"),
+        ),
+        "r-4": ({"text": "Jalan rusak.", "agency": "DINSOS"}, ("DINSOS", "infra", "roads")),
+        "r-5": ({"text": "Pelayanan lambat sekali."}, ("NEVER", "other", "everything-roads")),
+    }
+    with Inbox(config) as inbox:
+        for external_id, (fields, _) in cases.items():
+            inbox.receive(raw_json(external_id, **fields))
+        with inbox.store.transaction() as conn:
+            rows = conn.execute(
+                sa.select(
+                    complaints.c.body,
+                    complaints.c.agency,
+                    complaints.c.category,
+                    complaints.c.route,
+                ).order_by(complaints.c.id)
+            ).all()
+    assert [tuple(r[1:]) for r in rows] == [expected for _, expected in cases.values()]
+    plain = parse_config(
+        {"database": {"url": database_url}, "routing": {"default_agency": "SEKDA"}}
+    )
+    with Inbox(plain) as inbox:
+        result = inbox.receive(raw_json("r-9", text="Pelayanan lambat."))
+        complaint = inbox.complaint(result.ticket or "")
+        assert complaint is not None and (complaint.agency, complaint.category) == (
+            "SEKDA",
+            "other",
+        )
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.pattern: not a regular expression"):
+        parse_config({"routes": [{"pattern": "(", "agency": "X"}]})

@@ -122,6 +122,7 @@ complaints = sa.Table(
     sa.Column("location_address", sa.Text()),
     sa.Column("category", sa.String(64)),
     sa.Column("agency", sa.String(64)),
+    sa.Column("route", sa.String(64)),  # the routing rule that decided agency and category
     _ts("due_at", nullable=True),
     sa.Column("cluster_id", sa.String(64)),
     sa.Column("anonymous", sa.Boolean(), nullable=False, default=False),
