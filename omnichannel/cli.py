@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import click
 
 from omnichannel.config import Config, load_config
-from omnichannel.connector import PollingConnector
 from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
 from omnichannel.logs import configure_logging, configure_server_logging
@@ -348,9 +347,6 @@ def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: in
             threads=threads,
             ident="omnichannel",
             clear_untrusted_proxy_headers=True,
-            # waitress reads a body whole before the app sees it: one declared larger than any
-            # connector takes is refused by waitress itself (413) before a byte of it is read
-            max_request_body_size=_largest_body(inbox),
             connection_limit=server.connection_limit,
             channel_timeout=server.idle_timeout,
             cleanup_interval=max(1, min(10, server.idle_timeout // 2)),
@@ -359,6 +355,8 @@ def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: in
         raise OmnichannelError(
             f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
         ) from None
+    # waitress reads a body whole before the app sees it: each request gets the limit of the
+    # connector its path names, so a body declared larger is refused before it is read
     created.channel_class = _channel_limited_by(_body_limits(inbox))
     return created
 
@@ -407,18 +405,6 @@ def _channel_limited_by(limit_for: Callable[[str], tuple[str | None, int]]) -> A
         parser_class = Parser
 
     return Channel
-
-
-def _largest_body(inbox: Inbox) -> int:
-    """The largest body any webhook connector accepts (its own limit applies after)."""
-    from omnichannel.webhook import DEFAULT_MAX_BYTES, WebhookConnector
-
-    limits = [
-        connector.max_bytes()
-        for connector in map(inbox.connector, inbox.connector_names())
-        if isinstance(connector, WebhookConnector)
-    ]
-    return max([DEFAULT_MAX_BYTES, *limits])
 
 
 def _start_background(inbox: Inbox, stop: threading.Event) -> list[threading.Thread]:
@@ -591,17 +577,12 @@ def media_fetch(state: _State, limit: int) -> None:
 
 
 def _polling_names(inbox: Inbox, chosen: tuple[str, ...]) -> list[str]:
-    if chosen:
-        for name in chosen:
-            found = inbox.connector(name)
-            if not isinstance(found, PollingConnector) or not found.polls():
-                raise click.UsageError(f"connector {name!r} does not poll")
-        return list(chosen)
-    return [
-        n
-        for n in inbox.connector_names()
-        if isinstance(c := inbox.connector(n), PollingConnector) and c.polls()
-    ]
+    polling = inbox.polling_names()
+    for name in chosen:
+        inbox.connector(name)  # an unknown name is reported as such
+        if name not in polling:
+            raise click.UsageError(f"connector {name!r} does not poll")
+    return list(chosen) or polling
 
 
 def _json_reporter(_name: str, results: list[ReceiveResult]) -> None:

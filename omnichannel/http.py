@@ -139,12 +139,9 @@ class _StoreGauges:
         )
         now = datetime.now(UTC)
         for name in self.inbox.connector_names():
-            last = self.inbox.connector_health(name).get("last_success")
-            if last:
-                seconds = (
-                    now - datetime.fromisoformat(last.replace("Z", "+00:00"))
-                ).total_seconds()
-                lag.add_metric([name], max(0.0, seconds))
+            seconds = _lag(self.inbox.connector_health(name), now)
+            if seconds is not None:
+                lag.add_metric([name], seconds)
         yield lag
 
 
@@ -270,13 +267,15 @@ def _state(health: dict[str, Any], now: datetime, backlog: int) -> dict[str, Any
     ``lag_seconds`` (since its last success, in this process) and ``backlog`` (its raw
     messages stored, not yet filed)."""
     state = "failed" if health.get("failed") else "ok" if health.get("last_success") else "waiting"
+    return {"state": state, **health, "lag_seconds": _lag(health, now), "backlog": backlog}
+
+
+def _lag(health: dict[str, Any], now: datetime) -> float | None:
+    """Seconds since the connector's last success in this process (None: none yet)."""
     last = health.get("last_success")
-    lag = (
-        (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
-        if last
-        else None
-    )
-    return {"state": state, **health, "lag_seconds": lag, "backlog": backlog}
+    if not last:
+        return None
+    return max(0.0, (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds())
 
 
 def _read_body(environ: Environ, limit: int) -> bytes | None:

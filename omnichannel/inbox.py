@@ -308,7 +308,7 @@ class Inbox:
         """
         source = self.connector(name)
         if not isinstance(source, PollingConnector):
-            raise UnknownConnector("that polls, named", name, self._polling_names())
+            raise UnknownConnector("that polls, named", name, self.polling_names())
         with self.store.transaction() as conn:
             cursor = pipeline.load_cursor(conn, name)
         results: list[ReceiveResult] = []
@@ -322,9 +322,12 @@ class Inbox:
                 results += filed
         return results
 
-    def _polling_names(self) -> list[str]:
+    def polling_names(self) -> list[str]:
+        """The connectors that have something to poll (``poll`` and ``run`` poll them)."""
         return [
-            n for n in self.connector_names() if isinstance(self.connector(n), PollingConnector)
+            n
+            for n in self.connector_names()
+            if isinstance(c := self.connector(n), PollingConnector) and c.polls()
         ]
 
     # -- webhooks ------------------------------------------------------------------------------
@@ -363,9 +366,8 @@ class Inbox:
             return json_response(exc.status, payload)
         except StorageUnavailable:
             log.warning("webhook %s: storage unavailable, answering 503", name)
-            self.record_health(
-                name, "storage unavailable"
-            )  # the driver's text stays out of /healthz
+            # the driver's text stays out of /healthz
+            self.record_health(name, "storage unavailable")
             return json_response(503, {"error": "storage unavailable, retry later"})
 
     def _webhook_connector(self, name: str) -> WebhookConnector:
@@ -429,8 +431,8 @@ class Inbox:
     def _respond(
         self, connector: WebhookConnector, request: WebhookRequest, results: list[ReceiveResult]
     ) -> WebhookResponse:
-        if connector.acknowledges_inline:
-            new = [r.complaint_id for r in results if r.outcome is Outcome.NEW and r.complaint_id]
+        new = [r.complaint_id for r in results if r.outcome is Outcome.NEW and r.complaint_id]
+        if connector.acknowledges_inline and new:  # (a redelivery has none to take)
             with self.store.transaction() as conn:
                 request.scratch["inline_acks"] = acks.take_inline(conn, new, self._clock())
         response = connector.respond(request, results)
@@ -485,7 +487,7 @@ class Inbox:
             if payload is not None and rows:
                 queries.replace_payload(conn, rows[0][0], payload)
                 rows = queries.quarantined_raws(conn, raw_ids)
-        prepared = [self.worker._prepare(rid, raw) for rid, raw in rows]
+        prepared = [self.worker.prepare(rid, raw) for rid, raw in rows]
         filed = self.worker.file_prepared(prepared, status=pipeline.QUARANTINED, now=self._clock())
         raws = [raw for _, raw in rows]
         stored = pipeline.Stored([rid for rid, _ in rows], [False] * len(rows), {})

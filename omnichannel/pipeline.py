@@ -113,17 +113,18 @@ def store_raw(
 ) -> Stored:
     """Insert each raw message if absent, and save ``cursor`` (connector name, value), in this
     transaction; the row id and state of each message."""
-    rows = [_raw_row(r, now) for r in raws]
+    keys = [(r.connector, storable_id(r.external_id)) for r in raws]
+    rows = [_raw_row(r, key[1], now) for r, key in zip(raws, keys, strict=True)]
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # one lock order
-    keys = ("connector", "external_id")
-    written = insert_ignore(conn, raw_messages, rows, keys, returning=("id", *keys))
+    unique = ("connector", "external_id")
+    written = insert_ignore(conn, raw_messages, rows, unique, returning=("id", *unique))
     found = {(c, e): (rid, RECEIVED) for rid, c, e in written}
     inserted = {rid for rid, _, _ in written}
-    if len(found) < len({(row["connector"], row["external_id"]) for row in rows}):
-        found = _stored(conn, raws) | found  # some were stored before: look them up
+    if len(found) < len(set(keys)):
+        found = _stored(conn, set(keys)) | found  # some were stored before: look them up
     ids, new, seen = [], [], set()
-    for raw in raws:
-        rid = found[(raw.connector, storable_id(raw.external_id))][0]
+    for key in keys:
+        rid = found[key][0]
         ids.append(rid)
         new.append(rid in inserted and rid not in seen)
         seen.add(rid)
@@ -132,8 +133,8 @@ def store_raw(
     return Stored(ids, new, {rid: status for rid, status in found.values()})
 
 
-def _raw_row(raw: RawMessage, now: datetime) -> dict[str, Any]:
-    external_id = storable_id(raw.external_id)
+def _raw_row(raw: RawMessage, external_id: str, now: datetime) -> dict[str, Any]:
+    """The row of ``raw``, under ``external_id`` as stored (``storable_id``)."""
     meta = dict(raw.meta)
     if external_id != raw.external_id:
         meta["external_id_hashed"] = True
@@ -159,13 +160,13 @@ _STORED = sa.select(raw_messages.c.id, raw_messages.c.external_id, raw_messages.
 
 
 def _stored(
-    conn: sa.Connection, raws: Sequence[RawMessage]
+    conn: sa.Connection, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, str]]:
-    """``{(connector, stored external id): (raw id, status)}`` of the rows of ``raws``."""
+    """``{(connector, stored external id): (raw id, status)}`` of the stored rows of ``keys``."""
     found: dict[tuple[str, str], tuple[int, str]] = {}
     by_connector: dict[str, set[str]] = {}
-    for r in raws:
-        by_connector.setdefault(r.connector, set()).add(storable_id(r.external_id))
+    for connector, external_id in keys:
+        by_connector.setdefault(connector, set()).add(external_id)
     for connector, wanted in sorted(by_connector.items()):
         ordered = sorted(wanted)
         for start in range(0, len(ordered), CHUNK):

@@ -13,7 +13,7 @@ claim is one write transaction. An expired lease makes the complaint claimable a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,7 +157,7 @@ class Queue:
             raise QueueError("a comment needs a text")
         now = self._clock()
         with self.store.transaction() as conn:
-            complaint_id, status = self._locked(conn, key)
+            complaint_id, status = self._find(conn, key, lock=True)
             self._event(conn, complaint_id, actor, "comment", status, status, note, now)
             return self._loaded(conn, complaint_id)
 
@@ -253,7 +253,7 @@ class Queue:
     ) -> Complaint:
         now = self._clock()
         with self.store.transaction() as conn:
-            complaint_id, status = self._locked(conn, key)
+            complaint_id, status = self._find(conn, key, lock=True)
             if status not in _FROM[to] and not (kind == "assigned" and status == "assigned"):
                 raise QueueError(f"complaint {key} is {status}: it cannot be {kind}")
             change(conn, complaint_id, now)
@@ -320,9 +320,6 @@ class Queue:
             raise QueueError(f"no complaint {key!s}")
         return int(found[0]), str(found[1])
 
-    def _locked(self, conn: sa.Connection, key: int | str) -> tuple[int, str]:
-        return self._find(conn, key, lock=True)
-
     @staticmethod
     def _loaded(conn: sa.Connection, complaint_id: int) -> Complaint:
         found = queries.complaint(conn, complaint_id)
@@ -372,8 +369,3 @@ def _events(conn: sa.Connection, complaint_id: int) -> list[dict[str, Any]]:
         {"at": at, "actor": actor, "kind": kind, "from": old, "to": new, "note": note}
         for at, actor, kind, old, new, note in rows
     ]
-
-
-def events_of(conn: sa.Connection, complaint_id: int) -> Sequence[dict[str, Any]]:
-    """The events of a complaint (for ``complaints show``)."""
-    return _events(conn, complaint_id)

@@ -124,18 +124,19 @@ class FilingWorker:
             try:
                 with self.store.transaction() as conn:
                     rows = pipeline.claim(conn, status=status, ids=ids, limit=self.batch_size)
-                    prepared = [self._prepare(rid, raw) for rid, raw in rows]
+                    prepared = [self.prepare(rid, raw) for rid, raw in rows]
                     pipeline.file_claimed(conn, prepared, self._settings(), now, replay=replay)
+                filed = {item.raw_id for item in prepared}
             except StorageUnavailable:
                 raise
             except Exception as exc:
                 self._failed(prepared, exc)
-                self._file_halves(prepared, status, now, replay)
-            self._done(item.raw_id for item in prepared)
+                filed = self._file_halves(prepared, status, now, replay)
+            self._done(filed)
             return len(prepared)
         with self.store.transaction() as conn:
             rows = pipeline.claim(conn, status=status, ids=ids, limit=self.batch_size)
-        prepared = [self._prepare(rid, raw) for rid, raw in rows]
+        prepared = [self.prepare(rid, raw) for rid, raw in rows]
         filed = self.file_prepared(prepared, status=status, now=now)
         # rows another process filed meanwhile are not counted, but the batch was not empty
         return len(filed) or (1 if prepared else 0)
@@ -144,7 +145,7 @@ class FilingWorker:
         """File these stored rows (id: the raw message, as the caller has it in memory; filed
         in this order) where they are still to be filed; the ids it filed (others were filed,
         or are being filed, elsewhere)."""
-        prepared = [self._prepare(rid, raw) for rid, raw in raws.items()]
+        prepared = [self.prepare(rid, raw) for rid, raw in raws.items()]
         return self.file_prepared(prepared, status=RECEIVED, now=self._clock())
 
     def file_prepared(
@@ -204,7 +205,8 @@ class FilingWorker:
                 type(error).__name__,
             )
 
-    def _prepare(self, raw_id: int, raw: RawMessage) -> Prepared:
+    def prepare(self, raw_id: int, raw: RawMessage) -> Prepared:
+        """Decode and normalize a stored row with its connector's decoder (pure)."""
         try:
             decode = self._decoder_for(raw.connector)
         except Exception as exc:  # a connector no longer configured: quarantine, replay later

@@ -58,18 +58,18 @@ class DroppingProxy:
         self.listener.close()
 
 
-class BlackholeProxy:
-    """Forward to ``upstream`` until ``blackhole()``: from then on nothing passes either way
-    on open connections (they stay open, silent), and new ones are accepted and never
-    answered — a database that hangs. ``refuse()``: a database that is down. ``up()``
-    forwards again (new connections only)."""
+class SwitchableProxy:
+    """A TCP proxy on loopback in front of PostgreSQL. ``down("refuse")`` drops every
+    connection and closes new ones at once; ``down("hang")`` drops them and then accepts new
+    ones without ever answering (only ``connect_timeout`` ends those); ``down("blackhole")``
+    keeps open connections open but silent, and new ones are accepted, never answered (a
+    database that hangs); ``up()`` forwards new connections again."""
 
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.holes = threading.Event()
-        self.refusing = threading.Event()
+        self.mode = "up"
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -80,32 +80,33 @@ class BlackholeProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if self.refusing.is_set():
+            if self.mode == "refuse":
                 client.close()
                 continue
             with self.lock:
                 self.sockets.append(client)
-            if self.holes.is_set():
-                continue  # accepted, never answered
-            upstream = socket.create_connection(self.upstream)
-            with self.lock:
-                self.sockets.append(upstream)
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            if self.mode == "up":
+                upstream = socket.create_connection(self.upstream)
+                with self.lock:
+                    self.sockets.append(upstream)
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if self.holes.is_set():
+                if self.mode == "blackhole":
                     return  # swallowed: the peer waits for ever
                 sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
-    def blackhole(self) -> None:
-        self.holes.set()
-
-    def refuse(self) -> None:
-        """Close every open connection and every new one at once (a database that is down)."""
-        self.refusing.set()
+    def down(self, mode: str) -> None:
+        """``refuse``, ``hang`` or ``blackhole`` (see the class); ``up`` closes what is open."""
+        self.mode = mode
+        if mode == "blackhole":
+            return  # open connections stay open, silent
         with self.lock:
             sockets, self.sockets = self.sockets, []
         for sock in sockets:
@@ -114,14 +115,11 @@ class BlackholeProxy:
             sock.close()
 
     def up(self) -> None:
-        self.holes.clear()
-        self.refusing.clear()
+        """Forward again; the connections left from the outage are closed."""
+        self.down("up")
 
     def close(self) -> None:
+        self.down("refuse")
         with contextlib.suppress(OSError):
-            self.listener.close()
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()

@@ -597,7 +597,7 @@ def test_serve_starts_while_the_database_is_down_and_answers_503_until_it_is_bac
     signed webhook are answered 503 (the provider retries) rather than refused; once the
     database is back the same webhook is stored and filed."""
     from tests.conftest import _truncate
-    from tests.test_twilio import SwitchableProxy
+    from tests.proxy import SwitchableProxy
 
     _truncate(postgres_url)
     target = sa.make_url(postgres_url)
@@ -719,19 +719,16 @@ def test_run_with_imap_twilio_web_and_files(
     assert mailbox.uids(criteria="UNSEEN") == []
 
 
-@pytest.mark.postgres
-def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(postgres_url: str) -> None:
-    """PostgreSQL behind a proxy that turns into a black hole (open connections go silent, new
-    ones are accepted and never answered): a signed webhook and /healthz are answered 503
-    within a second each; when it forwards again, webhooks are stored again."""
-    from omnichannel.http import create_app
-    from omnichannel.testing.http import serve_wsgi
+@pytest.fixture
+def proxied(postgres_url: str) -> Iterator[tuple[Any, Any]]:
+    """A proxy in front of the test PostgreSQL, and a configuration (one Twilio connector)
+    whose database is reached through it."""
     from tests.conftest import _truncate
-    from tests.proxy import BlackholeProxy
+    from tests.proxy import SwitchableProxy
 
     _truncate(postgres_url)
     target = sa.make_url(postgres_url)
-    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxy = SwitchableProxy(target.host or "127.0.0.1", target.port or 5432)
     url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     config = default_config(url=url)
     config.connectors = [
@@ -739,31 +736,44 @@ def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(postgres_ur
             {"name": "sms", "type": "twilio", "account_sid": ACCOUNT, "auth_token": TOKEN}
         )
     ]
-    try:
-        with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
+    yield proxy, config
+    proxy.close()
 
-            def post(n: int) -> tuple[int, float]:
-                webhook = f"{base_url}/webhooks/sms"
-                fields = sms_fields(n)
-                headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
-                started = time.monotonic()
-                answer = requests.post(webhook, data=fields, headers=headers, timeout=30)
-                return answer.status_code, time.monotonic() - started
 
-            assert post(1)[0] == 200  # a pooled connection now exists
-            proxy.blackhole()
-            status, elapsed = post(2)
-            assert status == 503 and elapsed < 1.0, elapsed  # the contract's deadline
-            started = time.monotonic()
-            health = requests.get(f"{base_url}/healthz", timeout=30)
-            assert health.status_code == 503 and time.monotonic() - started < 1.0
-            status, elapsed = post(3)  # a new connection that is never answered
-            assert status == 503 and elapsed < 1.0, elapsed
-            proxy.up()
-            wait_for(lambda: post(2)[0] == 200, what="the database back")
-            assert complaint_count(postgres_url) == 2
-    finally:
-        proxy.close()
+def timed_post(base_url: str, n: int) -> tuple[int, float]:
+    """POST signed SMS webhook ``n``; its status and how long the answer took."""
+    webhook = f"{base_url}/webhooks/sms"
+    fields = sms_fields(n)
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
+    started = time.monotonic()
+    answer = requests.post(webhook, data=fields, headers=headers, timeout=30)
+    return answer.status_code, time.monotonic() - started
+
+
+@pytest.mark.postgres
+def test_a_database_that_hangs_costs_a_webhook_a_503_within_a_second(
+    proxied: tuple[Any, Any], postgres_url: str
+) -> None:
+    """PostgreSQL behind a proxy that turns into a black hole (open connections go silent, new
+    ones are accepted and never answered): a signed webhook and /healthz are answered 503
+    within a second each; when it forwards again, webhooks are stored again."""
+    from omnichannel.http import create_app
+    from omnichannel.testing.http import serve_wsgi
+
+    proxy, config = proxied
+    with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
+        assert timed_post(base_url, 1)[0] == 200  # a pooled connection now exists
+        proxy.down("blackhole")
+        status, elapsed = timed_post(base_url, 2)
+        assert status == 503 and elapsed < 1.0, elapsed  # the contract's deadline
+        started = time.monotonic()
+        health = requests.get(f"{base_url}/healthz", timeout=30)
+        assert health.status_code == 503 and time.monotonic() - started < 1.0
+        status, elapsed = timed_post(base_url, 3)  # a new connection never answered
+        assert status == 503 and elapsed < 1.0, elapsed
+        proxy.up()
+        wait_for(lambda: timed_post(base_url, 2)[0] == 200, what="the database back")
+        assert complaint_count(postgres_url) == 2
 
 
 @pytest.mark.slow
@@ -906,77 +916,55 @@ def test_three_replicas_share_the_work_and_the_mailbox_lease(
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_postgresql_refusing_and_hanging_under_webhook_load(postgres_url: str) -> None:
+def test_postgresql_refusing_and_hanging_under_webhook_load(
+    proxied: tuple[Any, Any], postgres_url: str
+) -> None:
     """Under webhook load from 8 threads, PostgreSQL (behind a proxy) goes silent, comes
     back, refuses connections, comes back: every answer is 200 or a 503 given within a
     second; it recovers on its own; every message answered 200 is stored, and once the
     provider has retried the others, each is filed exactly once."""
     from omnichannel.http import create_app
     from omnichannel.testing.http import serve_wsgi
-    from tests.conftest import _truncate
-    from tests.proxy import BlackholeProxy
 
-    _truncate(postgres_url)
-    target = sa.make_url(postgres_url)
-    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
-    url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    config = default_config(url=url)
-    config.connectors = [
-        ConnectorConfig.model_validate(
-            {"name": "sms", "type": "twilio", "account_sid": ACCOUNT, "auth_token": TOKEN}
-        )
-    ]
+    proxy, config = proxied
     answers: list[tuple[int, int, float]] = []
     stop = threading.Event()
-    try:
-        with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
-            inbox.worker.start(interval=0.2)
-            webhook = f"{base_url}/webhooks/sms"
-            counter = iter(range(1, 1_000_000))
-            lock = threading.Lock()
+    with Inbox(config) as inbox, serve_wsgi(create_app(inbox)) as base_url:
+        inbox.worker.start(interval=0.2)
+        counter = iter(range(1, 1_000_000))
+        lock = threading.Lock()
 
-            def post(n: int) -> tuple[int, float]:
-                fields = sms_fields(n)
-                headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(webhook, fields)}
-                started = time.monotonic()
-                answer = requests.post(webhook, data=fields, headers=headers, timeout=30)
-                return answer.status_code, time.monotonic() - started
+        def client() -> None:
+            while not stop.is_set():
+                with lock:
+                    n = next(counter)
+                answers.append((n, *timed_post(base_url, n)))
 
-            def client() -> None:
-                while not stop.is_set():
-                    with lock:
-                        n = next(counter)
-                    status, elapsed = post(n)
-                    answers.append((n, status, elapsed))
-
-            clients = [threading.Thread(target=client) for _ in range(8)]
-            for thread in clients:
-                thread.start()
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        try:
             for phase in ("blackhole", "up", "refuse", "up"):
                 time.sleep(2)
-                if phase == "blackhole":
-                    proxy.blackhole()
-                elif phase == "refuse":
-                    proxy.refuse()
-                else:
+                if phase == "up":
                     proxy.up()
+                else:
+                    proxy.down(phase)
             time.sleep(3)
+        finally:
             stop.set()
             for thread in clients:
                 thread.join(timeout=60)
-            late = [(s, e) for _, s, e in answers if s != 200 and (s != 503 or e >= 1.0)]
-            assert late == []
-            statuses = {s for _, s, _ in answers}
-            assert statuses == {200, 503}  # the outages were seen, and the recoveries
-            assert answers[-1][1] == 200
-            retried = [n for n, s, _ in answers if s != 200]
-            assert all(post(n)[0] == 200 for n in retried)  # the provider's retries
-            wait_for(lambda: inbox.worker.backlog() == 0, what="the backlog")
-        sent = {n for n, _, _ in answers}
-        assert complaint_count(postgres_url) == len(sent)
-    finally:
-        stop.set()
-        proxy.close()
+        late = [(s, e) for _, s, e in answers if s != 200 and (s != 503 or e >= 1.0)]
+        assert late == []
+        statuses = {s for _, s, _ in answers}
+        assert statuses == {200, 503}  # the outages were seen, and the recoveries
+        assert answers[-1][1] == 200
+        retried = [n for n, s, _ in answers if s != 200]
+        assert all(timed_post(base_url, n)[0] == 200 for n in retried)  # provider's retries
+        wait_for(lambda: inbox.worker.backlog() == 0, what="the backlog")
+    sent = {n for n, _, _ in answers}
+    assert complaint_count(postgres_url) == len(sent)
 
 
 def test_a_webhook_only_connector_gets_no_poller(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ server playing Twilio's API (message log, media, CDN redirects), storage failure
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import logging
@@ -38,6 +37,7 @@ from omnichannel.registry import connector_class
 from omnichannel.store.tables import attachments, metadata, outbox, raw_messages
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.webhook import WebhookConnector, WebhookRejected, WebhookRequest
+from tests.proxy import SwitchableProxy
 
 ACCOUNT = "AC" + "5e" * 16
 TOKEN = "token-uji-9f8e7d6c5b4a3210"
@@ -957,66 +957,6 @@ def test_logs_never_show_the_token_the_signature_or_the_phone_number(
 
 
 # -- storage down (PostgreSQL through a proxy we can cut) ----------------------------------------
-
-
-class SwitchableProxy:
-    """A TCP proxy on loopback in front of PostgreSQL. ``down("refuse")`` drops every
-    connection and closes new ones at once; ``down("hang")`` drops them and then accepts new
-    ones without ever answering (only ``connect_timeout`` ends those); ``up()`` forwards again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.mode = "up"
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.mode == "refuse":
-                client.close()
-                continue
-            with self.lock:
-                self.sockets.append(client)
-            if self.mode == "up":
-                upstream = socket.create_connection(self.upstream)
-                with self.lock:
-                    self.sockets.append(upstream)
-                for source, sink in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def down(self, mode: str) -> None:
-        self.mode = mode
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def up(self) -> None:
-        self.down("up")
-
-    def close(self) -> None:
-        self.down("refuse")
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
 
 
 def _empty_database(url: str) -> None:
