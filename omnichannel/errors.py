@@ -8,8 +8,9 @@
     ├── ConnectorError         raised by a connector's I/O
     │   ├── RetryableError     back off and try again; the cursor is kept
     │   ├── FatalError         disable this connector, report it, keep the others running
-    │   └── SkippableError     this one input is bad: quarantine it and move on
-    │       └── DecodeError    a payload could not be decoded
+    │   ├── SkippableError     this one input is bad: quarantine it and move on
+    │   │   └── DecodeError    a payload could not be decoded
+    │   └── Undeliverable      this one outgoing delivery is refused for good: mark it dead
     └── UnknownConnector       a connector name or type nobody registered (with suggestions)
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "RetryableError",
     "SkippableError",
     "StorageUnavailable",
+    "Undeliverable",
     "UnknownConnector",
 ]
 
@@ -51,7 +53,12 @@ class ConnectorError(OmnichannelError):
 
 
 class RetryableError(ConnectorError):
-    """Temporary: back off and retry, keep the cursor where it was."""
+    """Temporary: back off and retry, keep the cursor where it was. ``retry_after`` is the
+    wait in seconds the far side asked for (HTTP ``Retry-After``), when it did."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalError(ConnectorError):
@@ -64,6 +71,11 @@ class SkippableError(ConnectorError):
 
 class DecodeError(SkippableError):
     """A raw payload could not be decoded into an InboundMessage."""
+
+
+class Undeliverable(ConnectorError):
+    """An outgoing delivery the far side refused for good (an invalid recipient, an HTTP 4xx
+    other than 408/429): the outbox marks it dead at once instead of retrying."""
 
 
 class UnknownConnector(OmnichannelError, LookupError):

@@ -1,0 +1,62 @@
+"""What the outbox sends to a citizen, and how a channel sends it.
+
+A connector that can answer on its channel implements :class:`Sender` (``send``); outgoing
+mail goes through :mod:`omnichannel.mail` (SMTP). The outbox worker builds one
+:class:`Outbound` per delivery and reads what a sender raises:
+
+- :class:`~omnichannel.errors.RetryableError` (with ``retry_after`` seconds when the provider
+  said so): try again later, with backoff, up to the configured number of attempts;
+- :class:`~omnichannel.errors.Undeliverable`: this delivery is refused for good (an invalid
+  recipient, a 4xx answer other than 408/429): ``dead`` at once;
+- any other error: counted as a failed attempt and retried like a retryable one.
+
+``delivery_id`` is the idempotency key: the same on every attempt of one delivery, so a
+sender that can pass it on (a header, a ``CreatorID`` column, a Message-ID) lets the far side
+recognise a repeat after a crash between sending and recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Outbound", "Sender"]
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to a citizen, rendered and addressed."""
+
+    delivery_id: str
+    """The idempotency key: the same on every attempt of this delivery."""
+    kind: str
+    """``acknowledgement``, ``notification`` (a status change) or ``reply`` (a team member's)."""
+    to: str
+    """An E.164 phone number (``+6281234567890``) or an e-mail address."""
+    text: str
+    ticket: str
+    language: str = "id"
+    subject: str | None = None
+    """For e-mail: the subject line (it carries the ticket)."""
+    in_reply_to: str | None = None
+    """The provider id of the citizen's message this answers (Message-ID, wamid, SID)."""
+    references: tuple[str, ...] = ()
+    """For e-mail: the thread's Message-IDs, oldest first, ending with ``in_reply_to``."""
+    our_address: str | None = None
+    """The number the citizen wrote to: Twilio's ``To`` (``+62…`` or ``whatsapp:+62…``), a
+    WhatsApp Cloud ``phone_number_id``; None when the channel has no choice."""
+    last_inbound_at: datetime | None = None
+    """When the citizen last wrote on this channel (WhatsApp's 24-hour window)."""
+    automatic: bool = True
+    """An automatic message (acknowledgement, notification): e-mail marks it Auto-Submitted."""
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """A connector (or anything) that can send an :class:`Outbound` on its channel."""
+
+    def send(self, outbound: Outbound) -> str | None:
+        """Send it; return the provider's id of the sent message (Message-ID, SID, wamid,
+        gateway row id) or None. Raise RetryableError / Undeliverable as described above."""
+        ...
