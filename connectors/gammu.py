@@ -1,4 +1,5 @@
-"""Gammu SMSD: SMS that an office's GSM modem received, read from the SMSD database.
+"""Gammu SMSD: SMS that an office's GSM modem received, read from the SMSD database, and SMS to
+send, written to its ``outbox``.
 
 - **Channel**: ``sms``.
 - **Mode**: poll (every ``poll_interval`` seconds) of the ``inbox`` table that Gammu SMSD fills,
@@ -10,7 +11,8 @@
   ``timezone``), ``gateway_id`` (the gateway's name in external ids; default: the connector
   name), ``multipart_timeout`` (seconds to wait for missing parts, default 600),
   ``multipart_window`` (schema v17: how far apart in time the parts of one message may be,
-  default 3600), ``batch_size``, ``ignore_operator_messages`` (default on), ``connect_timeout``.
+  default 3600), ``batch_size``, ``ignore_operator_messages`` (default on), ``connect_timeout``,
+  ``sender_id`` (the Gammu ``PhoneID`` that sends our SMS; default: any phone of the gateway).
 - **Schema**: ``SELECT Version FROM gammu`` must say 17 or 18 (Gammu 1.44 added ``InsertIntoDB``,
   ``MessageID``, ``SequencePosition`` and ``PartCount``); anything else, or no ``gammu`` /
   ``inbox`` table, is a fatal error for this connector.
@@ -47,6 +49,24 @@
 - **Errors**: an unreachable database (refused, timed out, locked, SQLite file absent) is
   retryable; bad credentials, an unknown database, a missing or unknown schema are fatal. Errors
   and logs show the URL with its password hidden.
+- **Sending** (``send``, the :class:`~omnichannel.outbound.Sender` of the outbox): one message
+  in ``outbox`` (and, when it is long, ``outbox_multipart``) written the way
+  ``gammu-smsd-inject`` writes it, so Gammu SMSD sends it: ``DestinationNumber`` the E.164
+  number (``+`` kept), ``CreatorID`` the delivery id, ``Coding`` ``Default_No_Compression`` when
+  the text is all GSM 03.38 default alphabet (extension characters count two septets), else
+  ``Unicode_No_Compression``, ``TextDecoded`` each part's text (``Text`` its UTF-16BE hex),
+  ``Class`` -1, ``DeliveryReport`` ``default``, ``SenderID`` the ``sender_id`` option. Up to 160
+  septets / 70 UTF-16 units is one SMS; longer text is cut into parts of 153 septets / 67 units
+  (never inside an escape sequence or a surrogate pair) carrying the UDH ``050003RRTTSS``, the
+  first in ``outbox`` (``MultiPart='true'``), the others in ``outbox_multipart``; at most 50
+  parts (Gammu's ``GSM_MAX_MULTI_SMS``). A multipart message is held back (``SendingDateTime``
+  far ahead) until its last part is written, then released at the gateway's local time.
+  Idempotent: a row with the delivery id as ``CreatorID`` in ``outbox`` or ``sentitems`` is
+  answered with its ``ID`` and nothing is written (one still held back, left by a crash
+  half-way, is deleted and written again). The ``outbox`` ``ID`` is the returned id. A
+  destination that is not ``+`` and 8 to 15 digits, an empty text or one of more than 50 parts
+  is ``Undeliverable``; database errors are retryable or fatal as for reading, their messages
+  without SQL parameters or the number.
 - **Provider docs**: Gammu SMSD manual, "SMSD Database Structure" (docs/manual/smsd/tables.rst)
   and the schema scripts docs/sql/{mysql,pgsql,sqlite}.sql.
 """
@@ -54,6 +74,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -80,10 +101,11 @@ from normalizer.sms import (
 )
 from normalizer.timeutil import to_utc
 from omnichannel.connector import Batch, ConnectorContext, PollingConnector
-from omnichannel.errors import ConnectorError, FatalError, RetryableError
+from omnichannel.errors import ConnectorError, FatalError, RetryableError, Undeliverable
+from omnichannel.outbound import Outbound
 from omnichannel.schema import InboundMessage, RawMessage
 
-__all__ = ["GammuConnector", "GammuOptions"]
+__all__ = ["GammuConnector", "GammuOptions", "sms_parts"]
 
 log = logging.getLogger("omnichannel.connectors.gammu")
 Clock = Callable[[], datetime]
@@ -121,6 +143,60 @@ _FATAL_TEXT = re.compile(
 )
 _CHUNK = 500
 
+# -- sending -------------------------------------------------------------------------------------
+GSM7 = "Default_No_Compression"
+UCS2 = "Unicode_No_Compression"
+# GSM 03.38 default alphabet (0x1B, the escape, left out) and its extension table (escape + one)
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+# (one SMS, one part of a concatenated SMS): septets for GSM-7, UTF-16 code units for UCS-2;
+# a part loses 6 octets to the UDH 05 00 03 RR TT SS
+_CAPACITY = {GSM7: (160, 153), UCS2: (70, 67)}
+MAX_PARTS = 50  # Gammu's GSM_MAX_MULTI_SMS: SMSD reads no more parts than that
+_DESTINATION = re.compile(r"\+[0-9]{8,15}")
+# SendingDateTime of a multipart message whose parts are still being written: in the future for
+# Gammu, and within MySQL's TIMESTAMP range (which ends in January 2038) in any time zone
+_HELD = datetime(2037, 12, 31, 23, 59, 59)
+_HELD_SINCE = _HELD - timedelta(days=1)  # a held row read back in another session time zone
+_metadata = sa.MetaData()
+outbox_table = sa.Table(
+    "outbox",
+    _metadata,
+    sa.Column("ID", sa.Integer, primary_key=True),
+    *(
+        sa.Column(name)
+        for name in (
+            "InsertIntoDB",
+            "SendingDateTime",
+            "SendingTimeOut",
+            "Text",
+            "DestinationNumber",
+            "Coding",
+            "UDH",
+            "Class",
+            "TextDecoded",
+            "MultiPart",
+            "SenderID",
+            "DeliveryReport",
+            "CreatorID",
+        )
+    ),
+)
+outbox_multipart_table = sa.table(
+    "outbox_multipart",
+    *(
+        sa.column(name)
+        for name in ("ID", "SequencePosition", "Text", "Coding", "UDH", "Class", "TextDecoded")
+    ),
+)
+sentitems_table = sa.table("sentitems", sa.column("ID"), sa.column("CreatorID"))
+_outbox_id = outbox_table.c["ID"]
+_multipart_id = outbox_multipart_table.c["ID"]
+_sent_id = sentitems_table.c["ID"]
+
 
 class GammuOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -134,6 +210,7 @@ class GammuOptions(BaseModel):
     batch_size: int = Field(default=100, ge=1, le=5000)
     ignore_operator_messages: bool = True
     connect_timeout: float = Field(default=10, gt=0)
+    sender_id: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("url")
     @classmethod
@@ -192,7 +269,7 @@ def _utcnow() -> datetime:
 
 
 class GammuConnector(PollingConnector):
-    """The ``inbox`` table of one Gammu SMSD database."""
+    """The ``inbox`` table of one Gammu SMSD database (read), and its ``outbox`` (``send``)."""
 
     type = "gammu"
     channel = "sms"
@@ -256,9 +333,11 @@ class GammuConnector(PollingConnector):
             engine.dispose()
 
     @contextlib.contextmanager
-    def _connection(self, *, commit: bool = False) -> Iterator[sa.Connection]:
+    def _connection(
+        self, *, commit: bool = False, hide: Sequence[str] = ()
+    ) -> Iterator[sa.Connection]:
         """A gateway connection (committed at the end when ``commit``); database errors come
-        out as Retryable or Fatal errors."""
+        out as Retryable or Fatal errors, ``hide`` (and the password) scrubbed from them."""
         if _sqlite_file_missing(self.url):
             raise RetryableError(f"Gammu database {self.shown_url} unreachable: no such file")
         try:
@@ -269,18 +348,21 @@ class GammuConnector(PollingConnector):
                 with conn.execution_options(claim=True).begin():
                     yield conn
         except SQLAlchemyError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, hide) from None
 
-    def _reason(self, exc: SQLAlchemyError) -> str:
+    def _reason(self, exc: SQLAlchemyError, hide: Sequence[str] = ()) -> str:
+        """The driver's first line (never SQLAlchemy's, which shows the statement and its
+        parameters), without secrets or the ``hide`` strings."""
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else type(exc).__name__
         text = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
-        for secret in self.secrets():
-            text = text.replace(secret, "***")
+        for secret in [*self.secrets(), *hide]:
+            if secret:
+                text = text.replace(secret, "***")
         return text
 
-    def _error(self, exc: SQLAlchemyError) -> ConnectorError:
-        reason = self._reason(exc)
+    def _error(self, exc: SQLAlchemyError, hide: Sequence[str] = ()) -> ConnectorError:
+        reason = self._reason(exc, hide)
         if _is_fatal(exc, reason):
             return FatalError(f"Gammu database {self.shown_url}: {reason}")
         return RetryableError(f"Gammu database {self.shown_url} unreachable: {reason}")
@@ -448,6 +530,144 @@ class GammuConnector(PollingConnector):
                 external_id,
             )
 
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, outbound: Outbound) -> str | None:
+        """Queue ``outbound`` in the gateway's ``outbox``; return the row's ``ID``.
+
+        A message already there or in ``sentitems`` with this delivery id as ``CreatorID`` is
+        answered with its ``ID`` and not written again: a crash between writing it and
+        recording the delivery must not send the citizen a second SMS.
+        """
+        to = outbound.to.strip()
+        if not _DESTINATION.fullmatch(to):
+            raise Undeliverable("the recipient is not an E.164 phone number (+ and 8 to 15 digits)")
+        coding, parts = sms_parts(outbound.text)
+        key = outbound.delivery_id
+        with self._connection(commit=True, hide=[to, to[1:]]) as conn:
+            found = self._queued(conn, key)
+            if found is None:
+                found = self._queue(conn, to, coding, parts, key)
+                log.info(
+                    "gammu %s: queued %s %s as outbox %s (%d part%s, %s)",
+                    self.name,
+                    outbound.kind,
+                    key,
+                    found,
+                    len(parts),
+                    "" if len(parts) == 1 else "s",
+                    coding,
+                )
+            else:
+                log.info("gammu %s: %s was queued before, as %s", self.name, key, found)
+        return str(found)
+
+    def _gateway_time(self, dialect: str, local: datetime | None = None) -> Any:
+        """``local`` (default: now in the gateway's time zone, to the second) as the gateway
+        database stores a time: naive, and on SQLite the text Gammu writes and compares."""
+        if local is None:
+            local = self.clock().astimezone(self.zone).replace(tzinfo=None, microsecond=0)
+        return local.isoformat(sep=" ") if dialect == "sqlite" else local
+
+    def _queued(self, conn: sa.Connection, key: str) -> int | None:
+        """The ``ID`` of the message already written for this delivery, if any (in ``outbox``,
+        or moved to ``sentitems`` once sent). One still held back is what a crash in the
+        middle of :meth:`_queue` left: Gammu never saw it, so it is deleted and written again."""
+        outbox = outbox_table.c
+        rows = conn.execute(
+            sa.select(_outbox_id, outbox.SendingDateTime)
+            .where(outbox.CreatorID == key)
+            .order_by(_outbox_id)
+        ).all()
+        for row_id, sending in rows:
+            if not _is_held(sending):
+                return int(row_id)
+        for row_id, _sending in rows:
+            log.warning("gammu %s: rewriting %s, left half-written as %s", self.name, key, row_id)
+            conn.execute(sa.delete(outbox_multipart_table).where(_multipart_id == int(row_id)))
+            conn.execute(sa.delete(outbox_table).where(_outbox_id == int(row_id)))
+        sent = sentitems_table.c
+        found = conn.execute(
+            sa.select(_sent_id).where(sent.CreatorID == key).order_by(_sent_id).limit(1)
+        ).scalar()
+        return None if found is None else int(found)
+
+    def _queue(self, conn: sa.Connection, to: str, coding: str, parts: list[str], key: str) -> int:
+        """Write the message; its first part in ``outbox``, the others in ``outbox_multipart``.
+
+        MyISAM (Gammu's MySQL script) has no transactions, so each statement is visible to
+        Gammu SMSD as soon as it runs, and SMSD sends an ``outbox`` row with the parts it finds
+        in ``outbox_multipart`` at that moment: a message caught half-written would go out cut
+        short, and its missing parts never. So a multipart message's ``outbox`` row is written
+        first with ``SendingDateTime`` far in the future (SMSD only takes rows whose
+        ``SendingDateTime`` has passed), then its other parts, then ``SendingDateTime`` is set
+        to now: SMSD sees the message whole or not at all, on every backend (elsewhere the
+        transaction already hides it until the commit). A crash before the release leaves a
+        held row that the next attempt replaces (:meth:`_queued`). A single SMS is one
+        statement and goes in released.
+        """
+        dialect = conn.dialect.name
+        now = self._gateway_time(dialect)
+        total = len(parts)
+        reference = self._reference(conn, to, key) if total > 1 else 0
+        first = {
+            "InsertIntoDB": now,
+            "SendingTimeOut": now,
+            "SendingDateTime": now if total == 1 else self._gateway_time(dialect, _HELD),
+            "DestinationNumber": to,
+            "Coding": coding,
+            "Class": -1,
+            "Text": _utf16_hex(parts[0]),
+            "TextDecoded": parts[0],
+            "UDH": _udh(reference, total, 1),
+            "MultiPart": _TRUE if total > 1 else _FALSE,
+            "SenderID": self.options.sender_id,
+            "DeliveryReport": "default",
+            "CreatorID": key,
+        }
+        inserted = conn.execute(sa.insert(outbox_table).values(first)).inserted_primary_key
+        if inserted is None or inserted[0] is None:
+            raise RetryableError(f"Gammu database {self.shown_url}: no ID for the outbox row")
+        row_id = int(inserted[0])
+        if total == 1:
+            return row_id
+        conn.execute(
+            sa.insert(outbox_multipart_table),
+            [
+                {
+                    "ID": row_id,
+                    "SequencePosition": sequence,
+                    "Coding": coding,
+                    "Class": -1,
+                    "Text": _utf16_hex(part),
+                    "TextDecoded": part,
+                    "UDH": _udh(reference, total, sequence),
+                }
+                for sequence, part in enumerate(parts[1:], start=2)
+            ],
+        )
+        release = self._gateway_time(dialect)
+        conn.execute(
+            sa.update(outbox_table).where(_outbox_id == row_id).values(SendingDateTime=release)
+        )
+        return row_id
+
+    def _reference(self, conn: sa.Connection, to: str, key: str) -> int:
+        """The concatenation reference: one derived from the delivery id, the next free one
+        when a multipart message to the same number waiting in ``outbox`` already uses it."""
+        outbox = outbox_table.c
+        used = {
+            int(udh[6:8], 16)
+            for udh in conn.execute(
+                sa.select(outbox.UDH).where(
+                    outbox.DestinationNumber == to, outbox.MultiPart == _TRUE
+                )
+            ).scalars()
+            if isinstance(udh, str) and len(udh) == 12 and udh[:6] == "050003"
+        }
+        start = hashlib.sha256(key.encode("utf-8")).digest()[0]
+        return next(((start + i) % 256 for i in range(256) if (start + i) % 256 not in used), start)
+
     # -- decoding ------------------------------------------------------------------------------
 
     def decode(self, raw: RawMessage) -> InboundMessage:
@@ -471,3 +691,57 @@ def _is_fatal(exc: SQLAlchemyError, reason: str) -> bool:
     if isinstance(exc, sa.exc.ProgrammingError):
         return True
     return bool(_FATAL_TEXT.search(reason))
+
+
+def sms_parts(text: str) -> tuple[str, list[str]]:
+    """The coding of ``text`` (GSM-7 when it is all GSM 03.38 default alphabet, else UCS-2) and
+    its SMS parts: the whole text when it fits one SMS (160 septets / 70 UTF-16 units), else
+    pieces of at most 153 septets / 67 units, cut between characters (an extension character's
+    escape sequence, a surrogate pair, stays in one part). Empty or longer than ``MAX_PARTS``
+    parts: Undeliverable."""
+    if not text:
+        raise Undeliverable("the SMS text is empty")
+    gsm = all(char in _GSM_BASIC or char in _GSM_EXTENSION for char in text)
+    coding = GSM7 if gsm else UCS2
+
+    def width(char: str) -> int:
+        if gsm:
+            return 2 if char in _GSM_EXTENSION else 1
+        return 2 if ord(char) > 0xFFFF else 1
+
+    single, part = _CAPACITY[coding]
+    if sum(map(width, text)) <= single:
+        return coding, [text]
+    parts: list[str] = []
+    start = used = 0
+    for index, char in enumerate(text):
+        if used + width(char) > part:
+            parts.append(text[start:index])
+            start, used = index, 0
+        used += width(char)
+    parts.append(text[start:])
+    if len(parts) > MAX_PARTS:
+        raise Undeliverable(
+            f"the SMS text needs {len(parts)} parts; Gammu SMSD sends at most {MAX_PARTS}"
+        )
+    return coding, parts
+
+
+def _udh(reference: int, total: int, sequence: int) -> str:
+    """The concatenation UDH (8-bit reference) of part ``sequence``; none for a single SMS."""
+    return "" if total == 1 else f"050003{reference:02X}{total:02X}{sequence:02X}"
+
+
+def _utf16_hex(text: str) -> str:
+    """``Text`` as Gammu writes it for text codings: UTF-16BE, hexadecimal."""
+    return text.encode("utf-16-be").hex().upper()
+
+
+def _is_held(value: Any) -> bool:
+    """Whether a ``SendingDateTime`` is the far-future hold of a half-written message."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+    return isinstance(value, datetime) and value.replace(tzinfo=None) >= _HELD_SINCE

@@ -11,7 +11,8 @@
   ``phone_numbers`` (our numbers, E.164, ``whatsapp:+62…`` for WhatsApp only; empty = every
   number of the account), ``media_hosts``, ``media_redirect_hosts``, ``max_bytes`` (webhook
   body limit, default 1 MiB), ``poll_page_size``, ``timeout``, ``lookback_days`` (how far the
-  very first poll looks back).
+  very first poll looks back), ``from_number`` and ``messaging_service_sid`` (the sender of
+  outgoing messages when the complaint does not name the number it came to).
 - **Cursor**: ``{"date_sent": <newest date_sent seen, ISO UTC>, "recent": [sid, ...]}``. Each
   poll lists ``DateSent>=`` (newest - 1 day, as a date: the filter has day granularity), every
   page (``next_page_uri``), ``direction == "inbound"``, ``status == "received"`` and ``To`` one of
@@ -38,7 +39,13 @@
   (default ``*.twiliocdn.com``; ``*.`` matches any subdomain, nothing else). Plain ``http`` only
   to loopback hosts. Any other host is refused for good (SkippableError); the size cap is
   enforced while streaming.
-- **Errors**: network errors, HTTP 429 and 5xx are retryable; 401/403 from the API are fatal.
+- **Sending** (``send``, the outbox): ``POST /2010-04-01/Accounts/<sid>/Messages.json`` with the
+  official client, from ``our_address`` (the ``To`` the citizen wrote to), else ``from_number``,
+  else through ``messaging_service_sid``; a WhatsApp sender (``whatsapp:+62…``) sends to
+  ``whatsapp:<to>``. Returns the message SID.
+- **Errors**: network errors, HTTP 429 (``Retry-After`` kept) and 5xx are retryable; 401/403 from
+  the API are fatal. A send refused with another 4xx (21211 invalid ``To``, 21610 unsubscribed)
+  is ``Undeliverable``; the same answer while polling stays fatal.
 - **Provider docs**: https://www.twilio.com/docs/messaging/guides/webhook-request,
   https://www.twilio.com/docs/usage/webhooks/webhooks-security,
   https://www.twilio.com/docs/sms/api/message-resource#read-multiple-message-resources,
@@ -63,7 +70,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from twilio.base.exceptions import TwilioException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator, add_port, remove_port
 from twilio.rest import Client
@@ -77,7 +84,15 @@ from normalizer.twilio import (
     parse_form,
 )
 from omnichannel.connector import Batch, Media, PollingConnector
-from omnichannel.errors import DecodeError, FatalError, RetryableError, SkippableError
+from omnichannel.errors import (
+    ConnectorError,
+    DecodeError,
+    FatalError,
+    RetryableError,
+    SkippableError,
+    Undeliverable,
+)
+from omnichannel.outbound import Outbound, retry_after_seconds
 from omnichannel.schema import InboundMessage, Outcome, RawMessage, ReceiveResult
 from omnichannel.webhook import (
     DEFAULT_MAX_BYTES,
@@ -115,6 +130,8 @@ class TwilioOptions(BaseModel):
     timeout: float = Field(default=30, gt=0)
     ack: Literal["outbox", "inline"] = "outbox"
     lookback_days: int = Field(default=1, ge=0, le=400)
+    from_number: str | None = None
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
 
     @field_validator("api_base_url", "public_url")
     @classmethod
@@ -127,10 +144,22 @@ class TwilioOptions(BaseModel):
     @classmethod
     def _e164(cls, value: list[str]) -> list[str]:
         for number in value:
-            digits = number.split(":", 1)[-1]
-            if not (digits.startswith("+") and digits[1:].isdigit() and 6 <= len(digits) <= 16):
+            if not _is_number(number):
                 raise ValueError("each number must be E.164 (+62…), or whatsapp:+62…")
         return value
+
+    @field_validator("from_number")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None and not _is_number(value):
+            raise ValueError("must be E.164 (+62…), or whatsapp:+62…")
+        return value
+
+
+def _is_number(number: str) -> bool:
+    """E.164 (``+62…``), optionally with a channel prefix (``whatsapp:+62…``)."""
+    digits = number.split(":", 1)[-1]
+    return digits.startswith("+") and digits[1:].isdigit() and 6 <= len(digits) <= 16
 
 
 # -- URLs and hosts ----------------------------------------------------------------------------
@@ -186,11 +215,12 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
 # -- the API client ----------------------------------------------------------------------------
 
 
-def _raise_for_status(status: int, what: str) -> None:
+def _raise_for_status(status: int, what: str, headers: Any = None) -> None:
     if status in (401, 403):
         raise FatalError(f"{what}: Twilio refused the credentials (HTTP {status})")
     if status == 429 or status >= 500:
-        raise RetryableError(f"{what}: HTTP {status}, will retry")
+        wait = retry_after_seconds(headers.get("Retry-After")) if headers is not None else None
+        raise RetryableError(f"{what}: HTTP {status}, will retry", retry_after=wait)
 
 
 class _ApiHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -208,7 +238,7 @@ class _ApiHttpClient(TwilioHttpClient):  # type: ignore[misc]
             response = super().request(method, url, *args, **kwargs)
         except requests.RequestException as exc:
             raise RetryableError(f"Twilio API unreachable: {type(exc).__name__}") from None
-        _raise_for_status(response.status_code, "Twilio API")
+        _raise_for_status(response.status_code, "Twilio API", response.headers)
         return response
 
     def log_request(self, kwargs: dict[str, Any]) -> None:
@@ -231,6 +261,19 @@ def _api_call(call: Callable[[], T], what: str) -> T:
 
 def _arg(exc: BaseException, index: int) -> Any:
     return exc.args[index] if len(exc.args) > index else None
+
+
+def _send_refused(exc: TwilioException) -> ConnectorError:
+    """What a refused send means for the outbox. 401/403, 429 and 5xx never get here (the HTTP
+    client raised them as ours); Twilio's own message is left out: it can quote the number."""
+    status = exc.status if isinstance(exc, TwilioRestException) else None
+    code = exc.code if isinstance(exc, TwilioRestException) else None
+    what = f"send: Twilio API answered HTTP {status or '?'}" + (f", error {code}" if code else "")
+    if status in (401, 403):
+        return FatalError(what)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+        return Undeliverable(what)
+    return RetryableError(what)
 
 
 # -- the reconciliation cursor -----------------------------------------------------------------
@@ -464,6 +507,39 @@ class TwilioConnector(PollingConnector, WebhookConnector):
 
     def check(self) -> None:
         _api_call(lambda: self._account().fetch(), "account")
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, outbound: Outbound) -> str | None:
+        """Send ``outbound`` as an SMS or a WhatsApp message; return its SID."""
+        to, sender = self._addresses(outbound)
+        messages = self._account().messages
+        try:
+            message = messages.create(to=to, body=outbound.text, **sender)
+        except TwilioException as exc:
+            raise _send_refused(exc) from None
+        except ValueError:
+            raise RetryableError("send: the Twilio API answer is not JSON") from None
+        sid = message.sid if isinstance(message.sid, str) and message.sid else None
+        log.info("twilio %s: sent %s %s as %s", self.name, outbound.kind, outbound.delivery_id, sid)
+        return sid
+
+    def _addresses(self, outbound: Outbound) -> tuple[str, dict[str, str]]:
+        """``to`` and the sender argument (``from_`` or ``messaging_service_sid``): the number
+        the citizen wrote to, else ``from_number``, else the messaging service."""
+        opts = self.options
+        bare = outbound.to.strip().removeprefix("whatsapp:")
+        sender = (outbound.our_address or opts.from_number or "").strip()
+        if sender:
+            to = f"whatsapp:{bare}" if sender.startswith("whatsapp:") else bare
+            return to, {"from_": sender}
+        if opts.messaging_service_sid:
+            to = f"whatsapp:{bare}" if outbound.to.strip().startswith("whatsapp:") else bare
+            return to, {"messaging_service_sid": opts.messaging_service_sid}
+        raise Undeliverable(
+            "no sender: the message names no number of ours, and neither from_number nor "
+            "messaging_service_sid is configured"
+        )
 
     # -- polling -------------------------------------------------------------------------------
 

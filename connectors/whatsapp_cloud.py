@@ -3,9 +3,11 @@
 - **Channel**: ``whatsapp``.
 - **Mode**: webhook. ``GET`` is the subscription handshake, ``POST`` the notifications.
 - **Configuration**: ``app_secret`` (**secret**; signs the notifications), ``verify_token``
-  (**secret**; the handshake), ``access_token`` (**secret**; Graph API bearer for media),
-  ``phone_number_ids`` (only these numbers are accepted), ``graph_api_url``,
-  ``graph_api_version``, ``max_bytes`` (4 MiB: Meta sends up to 3 MB), ``timeout``.
+  (**secret**; the handshake), ``access_token`` (**secret**; Graph API bearer for media and
+  sending), ``phone_number_ids`` (only these numbers are accepted; the first one also sends
+  what names none of them), ``graph_api_url``, ``graph_api_version``, ``max_bytes`` (4 MiB: Meta
+  sends up to 3 MB), ``timeout``, ``template_name`` and ``template_language`` (default ``id``:
+  the approved template sent outside the 24-hour window, its one body parameter the ticket).
 - **Cursor**: none.
 - **Dedupe key**: the message's ``wamid`` — permanent, since Meta retries anything but a 200
   for up to seven days, to every subscribed app.
@@ -15,7 +17,17 @@
 - **Media**: attachments are ``pending`` with ``whatsapp-media:<id>``; downloaded in the
   background: ``GET {graph}/{version}/{id}`` (bearer) gives a short-lived URL, then that URL
   (bearer again); an expired URL is looked up afresh; Meta's sha256 is checked by the core.
-- **Provider docs**: developers.facebook.com/docs/whatsapp/cloud-api/webhooks, …/reference/media.
+- **Sending** (``send``, the outbox): ``POST {graph}/{version}/{phone_number_id}/messages``
+  (bearer), from the ``phone_number_id`` the citizen wrote to (``our_address``) when it is one of
+  ours, to the number's digits. Inside the 24-hour customer-service window (the citizen's last
+  message less than 24 h ago) a text, quoting the citizen's message (``context``) when it
+  answers a wamid; outside it, or when the window is unknown, the template — none configured:
+  ``Undeliverable``. A text refused as outside the window (131047) goes out as the template
+  when there is one. Returns the wamid. HTTP 408/429/5xx, network errors and the rate-limit
+  codes (4, 80007, 130429, 131048, 131056) are retryable (``Retry-After`` kept); 401/403 and
+  code 190 (the token) are fatal; any other refusal is ``Undeliverable``.
+- **Provider docs**: developers.facebook.com/docs/whatsapp/cloud-api/webhooks, …/reference/media,
+  …/reference/messages, …/support/error-codes.
 """
 
 from __future__ import annotations
@@ -25,15 +37,22 @@ import hmac
 import json
 import logging
 import re
-from datetime import UTC, datetime
-from typing import ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from normalizer.whatsapp import MEDIA_SCHEME, decode_whatsapp_message, split_webhook
 from omnichannel.connector import Media
-from omnichannel.errors import RetryableError, SkippableError
+from omnichannel.errors import (
+    ConnectorError,
+    FatalError,
+    RetryableError,
+    SkippableError,
+    Undeliverable,
+)
+from omnichannel.outbound import Outbound, retry_after_seconds
 from omnichannel.schema import InboundMessage, RawMessage, ReceiveResult
 from omnichannel.webhook import (
     WebhookConnector,
@@ -49,6 +68,10 @@ log = logging.getLogger("omnichannel.connectors.whatsapp_cloud")
 CONTENT_TYPE = "application/vnd.whatsapp.message+json"
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
 _EXPIRED = (401, 403, 404, 410)
+WINDOW = timedelta(hours=24)
+_RATE_LIMITED = frozenset({4, 80007, 130429, 131048, 131056})
+_OUTSIDE_WINDOW = 131047
+_BAD_TOKEN = 190
 
 
 class WhatsAppCloudOptions(BaseModel):
@@ -62,6 +85,12 @@ class WhatsAppCloudOptions(BaseModel):
     graph_api_version: str = "v21.0"
     max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     timeout: float = Field(default=30, gt=0)
+    template_name: str | None = Field(default=None, min_length=1)
+    template_language: str = Field(default="id", min_length=2)
+
+
+class _OutsideWindow(Undeliverable):
+    """Meta refused a text as outside the 24-hour window (131047)."""
 
 
 class WhatsAppCloudConnector(WebhookConnector):
@@ -130,6 +159,62 @@ class WhatsAppCloudConnector(WebhookConnector):
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
         return json_response(200, {"received": request.scratch.get("messages", len(results))})
 
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, outbound: Outbound) -> str | None:
+        """Send ``outbound`` as a text inside the 24-hour window, else as the template; return
+        the wamid."""
+        opts = self.options
+        ours = outbound.our_address
+        number = ours if ours in opts.phone_number_ids else opts.phone_number_ids[0]
+        url = f"{opts.graph_api_url.rstrip('/')}/{opts.graph_api_version}/{number}/messages"
+        to = _wa_id(outbound.to)
+        if _in_window(outbound.last_inbound_at, datetime.now(UTC)):
+            try:
+                return self._post_message(url, _text_message(to, outbound), outbound)
+            except _OutsideWindow:
+                if opts.template_name is None:
+                    raise
+                log.info(
+                    "whatsapp %s: %s is outside the 24-hour window after all: the template",
+                    self.name,
+                    outbound.delivery_id,
+                )
+        if opts.template_name is None:
+            raise Undeliverable("outside WhatsApp's 24-hour window and no template_name configured")
+        message = _template_message(to, opts.template_name, opts.template_language, outbound)
+        return self._post_message(url, message, outbound)
+
+    def _post_message(self, url: str, message: dict[str, Any], outbound: Outbound) -> str | None:
+        headers = {"Authorization": f"Bearer {self.options.access_token.get_secret_value()}"}
+        try:
+            response = requests.post(
+                url,
+                json=message,
+                headers=headers,
+                timeout=self.options.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise RetryableError(f"Graph API unreachable: {type(exc).__name__}") from None
+        with response:
+            body = _json_of(response)
+            if response.status_code >= 300 or "error" in body:
+                raise _send_refused(response, body)
+        sent = _dict(body.get("messages"), 0).get("id")
+        wamid = sent if isinstance(sent, str) and sent else None
+        if wamid is None:
+            log.warning("whatsapp %s: Meta accepted a message but gave no wamid", self.name)
+        log.info(
+            "whatsapp %s: sent %s %s (%s) as %s",
+            self.name,
+            outbound.kind,
+            outbound.delivery_id,
+            message["type"],
+            wamid,
+        )
+        return wamid
+
     # -- media ---------------------------------------------------------------------------------
 
     def _get(self, url: str, *, stream: bool = False) -> requests.Response:
@@ -183,6 +268,88 @@ def _raise_for(response: requests.Response, what: str) -> None:
     if status in (401, 403, 429) or status >= 500:  # a token can be renewed: keep retrying
         raise RetryableError(f"{what}: HTTP {status}")
     raise SkippableError(f"{what}: HTTP {status}")
+
+
+def _in_window(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """Whether the customer-service window is open (unknown: closed)."""
+    if last_inbound_at is None:
+        return False
+    if last_inbound_at.tzinfo is None:
+        last_inbound_at = last_inbound_at.replace(tzinfo=UTC)
+    return now - last_inbound_at < WINDOW
+
+
+def _wa_id(to: str) -> str:
+    """The recipient as Meta wants it: the E.164 number's digits, without ``+``."""
+    digits = to.strip().removeprefix("whatsapp:").removeprefix("+")
+    if not (digits.isascii() and digits.isdigit() and 6 <= len(digits) <= 15):
+        raise Undeliverable("the recipient is not an E.164 phone number")
+    return digits
+
+
+def _text_message(to: str, outbound: Outbound) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "text",
+        "text": {"preview_url": False, "body": outbound.text},
+    }
+    if outbound.in_reply_to and outbound.in_reply_to.startswith("wamid."):
+        message["context"] = {"message_id": outbound.in_reply_to}
+    return message
+
+
+def _template_message(to: str, name: str, language: str, outbound: Outbound) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": {
+            "name": name,
+            "language": {"code": language},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": outbound.ticket}]}
+            ],
+        },
+    }
+
+
+def _json_of(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:  # a proxy's HTML error page, an empty body
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _dict(value: Any, index: int | None = None) -> dict[str, Any]:
+    """``value`` (or its ``index``-th item) when it is a dict, else ``{}``."""
+    if index is not None:
+        value = value[index] if isinstance(value, list) and len(value) > index else None
+    return value if isinstance(value, dict) else {}
+
+
+def _send_refused(response: requests.Response, body: dict[str, Any]) -> ConnectorError:
+    """What a refused send means for the outbox. Meta's own message is left out: it can quote
+    the recipient."""
+    status = response.status_code
+    error = _dict(body.get("error"))
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    what = f"send: Graph API answered HTTP {status}" + (f", error {code}" if code else "")
+    if code == _BAD_TOKEN:
+        return FatalError(f"{what} (the access token is invalid or expired)")
+    if code in _RATE_LIMITED or status in (408, 429) or status >= 500:
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        return RetryableError(f"{what}, will retry", retry_after=wait)
+    if status in (401, 403):
+        return FatalError(f"{what} (the access token was refused)")
+    if code == _OUTSIDE_WINDOW:
+        return _OutsideWindow(f"{what}: outside WhatsApp's 24-hour window")
+    if 400 <= status < 500:
+        return Undeliverable(what)
+    return RetryableError(what)
 
 
 def _read_capped(response: requests.Response, limit: int) -> bytes:

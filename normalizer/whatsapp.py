@@ -3,7 +3,8 @@
 One stored raw payload is one message, self-contained: ``{"message": {...}, "contacts":
 [...], "metadata": {...}}`` as cut out of a webhook's ``entry[].changes[].value``.
 Media become attachments whose ``url`` is ``whatsapp-media:<media id>`` (downloaded later
-through the Graph API by the connector); Meta's base64 sha256 is turned into hex.
+through the Graph API by the connector); Meta's base64 sha256 is turned into hex. The
+``phone_number_id`` the citizen wrote to is kept as ``headers["to"]``: a reply goes out from it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def decode_whatsapp_message(
     if wamid is None:
         raise DecodeError("WhatsApp message without an id")
     kind = str(message.get("type", "unknown"))
+    headers = {"message-id": wamid}
+    our_number = str(_dict(_dict(data).get("metadata")).get("phone_number_id") or "").strip()
+    if our_number:
+        headers["to"] = our_number
     inbound = InboundMessage(
         channel="whatsapp",
         connector=connector,
@@ -89,7 +94,7 @@ def decode_whatsapp_message(
         sent_at=_sent_at(message.get("timestamp")),
         sender=_sender(message, _list(_dict(data).get("contacts"))),
         in_reply_to=_text(_dict(message.get("context")).get("id")),
-        headers={"message-id": wamid},
+        headers=headers,
         flags={"whatsapp_type": kind},
     )
     _content(inbound, kind, message)

@@ -18,10 +18,11 @@ recognise a repeat after a crash between sending and recording.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Outbound", "Sender"]
+__all__ = ["Outbound", "Sender", "retry_after_seconds"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,19 @@ class Sender(Protocol):
         """Send it; return the provider's id of the sent message (Message-ID, SID, wamid,
         gateway row id) or None. Raise RetryableError / Undeliverable as described above."""
         ...
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: a number of seconds, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
