@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -41,6 +40,8 @@ from omnichannel.webhook import (
     WebhookRequest,
     WebhookResponse,
     json_response,
+    signing_key,
+    standard_signature,
 )
 
 __all__ = ["WebConnector", "WebOptions", "signing_key", "standard_signature"]
@@ -82,22 +83,6 @@ class WebOptions(BaseModel):
         if unknown:
             raise ValueError(f"unknown mapping fields {unknown}; known: {list(FIELDS)}")
         return value
-
-
-def signing_key(secret: str) -> bytes:
-    """Standard Webhooks: ``whsec_`` + base64 is the key's bytes; any other secret its UTF-8."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret[len("whsec_") :], validate=True)
-        except (binascii.Error, ValueError):
-            pass
-    return secret.encode("utf-8")
-
-
-def standard_signature(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 class WebConnector(WebhookConnector):

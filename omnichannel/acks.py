@@ -1,34 +1,82 @@
-"""Acknowledgement texts: the tracking number sent back on the channel the citizen used."""
+"""What citizens are sent: acknowledgements (the tracking number), notifications of a status
+change, a team member's replies; per kind, channel and language."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from omnichannel.store.tables import outbox
 
-__all__ = ["DEFAULT_TEMPLATES", "render_acknowledgement", "take_inline"]
+__all__ = ["DEFAULT_TEMPLATES", "Templates", "take_inline"]
 
-DEFAULT_TEMPLATES = {
-    "id": (
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "acknowledgement.id": (
         "Terima kasih. Pengaduan Anda telah kami terima dengan nomor {ticket}. "
         "Simpan nomor ini untuk menanyakan perkembangannya."
     ),
-    "en": (
+    "acknowledgement.en": (
         "Thank you. We have received your complaint under number {ticket}. "
         "Keep this number to ask about its progress."
     ),
+    "acknowledgement.email.id": (
+        "Yth. Bapak/Ibu,\n\n"
+        "Pengaduan Anda telah kami terima dan dicatat dengan nomor {ticket}.\n"
+        "Untuk menanyakan perkembangannya, balas e-mail ini tanpa mengubah subjeknya, "
+        "atau sebutkan nomor {ticket} pada setiap pesan.\n\n"
+        "Pesan ini dikirim otomatis."
+    ),
+    "acknowledgement.email.en": (
+        "Dear Sir or Madam,\n\n"
+        "We have received your complaint and recorded it under number {ticket}.\n"
+        "To ask about its progress, reply to this e-mail keeping its subject, or quote "
+        "{ticket} in any message.\n\n"
+        "This message was sent automatically."
+    ),
+    "notification.resolved.id": "Pengaduan {ticket} telah selesai ditindaklanjuti. {note}",
+    "notification.resolved.en": "Your complaint {ticket} has been resolved. {note}",
+    "notification.rejected.id": (
+        "Pengaduan {ticket} tidak dapat kami tindak lanjuti. Alasan: {note}"
+    ),
+    "notification.rejected.en": "Your complaint {ticket} cannot be taken up. Reason: {note}",
+    "reply.id": "{text}\n\n(Pengaduan {ticket})",
+    "reply.en": "{text}\n\n(Complaint {ticket})",
+    "subject.id": "[{ticket}] Pengaduan Anda",
+    "subject.en": "[{ticket}] Your complaint",
 }
+"""Keys ``kind[.channel].language`` (``notification.<status>``); ``[acknowledgements.templates]``
+overrides any of them. ``{ticket}``, ``{note}`` and ``{text}`` are filled in."""
 
 
-def render_acknowledgement(
-    ticket: str, *, language: str = "id", template: str | None = None
-) -> str:
-    """The acknowledgement for ``ticket``: ``template`` (with ``{ticket}``) or the default."""
-    text = template or DEFAULT_TEMPLATES.get(language, DEFAULT_TEMPLATES["id"])
-    return text.replace("{ticket}", ticket)
+@dataclass(frozen=True)
+class Templates:
+    """The texts sent to citizens, per kind, channel and language."""
+
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    language: str = "id"
+    acknowledgement: str | None = None
+    """One acknowledgement text for every channel and language (``[acknowledgements]
+    template``), when set."""
+
+    def text(self, kind: str, channel: str, language: str | None, **values: str) -> str:
+        """The text of ``kind`` on ``channel`` in ``language`` (else the default language)."""
+        if kind == "acknowledgement" and self.acknowledgement:
+            return _fill(self.acknowledgement, values).strip()
+        lang = language if language in ("id", "en") else self.language
+        for key in (f"{kind}.{channel}.{lang}", f"{kind}.{lang}", f"{kind}.{channel}.id"):
+            found = self.overrides.get(key) or DEFAULT_TEMPLATES.get(key)
+            if found is not None:
+                return _fill(found, values).strip()
+        return _fill(DEFAULT_TEMPLATES[f"{kind}.id"], values).strip()
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
 
 
 def take_inline(conn: sa.Connection, complaint_ids: Sequence[int], now: datetime) -> set[int]:

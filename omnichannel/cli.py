@@ -407,14 +407,34 @@ def _channel_limited_by(limit_for: Callable[[str], tuple[str | None, int]]) -> A
     return Channel
 
 
-def _start_background(inbox: Inbox, stop: threading.Event) -> list[threading.Thread]:
-    """The filing worker (a thread of the inbox) and the media downloads."""
+def _start_background(
+    inbox: Inbox, stop: threading.Event, *, outbox: bool = False
+) -> list[threading.Thread]:
+    """The filing worker (a thread of the inbox), the media downloads and, for ``run``, the
+    outbox worker."""
     inbox.worker.start(interval=inbox.config.filing.interval)
-    media_thread = threading.Thread(
-        target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
+    threads = [
+        threading.Thread(
+            target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
+        )
+    ]
+    if outbox:
+        threads.append(_outbox_thread(inbox, stop))
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _outbox_thread(inbox: Inbox, stop: threading.Event) -> threading.Thread:
+    from omnichannel.outbox import run_outbox_worker
+
+    return threading.Thread(
+        target=run_outbox_worker,
+        args=(inbox.outbox, stop),
+        kwargs={"interval": inbox.config.outbox.interval},
+        name="outbox",
+        daemon=True,
     )
-    media_thread.start()
-    return [media_thread]
 
 
 def _stop_background(
@@ -468,7 +488,8 @@ SHUTDOWN_SECONDS = 8.0
 @pass_state
 @_handled
 def run(state: _State, host: str | None, port: int | None, threads: int) -> None:
-    """The daemon: pollers, webhook server, filing and media workers, until SIGTERM/SIGINT.
+    """The daemon: pollers, webhook server, filing, media and outbox workers, until
+    SIGTERM/SIGINT.
 
     One process does it all; on PostgreSQL run as many as you like (each poller is held by one
     replica at a time, any replica answers webhooks, every worker claims its own rows).
@@ -479,7 +500,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
     server = _create_server(inbox, host, port, threads)
     stop = threading.Event()
-    background = _start_background(inbox, stop)
+    background = _start_background(inbox, stop, outbox=True)
     names = _polling_names(inbox, ())
     pollers = threading.Thread(
         target=run_pollers, args=(inbox, names, stop), name="pollers", daemon=True
@@ -505,8 +526,8 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
 @pass_state
 @_handled
 def work(state: _State, once: bool) -> None:
-    """File stored messages until SIGTERM/SIGINT (run more of these for more capacity on
-    PostgreSQL); with --once, file the backlog and exit."""
+    """File stored messages and send the outbox until SIGTERM/SIGINT (run more of these for
+    more capacity on PostgreSQL); with --once, file the backlog, send what is due, and exit."""
     inbox = state.inbox()
     configure_logging(secrets=_all_secrets(inbox), **state.logging)
     if once:
@@ -514,10 +535,26 @@ def work(state: _State, once: bool) -> None:
         waiting = inbox.worker.backlog()
         note = " (held by other workers, or left for the next run)" if waiting else ""
         click.echo(f"filed {count} messages; {waiting} waiting{note}")
+        sent = inbox.outbox.drain()
+        click.echo(f"outbox: {_counts(sent)}")
         return
+    stop = threading.Event()
+    sender = _outbox_thread(inbox, stop)
+    sender.start()
+
+    def stopping(*_: object) -> None:
+        stop.set()
+        inbox.worker.close(timeout=0)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: inbox.worker.close(timeout=0))
+        signal.signal(signum, stopping)
     inbox.worker.run(interval=inbox.config.filing.interval)
+    stop.set()
+    sender.join(timeout=SHUTDOWN_SECONDS)
+
+
+def _counts(mapping: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(mapping.items())) or "nothing due"
 
 
 def _exit_on_sigterm(*_: object) -> None:
@@ -972,6 +1009,18 @@ def queue_comment(state: _State, key: str, note: str, actor: str) -> None:
     click.echo(f"{item.ticket}: {item.status}")
 
 
+@queue.command("reply")
+@click.argument("key")
+@click.argument("text")
+@_actor_option
+@pass_state
+@_handled
+def queue_reply(state: _State, key: str, text: str, actor: str) -> None:
+    """Answer the citizen on the complaint's channel (sent by the outbox worker)."""
+    item = state.inbox().queue.reply(key, text, actor=actor)
+    click.echo(f"{item.ticket}: reply queued")
+
+
 def _transition_command(name: str, summary: str) -> None:
     @queue.command(name, help=summary)
     @click.argument("key")
@@ -995,6 +1044,63 @@ for _command_name, _command_help in (
     ("reopen", "Bring a resolved, closed or rejected complaint back to open."),
 ):
     _transition_command(_command_name, _command_help)
+
+
+# -- outbox ------------------------------------------------------------------------------------
+
+
+@main.group()
+def outbox() -> None:
+    """Deliveries to citizens and forwarders: list them, send dead ones again."""
+
+
+@outbox.command("list")
+@click.option(
+    "--status", help="Only this status (pending, sending, sent, dead, skipped, sent-inline)."
+)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def outbox_list(state: _State, status: str | None, limit: int, fmt: str) -> None:
+    """List deliveries, newest first (ID is the one to retry)."""
+    rows, more = state.inbox(read_only=True).outbox.list(status=status, limit=limit)
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row.as_json(), ensure_ascii=False))
+        return
+    table = [
+        [
+            r.id,
+            r.kind if r.kind != "forward" else f"forward {r.payload.get('event', '')}",
+            _short(r.target, 28),
+            r.status,
+            r.attempts,
+            _when(r.sent_at or r.next_attempt_at),
+            _short(r.last_error, 50),
+        ]
+        for r in rows
+    ]
+    click.echo(_table(table, ["ID", "KIND", "TO", "STATUS", "TRIES", "SENT/DUE", "LAST ERROR"]))
+    if more:
+        click.echo(f"(more than {limit}; use --limit or --status)")
+
+
+def _when(value: datetime | None) -> str:
+    return format_utc(value) if value is not None else ""
+
+
+@outbox.command("retry")
+@click.argument("row_id", required=False, type=int)
+@pass_state
+@_handled
+def outbox_retry(state: _State, row_id: int | None) -> None:
+    """Send dead deliveries again (or the one ID, dead or skipped), from a fresh count of
+    attempts; the outbox worker of `run` or `work` sends them."""
+    count = state.inbox().outbox.retry(row_id)
+    if row_id is not None and count == 0:
+        _fail([f"outbox row {row_id} is not dead or skipped"], EXIT_FAILED)
+    click.echo(f"{count} deliveries pending again")
 
 
 # -- quarantine --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from omnichannel.errors import ConfigError, UnknownConnector
+from omnichannel.mail import SmtpOptions
 from omnichannel.routing import Route, Router, compile_pattern
 
 __all__ = [
@@ -104,8 +105,73 @@ class TicketsConfig(_Section):
 
 class AcknowledgementConfig(_Section):
     enabled: bool = True
-    language: str = "id"
+    language: str = Field(default="id", pattern=r"^(id|en)$")
+    """The language of what is sent when the complaint's own is neither ``id`` nor ``en``."""
     template: str | None = None
+    """The acknowledgement text (with ``{ticket}``) for every channel and language."""
+    templates: dict[str, str] = Field(default_factory=dict)
+    """Texts by ``kind[.channel].language`` (``acknowledgement.email.en``,
+    ``notification.resolved.id``, ``reply.id``, ``subject.en``), overriding the defaults."""
+    daily_limit: int = Field(default=3, ge=0)
+    """Automatic messages (acknowledgements, notifications) per citizen address per day;
+    0 for no limit."""
+    sms_connector: str | None = None
+    """A connector that sends SMS (twilio, gammu) for complaints that came in on another
+    channel (web, files) with only a phone number to answer."""
+    reply_window_days: int = Field(default=7, ge=0)
+    """An SMS or WhatsApp message from a citizen the team answered within this many days is
+    the citizen's answer: it joins that complaint."""
+
+
+class OutboxConfig(_Section):
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    """Attempts of one delivery before it is ``dead`` (``outbox retry`` sends it again)."""
+    backoff: float = Field(default=30.0, gt=0, le=86_400)
+    """Seconds before the second attempt; doubling each time (with jitter) to ``backoff_max``.
+    A ``Retry-After`` from the far side is waited for when it asks for longer."""
+    backoff_max: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    lease: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds a worker holds a delivery it is sending; a worker killed meanwhile leaves it to
+    another after that."""
+    batch_size: int = Field(default=20, ge=1, le=1000)
+    interval: float = Field(default=2.0, gt=0, le=3600)
+    """Seconds between a worker's looks for due deliveries when it found none."""
+
+
+class ForwarderConfig(BaseModel):
+    """One ``[[forwarders]]`` entry: name, type, which events of which agencies, and the
+    type's own options (``url``/``secret`` for ``webhook``, ``to``/``addresses`` for
+    ``email``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    type: str
+    events: list[str] = Field(
+        default_factory=lambda: [
+            "complaint.created",
+            "complaint.assigned",
+            "complaint.status_changed",
+        ]
+    )
+    """Among ``created``, ``assigned``, ``status_changed`` (or ``complaint.``-prefixed)."""
+    agencies: list[str] = Field(default_factory=list)
+    """Only complaints routed to these agencies (every agency when empty)."""
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        from omnichannel.forwarders import EVENTS
+
+        full = [v if v.startswith("complaint.") else f"complaint.{v}" for v in value]
+        unknown = sorted(set(full) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; known: {list(EVENTS)}")
+        return full
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class DedupeConfig(_Section):
@@ -123,13 +189,30 @@ class FilingConfig(_Section):
     """Seconds between a worker's looks for rows stored by other processes."""
 
 
+class CategoryDeadlines(_Section):
+    verify_days: int | None = Field(default=None, ge=0, le=365)
+    follow_up_days: int | None = Field(default=None, ge=0, le=365)
+
+
 class DeadlinesConfig(_Section):
     """Working days in the office's timezone (weekends and ``holidays`` skipped)."""
 
     verify_days: int = Field(default=3, ge=0, le=365)
     """A new complaint is due (``due_at``) this many working days after it was received."""
     follow_up_days: int = Field(default=5, ge=0, le=365)
+    """Once assigned to an agency, it is due this many working days after the assignment."""
     holidays: list[date] = Field(default_factory=list)
+    categories: dict[str, CategoryDeadlines] = Field(default_factory=dict)
+    """Per category: ``[deadlines.categories.licensing] verify_days = 2``."""
+
+    def days(self, category: str | None) -> tuple[int, int]:
+        """(verify, follow-up) working days for a category."""
+        own = self.categories.get(category or "")
+        verify = own.verify_days if own and own.verify_days is not None else self.verify_days
+        follow = (
+            own.follow_up_days if own and own.follow_up_days is not None else self.follow_up_days
+        )
+        return verify, follow
 
 
 class RouteConfig(_Section):
@@ -195,6 +278,10 @@ class Config(_Section):
     deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     routes: list[RouteConfig] = Field(default_factory=list)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    smtp: SmtpOptions | None = None
+    """Outgoing mail (e-mail acknowledgements, replies, the email forwarder); none without."""
+    forwarders: list[ForwarderConfig] = Field(default_factory=list)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(
@@ -211,6 +298,15 @@ class Config(_Section):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("forwarders")
+    @classmethod
+    def _unique_forwarders(cls, value: list[ForwarderConfig]) -> list[ForwarderConfig]:
+        names = [item.name for item in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"forwarder name {twice[0]!r} is used twice")
         return value
 
     @field_validator("connectors")
@@ -317,6 +413,41 @@ def _validate_connectors(data: Mapping[str, Any], problems: list[str]) -> None:
             problems.extend(format_validation_error(exc, ("connectors", index)))
 
 
+def _validate_forwarders(data: Mapping[str, Any], problems: list[str]) -> None:
+    """Each forwarder's type must exist and its options be valid for that type."""
+    from omnichannel.forwarders import forwarder_class
+
+    items = data.get("forwarders")
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            continue  # reported by the top-level validation
+        try:
+            cls = forwarder_class(item["type"])
+        except LookupError as exc:
+            problems.append(f"forwarders[{index}].type: {exc.args[0]}")
+            continue
+        model = getattr(cls, "Options", None)
+        if model is None:
+            continue
+        options = {k: v for k, v in item.items() if k not in ForwarderConfig.model_fields}
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            problems.extend(format_validation_error(exc, ("forwarders", index)))
+        if item["type"] == "email" and data.get("smtp") is None:
+            problems.append(f"forwarders[{index}]: the email forwarder needs an [smtp] section")
+
+
+def _check_references(config: Config, problems: list[str]) -> None:
+    """Names that must name a connector."""
+    names = {c.name for c in config.connectors}
+    via = config.acknowledgements.sms_connector
+    if via is not None and via not in names:
+        problems.append(f"acknowledgements.sms_connector: no connector named {via!r}")
+
+
 def parse_config(
     data: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
@@ -329,6 +460,9 @@ def parse_config(
     except ValidationError as exc:
         problems += format_validation_error(exc)
     _validate_connectors(data, problems)
+    _validate_forwarders(data, problems)
+    if config is not None:
+        _check_references(config, problems)
     if problems or config is None:
         raise ConfigError(problems)
     config.source = source

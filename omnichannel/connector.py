@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from omnichannel.acks import Templates
 from omnichannel.schema import InboundMessage, RawMessage
 
 __all__ = [
@@ -53,18 +54,13 @@ class ConnectorContext:
     public_url: str | None = None
     """How providers reach us (``server.public_url``): signature URLs are rebuilt from it."""
     acknowledgements: bool = True
-    ack_language: str = "id"
-    ack_template: str | None = None
+    templates: Templates = field(default_factory=Templates)
 
-    def acknowledgement(self, ticket: str) -> str | None:
+    def acknowledgement(self, ticket: str, channel: str = "sms") -> str | None:
         """The acknowledgement text for ``ticket``, or None when acknowledgements are off."""
         if not self.acknowledgements:
             return None
-        from omnichannel.acks import render_acknowledgement
-
-        return render_acknowledgement(
-            ticket, language=self.ack_language, template=self.ack_template
-        )
+        return self.templates.text("acknowledgement", channel, None, ticket=ticket)
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,28 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from normalizer.normalize import body_fingerprint, sender_key
-from omnichannel.schema import NormalizedMessage, Outcome
+from omnichannel.schema import NormalizedMessage, Outcome, format_utc
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
     UTCDateTime,
     attachments,
     complaints,
     messages,
+    outbound_messages,
     outbox,
     queue_items,
     ticket_counters,
 )
 
-__all__ = ["Filed", "add_working_days", "file_messages", "next_tickets", "sha256_hex"]
+__all__ = [
+    "Filed",
+    "add_working_days",
+    "file_messages",
+    "next_tickets",
+    "outbox_row",
+    "reply_route",
+    "sha256_hex",
+]
 
 CHUNK = 500
 _IN: sa.BindParameter[Any] = sa.bindparam("values", expanding=True)
@@ -61,6 +70,28 @@ _THREADS = (
     .join(complaints, complaints.c.id == messages.c.complaint_id)
     .where(messages.c.message_id.in_(_IN))
 )
+_OUR_THREADS = (
+    sa.select(outbound_messages.c.provider_id, complaints.c.id, complaints.c.ticket)
+    .join(complaints, complaints.c.id == outbound_messages.c.complaint_id)
+    .where(outbound_messages.c.provider_id.in_(_IN))
+)
+"""A citizen's answer to what we sent (an e-mail's In-Reply-To, a quoted WhatsApp message)."""
+_ANSWERED = (
+    sa.select(
+        outbound_messages.c.to_address,
+        outbound_messages.c.sent_at,
+        complaints.c.id,
+        complaints.c.ticket,
+    )
+    .join(complaints, complaints.c.id == outbound_messages.c.complaint_id)
+    .where(
+        outbound_messages.c.to_address.in_(_IN),
+        outbound_messages.c.kind == "reply",
+        outbound_messages.c.sent_at >= sa.bindparam("since", type_=UTCDateTime()),
+        complaints.c.status.in_(("open", "assigned", "in_progress", "resolved")),
+    )
+)
+"""Complaints whose team answered an address lately: that address's next SMS joins it."""
 _TICKETS = sa.select(complaints.c.ticket, complaints.c.id).where(complaints.c.ticket.in_(_IN))
 _SENDERS = (
     sa.select(
@@ -136,7 +167,7 @@ def file_messages(
     if not items:
         return []
     keys = [_keys(message, settings.ticket_prefix) for _, message in items]
-    plan = _plan(conn, [m for _, m in items], keys, settings.same_sender_window)
+    plan = _plan(conn, [m for _, m in items], keys, settings)
     complaint_ids, tickets = _insert_complaints(conn, items, plan, settings, now)
     message_ids = _insert_messages(conn, items, keys, plan, complaint_ids)
     _insert_attachments(conn, items, message_ids, plan, complaint_ids)
@@ -158,10 +189,13 @@ def _filed(outcome: Outcome, target: _Target | None, ids: list[int], tickets: li
 
 def _keys(message: NormalizedMessage, prefix: str) -> _Keys:
     thread = [i for i in [message.in_reply_to, *reversed(message.references)] if i]
-    match = re.search(rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b", message.subject or "")
+    pattern = rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b"
+    match = re.search(pattern, message.subject or "", re.IGNORECASE)
+    if match is None and message.channel in ("sms", "whatsapp"):
+        match = re.search(pattern, message.body, re.IGNORECASE)  # "ADU-2026-000123 kapan …"
     return _Keys(
         thread,
-        match.group(1) if match else None,
+        match.group(1).upper() if match else None,
         sender_key(message.sender),
         body_fingerprint(message.body),
     )
@@ -172,11 +206,14 @@ def _has_content(message: NormalizedMessage) -> bool:
 
 
 def _plan(
-    conn: sa.Connection, batch: list[NormalizedMessage], keys: list[_Keys], window: timedelta
+    conn: sa.Connection, batch: list[NormalizedMessage], keys: list[_Keys], settings: Any
 ) -> _Plan:
+    window = settings.same_sender_window
+    oldest = min((m.received_at for m in batch), default=None)
     threads = _known_threads(conn, {i for k in keys for i in k.thread})
     tickets = _known_tickets(conn, {k.ticket for k in keys if k.ticket})
-    senders = _known_senders(conn, keys, min((m.received_at for m in batch), default=None), window)
+    senders = _known_senders(conn, keys, oldest, window)
+    answered = _answered(conn, batch, oldest, settings.reply_window)
     plan = _Plan()
     local_threads: dict[str, _Target] = {}
     local_senders: dict[tuple[str, str], tuple[datetime, _Target]] = {}
@@ -194,6 +231,7 @@ def _plan(
             _first(key.thread, local_threads, threads)
             or (tickets.get(key.ticket) if key.ticket else None)
             or _same_sender(message, key, local_senders, senders, window)
+            or _answer_to(message, answered, settings.reply_window)
         )
         if target is None:
             target = _Target(new_index=len(plan.new))
@@ -241,9 +279,48 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
     found: dict[str, _Target] = {}
     for chunk in _chunks(ids):
-        rows = _fetch_in(conn, _THREADS, chunk)
-        found.update({message_id: _Target(cid, ticket) for message_id, cid, ticket in rows})
+        for statement in (_OUR_THREADS, _THREADS):  # a message of the citizen's wins
+            rows = _fetch_in(conn, statement, chunk)
+            found.update({message_id: _Target(cid, ticket) for message_id, cid, ticket in rows})
     return found
+
+
+def _answerable_phone(message: NormalizedMessage) -> str | None:
+    phone = message.sender.phone
+    if message.channel in ("sms", "whatsapp") and phone and _PHONE.fullmatch(phone):
+        return phone
+    return None
+
+
+def _answered(
+    conn: sa.Connection, batch: list[NormalizedMessage], oldest: datetime | None, window: timedelta
+) -> dict[str, list[tuple[datetime, _Target]]]:
+    phones = {p for p in map(_answerable_phone, batch) if p}
+    found: dict[str, list[tuple[datetime, _Target]]] = {}
+    if not phones or oldest is None or window <= timedelta(0):
+        return found
+    for chunk in _chunks(phones):
+        for to, sent_at, cid, ticket in _fetch_in(conn, _ANSWERED, chunk, since=oldest - window):
+            found.setdefault(to, []).append((sent_at, _Target(cid, ticket)))
+    return found
+
+
+def _answer_to(
+    message: NormalizedMessage,
+    answered: dict[str, list[tuple[datetime, _Target]]],
+    window: timedelta,
+) -> _Target | None:
+    """The complaint whose team last answered this sender, within the window, before this
+    message: an SMS carries no thread, so the citizen's next message is taken as the answer."""
+    phone = _answerable_phone(message)
+    if phone is None:
+        return None
+    recent = [
+        (when, target)
+        for when, target in answered.get(phone, [])
+        if message.received_at - window <= when <= message.received_at
+    ]
+    return max(recent, key=lambda item: item[0])[1] if recent else None
 
 
 def _known_tickets(conn: sa.Connection, tickets: set[str | None]) -> dict[str, _Target]:
@@ -331,10 +408,13 @@ def _insert_complaints(
         routes.append(route)
     years = [m.received_at.astimezone(settings.timezone).year for m in opening]
     tickets = _allocate(conn, years, settings.ticket_prefix)
-    rows = [
-        _complaint_row(m, t, settings, now) | {"route": r}
-        for m, t, r in zip(opening, tickets, routes, strict=True)
-    ]
+    rows = []
+    for message, ticket, route in zip(opening, tickets, routes, strict=True):
+        to, via = reply_route(message, settings) or (None, None)
+        rows.append(
+            _complaint_row(message, ticket, settings, now)
+            | {"route": route, "reply_to": to, "reply_via": via}
+        )
     ids = list(conn.execute(_INSERT_COMPLAINTS, rows).scalars())
     return ids, tickets
 
@@ -364,7 +444,9 @@ def _complaint_row(
         "agency": message.agency,
         "due_at": add_working_days(
             message.received_at,
-            settings.verify_working_days,
+            settings.deadlines(message.category)[0]
+            if settings.deadlines
+            else settings.verify_working_days,
             settings.timezone,
             settings.holidays,
         ),
@@ -470,7 +552,7 @@ def _enqueue(
     settings: Any,
     now: datetime,
 ) -> None:
-    queue, acks = [], []
+    queue, out = [], []
     for index, position in enumerate(plan.new):
         message, complaint_id = items[position][1], complaint_ids[index]
         queue.append(
@@ -484,43 +566,105 @@ def _enqueue(
                 "updated_at": now,
             }
         )
-        target = _reply_address(message)
-        if settings.acknowledgements and target is not None:
-            acks.append(
-                {
-                    "complaint_id": complaint_id,
-                    "message_id": message_ids[position],
-                    "kind": "acknowledgement",
-                    "target": target,
-                    "delivery_id": f"ack-{complaint_id}",
-                    "payload": {
-                        "ticket": tickets[index],
-                        "channel": message.channel,
-                        "connector": message.connector,
-                    },
-                    "status": "pending",
-                    "attempts": 0,
-                    # a reply that may carry it inline (TwiML) has the first chance at it
-                    "next_attempt_at": now + settings.inline_hold
-                    if message.connector in settings.inline_ack
-                    else now,
-                    "last_error": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+        route = reply_route(message, settings)
+        if settings.acknowledgements and route is not None:
+            # a reply that may carry it inline (TwiML) has the first chance at it
+            held = message.connector in settings.inline_ack
+            out.append(
+                outbox_row(
+                    complaint_id,
+                    "acknowledgement",
+                    route[0],
+                    f"ack-{complaint_id}",
+                    {"ticket": tickets[index], "via": route[1]},
+                    now,
+                    due=now + settings.inline_hold if held else now,
+                    message_id=message_ids[position],
+                )
             )
+        for spec in settings.forwarders:
+            if spec.wants("complaint.created", message.agency):
+                out.append(
+                    outbox_row(
+                        complaint_id,
+                        "forward",
+                        spec.name,
+                        f"fwd-{spec.name}-c{complaint_id}",
+                        {"event": "complaint.created", "at": format_utc(now)},
+                        now,
+                    )
+                )
     _execute(conn, _INSERT_QUEUE_ITEMS, queue)
-    _execute(conn, _INSERT_OUTBOX, acks)
+    _execute(conn, _INSERT_OUTBOX, out)
 
 
-def _reply_address(message: NormalizedMessage) -> str | None:
-    """Where the acknowledgement goes, on the channel the citizen used."""
-    if message.anonymous or message.is_automatic or message.flags.get("auto_reply_suspect"):
-        return None  # never acknowledge what may be an automatic reply (mail loops)
+def outbox_row(
+    complaint_id: int,
+    kind: str,
+    target: str,
+    delivery_id: str,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    due: datetime | None = None,
+    message_id: int | None = None,
+) -> dict[str, Any]:
+    """An outbox row to insert: a delivery, pending from ``due`` (default ``now``)."""
+    return {
+        "complaint_id": complaint_id,
+        "message_id": message_id,
+        "kind": kind,
+        "target": target,
+        "delivery_id": delivery_id,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": due or now,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "lease_until": None,
+        "sent_at": None,
+        "provider_id": None,
+    }
+
+
+_PHONE = re.compile(r"\+[1-9]\d{7,14}")
+"""A phone that can be answered: E.164, eight digits or more (not a short code)."""
+_NO_REPLY = re.compile(
+    r"^(no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?)([+._-].*)?@",
+    re.IGNORECASE,
+)
+"""Mailboxes nobody reads, or that answer by themselves."""
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+
+
+def reply_route(message: NormalizedMessage, settings: Any) -> tuple[str, str] | None:
+    """Where answers to the citizen go, and how: ``(address, "smtp" | connector)``; None for
+    an automatic message (auto-reply, bounce, a status report), an operator's or a short
+    code's, an anonymous complaint (unless the citizen asked to be answered), or a channel
+    nothing here can answer on."""
+    flags = message.flags
+    if message.is_automatic or flags.get("auto_reply_suspect") or flags.get("bounce"):
+        return None  # never answer what may be an automatic reply (mail loops)
+    if message.anonymous and not flags.get("contact_ok"):
+        return None
+    email = message.sender.email
+    email = email if email and _EMAIL.fullmatch(email) and not _NO_REPLY.match(email) else None
+    phone = message.sender.phone if message.sender.phone else None
+    phone = phone if phone and _PHONE.fullmatch(phone) else None
     if message.channel == "email":
-        return message.sender.email
-    if message.channel in ("sms", "whatsapp") and message.sender.phone:
-        return message.sender.phone if message.sender.phone.startswith("+") else None
+        return (email, "smtp") if email and settings.smtp else None
+    if message.channel in ("sms", "whatsapp"):
+        if phone and message.connector in settings.senders:
+            return phone, message.connector
+        if phone and message.channel == "sms" and settings.sms_via:
+            return phone, settings.sms_via
+        return None
+    if email and settings.smtp:  # web and others: the contact the form gave
+        return email, "smtp"
+    if phone and settings.sms_via:
+        return phone, settings.sms_via
     return None
 
 

@@ -8,16 +8,34 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
-from omnichannel import acks, pipeline, queries
+from omnichannel import acks, filing, pipeline, queries
+from omnichannel.acks import Templates
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
-from omnichannel.errors import StorageUnavailable, UnknownConnector
+from omnichannel.errors import StorageUnavailable, Undeliverable, UnknownConnector
+from omnichannel.forwarders import (
+    EVENTS,
+    Forward,
+    Forwarder,
+    ForwarderContext,
+    ForwarderSpec,
+    build_forwarder,
+)
 from omnichannel.media import MediaResult, fetch_pending_media
+from omnichannel.outbound import Sender
+from omnichannel.outbox import (
+    CITIZEN_KINDS,
+    DeliveryPolicy,
+    Outbox,
+    OutboxRow,
+    citizen_outbound,
+    plan_event,
+)
 from omnichannel.pipeline import Decoder, Settings
 from omnichannel.queue import Queue
 from omnichannel.registry import connector_class
@@ -94,14 +112,15 @@ class Inbox:
             wait_for_database=wait_for_database,
         )
         ack = self.config.acknowledgements
+        self.templates = Templates(ack.templates, ack.language, ack.template)
         self.context = ConnectorContext(
             timezone=self.config.tz,
             region=self.config.region,
             public_url=self.config.server.public_url,
             acknowledgements=ack.enabled,
-            ack_language=ack.language,
-            ack_template=ack.template,
+            templates=self.templates,
         )
+        deadlines = self.config.deadlines
         self.settings = Settings(
             ticket_prefix=self.config.tickets.prefix,
             timezone=self.config.tz,
@@ -109,9 +128,18 @@ class Inbox:
             acknowledgements=self.config.acknowledgements.enabled,
             same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
             inline_hold=timedelta(seconds=self.config.filing.wait + 30),
-            verify_working_days=self.config.deadlines.verify_days,
-            holidays=frozenset(self.config.deadlines.holidays),
+            verify_working_days=deadlines.verify_days,
+            holidays=frozenset(deadlines.holidays),
             router=self.config.router(),
+            deadlines=deadlines.days,
+            smtp=self.config.smtp is not None,
+            senders=frozenset(self._sending_connectors()),
+            sms_via=ack.sms_connector,
+            forwarders=tuple(
+                ForwarderSpec(f.name, f.type, tuple(f.events), tuple(f.agencies), f.options)
+                for f in self.config.forwarders
+            ),
+            reply_window=timedelta(days=ack.reply_window_days),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
@@ -125,8 +153,111 @@ class Inbox:
         )
         """Files what is stored: in the caller's thread by default; ``worker.start()`` runs
         it in a thread of its own (``omnichannel serve``), so webhooks are answered first."""
-        self.queue = Queue(self.store, clock=clock)
-        """The team queue: claim, assign, comment, resolve, close, reject, reopen."""
+        self.queue = Queue(
+            self.store,
+            clock=clock,
+            planner=lambda conn, event: plan_event(conn, event, self.settings),
+            follow_up=self._follow_up_due,
+        )
+        """The team queue: claim, assign, comment, reply, resolve, close, reject, reopen."""
+        out = self.config.outbox
+        self.outbox = Outbox(
+            self.store,
+            self._dispatch,
+            DeliveryPolicy(
+                max_attempts=out.max_attempts,
+                backoff=out.backoff,
+                backoff_max=out.backoff_max,
+                lease=out.lease,
+                batch_size=out.batch_size,
+                daily_limit=ack.daily_limit,
+                timezone=self.config.tz,
+            ),
+            clock=clock,
+        )
+        """Acknowledgements, notifications, replies and forwards: ``outbox.deliver_due()``
+        sends what is due (``run`` and ``work`` do, in a thread)."""
+        self._mailer: Any = None
+        self._forwarders: dict[str, Forwarder] = {}
+
+    # -- the outbound side ---------------------------------------------------------------------
+
+    def _sending_connectors(self) -> list[str]:
+        """Enabled connectors whose type can answer on its channel (has ``send``)."""
+        names = []
+        for entry in self.config.connectors:
+            if not entry.enabled:
+                continue
+            try:
+                cls = connector_class(entry.type)
+            except UnknownConnector:
+                continue
+            if callable(getattr(cls, "send", None)):
+                names.append(entry.name)
+        return names
+
+    def _follow_up_due(self, category: str | None, since: datetime) -> datetime:
+        days = self.config.deadlines.days(category)[1]
+        return filing.add_working_days(
+            since, days, self.config.tz, frozenset(self.config.deadlines.holidays)
+        )
+
+    @property
+    def mailer(self) -> Any:
+        """Outgoing mail (``[smtp]``), or None when not configured."""
+        if self._mailer is None and self.config.smtp is not None:
+            from omnichannel.mail import Mailer
+
+            self._mailer = Mailer(self.config.smtp)
+        return self._mailer
+
+    def forwarder(self, name: str) -> Forwarder:
+        """The ``[[forwarders]]`` entry called ``name``, built on first use."""
+        if name not in self._forwarders:
+            spec = next((f for f in self.settings.forwarders if f.name == name), None)
+            if spec is None:
+                raise Undeliverable(f"no forwarder named {name!r} is configured")
+            context = ForwarderContext(mailer=self.mailer, timezone=self.config.tz)
+            self._forwarders[name] = build_forwarder(spec, context)
+        return self._forwarders[name]
+
+    def add_forwarder(self, forwarder: Forwarder, *, events: Sequence[str] = EVENTS) -> None:
+        """Use a forwarder instance that is not in the configuration (tests, portals)."""
+        self._forwarders[forwarder.name] = forwarder
+        spec = ForwarderSpec(forwarder.name, "instance", tuple(events))
+        kept = tuple(f for f in self.settings.forwarders if f.name != forwarder.name)
+        self.settings = dataclasses.replace(self.settings, forwarders=(*kept, spec))
+
+    def sender(self, via: str) -> Sender:
+        """What sends to citizens ``via`` a route: ``smtp`` or a connector's name."""
+        if via == "smtp":
+            if self.mailer is None:
+                raise Undeliverable("no [smtp] section: e-mail cannot be sent")
+            return cast(Sender, self.mailer)
+        try:
+            connector = self.connector(via)
+        except UnknownConnector:
+            raise Undeliverable(f"no connector named {via!r} to send with") from None
+        if not isinstance(connector, Sender):
+            raise Undeliverable(f"connector {via!r} cannot send messages")
+        return connector
+
+    def _dispatch(self, row: OutboxRow) -> tuple[str | None, str | None]:
+        """Send one outbox row: to a citizen (the text sent is returned) or a forwarder."""
+        if row.kind in CITIZEN_KINDS:
+            with self.store.transaction() as conn:
+                outbound = citizen_outbound(conn, row, self.templates)
+            sender = self.sender(str(row.payload.get("via") or ""))
+            return sender.send(outbound), outbound.text
+        forwarder = self.forwarder(row.target)
+        with self.store.transaction() as conn:
+            complaint = queries.complaint(conn, row.complaint_id) if row.complaint_id else None
+        if complaint is None:
+            raise Undeliverable("the complaint is gone")
+        data = complaint.model_dump(mode="json")
+        at = datetime.fromisoformat(str(row.payload.get("at")).replace("Z", "+00:00"))
+        item = Forward(row.delivery_id, str(row.payload.get("event")), data, at)
+        return forwarder.forward(item), None
 
     def connector_health(self, name: str) -> dict[str, Any]:
         """How connector ``name`` is doing: last success, last error, failed (for /healthz)."""
@@ -186,6 +317,9 @@ class Inbox:
         if connector.acknowledges_inline:
             inline = self.settings.inline_ack | {connector.name}
             self.settings = dataclasses.replace(self.settings, inline_ack=inline)
+        if isinstance(connector, Sender):
+            senders = self.settings.senders | {connector.name}
+            self.settings = dataclasses.replace(self.settings, senders=senders)
 
     # -- receiving -----------------------------------------------------------------------------
 

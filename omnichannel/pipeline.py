@@ -68,6 +68,19 @@ class Settings:
     """Connectors whose webhook reply may carry the acknowledgement (TwiML): their outbox rows
     are held back (``inline_hold``) so that the reply can take them first."""
     inline_hold: timedelta = timedelta(seconds=30)
+    deadlines: Callable[[str | None], tuple[int, int]] | None = None
+    """(verify, follow-up) working days of a category; None: ``verify_working_days`` for all."""
+    smtp: bool = False
+    """Outgoing mail is configured: e-mail addresses can be answered."""
+    senders: frozenset[str] = frozenset()
+    """Connectors that send on their own channel (twilio, whatsapp-cloud, gammu)."""
+    sms_via: str | None = None
+    """The connector that sends SMS for complaints from channels that cannot (web, files)."""
+    forwarders: tuple[Any, ...] = ()
+    """``ForwarderSpec`` s: where new complaints and their events are forwarded."""
+    reply_window: timedelta = timedelta(days=7)
+    """An SMS/WhatsApp message from an address the team answered within this window joins
+    the complaint answered."""
 
 
 @dataclass

@@ -13,11 +13,19 @@ from omnichannel.schema import (
     Complaint,
     Location,
     Message,
+    OutboundMessage,
     Outcome,
     RawMessage,
     Sender,
 )
-from omnichannel.store.tables import attachments, complaints, messages, quarantine, raw_messages
+from omnichannel.store.tables import (
+    attachments,
+    complaints,
+    messages,
+    outbound_messages,
+    quarantine,
+    raw_messages,
+)
 
 __all__ = [
     "backlog_by_connector",
@@ -52,9 +60,34 @@ def load_complaints(
     ids = [row["id"] for row in rows]
     by_complaint = _messages_of(conn, ids)
     files = _attachments_of(conn, ids)
-    return [
-        _complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], [])) for row in rows
-    ]
+    sent = _outbound_of(conn, ids)
+    found = []
+    for row in rows:
+        item = _complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], []))
+        if not (row["anonymous"] or row["confidential"]):
+            item.outbound = sent.get(row["id"], [])
+        found.append(item)
+    return found
+
+
+def _outbound_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[OutboundMessage]]:
+    query = (
+        sa.select(
+            outbound_messages.c.complaint_id,
+            outbound_messages.c.kind,
+            outbound_messages.c.via,
+            outbound_messages.c.to_address,
+            outbound_messages.c.body,
+            outbound_messages.c.sent_at,
+        )
+        .where(outbound_messages.c.complaint_id.in_(ids))
+        .order_by(outbound_messages.c.sent_at, outbound_messages.c.id)
+    )
+    out: dict[int, list[OutboundMessage]] = {}
+    for cid, kind, via, to, body, sent_at in conn.execute(query):
+        item = OutboundMessage(kind=kind, via=via, to=to, body=body, sent_at=sent_at)
+        out.setdefault(cid, []).append(item)
+    return out
 
 
 def complaint(conn: sa.Connection, key: int | str) -> Complaint | None:
@@ -78,6 +111,7 @@ def _messages_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Message]
             messages.c.connector,
             messages.c.external_id,
             messages.c.received_at,
+            messages.c.sent_at,
             messages.c.body,
             messages.c.outcome,
         )
@@ -92,6 +126,7 @@ def _messages_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Message]
             connector=row["connector"],
             external_id=row["external_id"],
             received_at=row["received_at"],
+            sent_at=row["sent_at"],
             body=row["body"],
             outcome=Outcome(row["outcome"]),
         )

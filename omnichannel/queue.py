@@ -26,7 +26,7 @@ from omnichannel.schema import Complaint
 from omnichannel.store import Store
 from omnichannel.store.tables import complaint_events, complaints, queue_items
 
-__all__ = ["ACTIVE", "Queue", "QueueError", "QueueRow"]
+__all__ = ["ACTIVE", "Queue", "QueueError", "QueueEvent", "QueueRow"]
 
 ACTIVE = ("open", "assigned", "in_progress")
 """The states a complaint is worked in (claimable, overdue when past ``due_at``)."""
@@ -43,6 +43,26 @@ _FROM: dict[str, tuple[str, ...]] = {
 
 class QueueError(OmnichannelError):
     """A queue operation that cannot be done: no such complaint, or not from its state."""
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """One recorded move, as the outbound side sees it (forwards, notifications, replies)."""
+
+    complaint_id: int
+    event_id: int
+    kind: str
+    from_status: str
+    to_status: str
+    note: str | None
+    actor: str
+    at: datetime
+
+
+Planner = Callable[[sa.Connection, QueueEvent], None]
+"""Called in the transaction of each event, to queue what it sends (the outbox rows)."""
+FollowUp = Callable[[str | None, datetime], datetime]
+"""When a complaint of a category assigned to an agency at a time is due."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +98,18 @@ def _utcnow() -> datetime:
 class Queue:
     """The team queue of one store (``inbox.queue``)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        planner: Planner | None = None,
+        follow_up: FollowUp | None = None,
+    ) -> None:
         self.store = store
         self._clock = clock
+        self._planner = planner
+        self._follow_up = follow_up
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -133,20 +162,24 @@ class Queue:
 
         def change(conn: sa.Connection, complaint_id: int, now: datetime) -> None:
             if agency is not None:
+                values: dict[str, Any] = {"agency": agency}
+                if self._follow_up is not None:  # the agency's own deadline starts now
+                    category = conn.execute(
+                        sa.select(complaints.c.category).where(complaints.c.id == complaint_id)
+                    ).scalar_one()
+                    values["due_at"] = self._follow_up(category, now)
                 conn.execute(
-                    sa.update(complaints)
-                    .where(complaints.c.id == complaint_id)
-                    .values(agency=agency)
+                    sa.update(complaints).where(complaints.c.id == complaint_id).values(**values)
                 )
-            values: dict[str, Any] = {"updated_at": now}
+            item: dict[str, Any] = {"updated_at": now}
             if agency is not None:
-                values["agency"] = agency
+                item["agency"] = agency
             if person is not None:
-                values["assignee"] = person
+                item["assignee"] = person
             conn.execute(
                 sa.update(queue_items)
                 .where(queue_items.c.complaint_id == complaint_id)
-                .values(**values)
+                .values(**item)
             )
 
         return self._transition(key, "assigned", actor, "assigned", note, change)
@@ -158,7 +191,27 @@ class Queue:
         now = self._clock()
         with self.store.transaction() as conn:
             complaint_id, status = self._find(conn, key, lock=True)
-            self._event(conn, complaint_id, actor, "comment", status, status, note, now)
+            self._event(conn, complaint_id, actor, "comment", status, status, note, now, plan=False)
+            return self._loaded(conn, complaint_id)
+
+    def reply(self, key: int | str, text: str, *, actor: str) -> Complaint:
+        """Answer the citizen on the complaint's channel (through the outbox); recorded as an
+        event, and as an outbound message of the complaint once sent. The citizen's answer to
+        it joins the complaint again."""
+        if not text.strip():
+            raise QueueError("a reply needs a text")
+        now = self._clock()
+        with self.store.transaction() as conn:
+            complaint_id, status = self._find(conn, key, lock=True)
+            reply_to = conn.execute(
+                sa.select(complaints.c.reply_to).where(complaints.c.id == complaint_id)
+            ).scalar_one()
+            if reply_to is None:
+                raise QueueError(
+                    f"complaint {key} cannot be answered: it is anonymous, came from an "
+                    "automatic sender, or has no address this deployment can send to"
+                )
+            self._event(conn, complaint_id, actor, "reply", status, status, text, now)
             return self._loaded(conn, complaint_id)
 
     def resolve(self, key: int | str, *, actor: str, note: str | None = None) -> Complaint:
@@ -283,8 +336,8 @@ class Queue:
         )
         self._event(conn, complaint_id, actor, kind, status, to, note, now)
 
-    @staticmethod
     def _event(
+        self,
         conn: sa.Connection,
         complaint_id: int,
         actor: str,
@@ -293,8 +346,10 @@ class Queue:
         to: str,
         note: str | None,
         now: datetime,
+        *,
+        plan: bool = True,
     ) -> None:
-        conn.execute(
+        inserted = conn.execute(
             sa.insert(complaint_events).values(
                 complaint_id=complaint_id,
                 at=now,
@@ -305,6 +360,12 @@ class Queue:
                 note=note,
             )
         )
+        if plan and self._planner is not None:
+            key = inserted.inserted_primary_key
+            assert key is not None
+            event_id = int(key[0])
+            event = QueueEvent(complaint_id, event_id, kind, status, to, note, actor[:128], now)
+            self._planner(conn, event)
 
     def _find(self, conn: sa.Connection, key: int | str, *, lock: bool = False) -> tuple[int, str]:
         query = sa.select(complaints.c.id, complaints.c.status)

@@ -34,6 +34,7 @@ __all__ = [
     "Location",
     "Message",
     "NormalizedMessage",
+    "OutboundMessage",
     "Outcome",
     "RawMessage",
     "ReceiveResult",
@@ -240,8 +241,20 @@ class Message(_Model):
     connector: str
     external_id: str
     received_at: UtcDatetime
+    sent_at: UtcDatetime | None = None
+    """The sender's own time (the e-mail ``Date``, WhatsApp's timestamp), when it has one."""
     body: str
     outcome: Outcome
+
+
+class OutboundMessage(_Model):
+    """A message sent to the citizen: an acknowledgement, a notification or a reply."""
+
+    kind: str
+    via: str
+    to: str
+    body: str
+    sent_at: UtcDatetime
 
 
 class Complaint(_Model):
@@ -267,6 +280,9 @@ class Complaint(_Model):
     anonymous: bool
     confidential: bool
     messages: list[Message]
+    outbound: list[OutboundMessage] = []
+    """What was sent to the citizen, oldest first (empty in exports of anonymous or
+    confidential complaints, whose addresses are not shown)."""
 
 
 class ReceiveResult(_Model):

@@ -15,6 +15,10 @@ that nothing is parsed before it is verified and nothing is acknowledged before 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,6 +35,8 @@ __all__ = [
     "WebhookRequest",
     "WebhookResponse",
     "json_response",
+    "signing_key",
+    "standard_signature",
 ]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -145,3 +151,22 @@ class WebhookConnector(Connector):
         """The answer when the request waited (``waits_for_filing``) and its message is stored
         but not filed yet: by default the answer without results."""
         return self.respond(request, [])
+
+
+# -- Standard Webhooks (our web portal's webhooks, and the forwards we send) ------------------
+
+
+def signing_key(secret: str) -> bytes:
+    """Standard Webhooks: ``whsec_`` + base64 is the key's bytes; any other secret its UTF-8."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode("utf-8")
+
+
+def standard_signature(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()

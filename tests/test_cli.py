@@ -184,7 +184,10 @@ def test_work_once_files_what_other_processes_stored(workdir: Path, database_url
     with Inbox(default_config(url=database_url)) as inbox, inbox.store.transaction() as conn:
         store_raw(conn, [raw_json(f"w-{i}", text=f"Keluhan {i}.") for i in range(7)], T0)
     code, lines, _ = run(workdir, "work", "--once")
-    assert code == 0 and lines == ["filed 7 messages; 0 waiting"]
+    assert code == 0 and lines == ["filed 7 messages; 0 waiting", "outbox: nothing due"]
     code, lines, _ = run(workdir, "complaints", "list", "--format", "json")
     assert len(lines) == 7
-    assert run(workdir, "work", "--once")[1] == ["filed 0 messages; 0 waiting"]
+    assert run(workdir, "work", "--once")[1] == [
+        "filed 0 messages; 0 waiting",
+        "outbox: nothing due",
+    ]

@@ -5,6 +5,7 @@ answered with one line and a non-zero exit."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -471,6 +472,8 @@ def test_metrics_and_status_show_the_backlog_quarantine_and_outbox(
     from tests.helpers import T0, raw_json
 
     with Inbox(default_config(url=database_url)) as inbox:
+        # an SMS gateway to answer with (never asked to send here)
+        inbox.settings = dataclasses.replace(inbox.settings, sms_via="gateway")
         filed = inbox.receive_many(
             [raw_json("m-1", sender={"phone": "081234500001"}), raw_json("m-2", text=None)]
         )

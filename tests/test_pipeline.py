@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -40,16 +41,28 @@ def test_new_then_duplicate(inbox: Inbox) -> None:
 
 
 def test_new_complaint_writes_message_queue_item_and_acknowledgement(inbox: Inbox) -> None:
-    """A new complaint gets its message, one queue item and one acknowledgement outbox row."""
+    """A new complaint gets its message, one queue item and one acknowledgement outbox row,
+    addressed to the citizen's E.164 number through the connector that sends SMS."""
+    inbox.settings = dataclasses.replace(inbox.settings, sms_via="gateway")
     result = inbox.receive(raw_json("sms-2", sender={"phone": "0812-3456-7890"}))
     with inbox.store.transaction() as conn:
         queued = conn.execute(sa.select(queue_items)).mappings().one()
         ack = conn.execute(sa.select(outbox)).mappings().one()
         message = conn.execute(sa.select(messages)).mappings().one()
+        reply = conn.execute(sa.select(complaints.c.reply_to, complaints.c.reply_via)).one()
     assert queued["complaint_id"] == result.complaint_id and queued["status"] == "pending"
     assert ack["kind"] == "acknowledgement" and ack["target"] == "+6281234567890"
-    assert ack["payload"]["ticket"] == result.ticket
+    assert ack["payload"] == {"ticket": result.ticket, "via": "gateway"}
+    assert tuple(reply) == ("+6281234567890", "gateway")
     assert message["outcome"] == "new" and message["complaint_id"] == result.complaint_id
+
+
+def test_no_acknowledgement_is_queued_when_nothing_can_send_it(inbox: Inbox) -> None:
+    """An SMS that came in through a connector that cannot answer, with no ``sms_connector``,
+    is filed and queued without an acknowledgement row (one that could never be sent)."""
+    result = inbox.receive(raw_json("sms-3", sender={"phone": "0812-3456-7890"}))
+    assert result.outcome is Outcome.NEW
+    assert count(inbox, outbox) == 0 and count(inbox, queue_items) == 1
 
 
 def test_batch_form_files_each_message_once(inbox: Inbox) -> None:

@@ -583,7 +583,7 @@ def test_by_default_the_acknowledgement_goes_through_the_outbox(inbox: Inbox) ->
         rows = conn.execute(
             sa.select(outbox.c.status, outbox.c.payload).order_by(outbox.c.id)
         ).all()
-    assert [(status, payload["connector"]) for status, payload in rows] == [
+    assert [(status, payload["via"]) for status, payload in rows] == [
         ("pending", "sms"),
         ("sent-inline", "inline"),
     ]

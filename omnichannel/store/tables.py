@@ -16,6 +16,7 @@ __all__ = [
     "cursors",
     "messages",
     "metadata",
+    "outbound_messages",
     "outbox",
     "quarantine",
     "queue_items",
@@ -127,6 +128,10 @@ complaints = sa.Table(
     sa.Column("cluster_id", sa.String(64)),
     sa.Column("anonymous", sa.Boolean(), nullable=False, default=False),
     sa.Column("confidential", sa.Boolean(), nullable=False, default=False),
+    # where answers to the citizen go: an e-mail address or E.164 phone, and how ("smtp" or
+    # the name of a connector that sends); null when the citizen is not to be answered
+    sa.Column("reply_to", sa.String(320)),
+    sa.Column("reply_via", sa.String(64)),
     *[_where_set(name) for name in ("sender_email", "sender_phone", "agency", "cluster_id")],
 )
 
@@ -237,6 +242,23 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text()),
     _ts("created_at"),
     _ts("updated_at"),
+    _ts("lease_until", nullable=True),  # a worker is sending it until then
+    _ts("sent_at", nullable=True),
+    sa.Column("provider_id", sa.String(512)),  # the far side's id of what was sent
+)
+
+outbound_messages = sa.Table(
+    "outbound_messages",
+    metadata,
+    _id(),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False, index=True),
+    sa.Column("outbox_id", Id, sa.ForeignKey("outbox.id"), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("via", sa.String(64), nullable=False),
+    sa.Column("to_address", sa.String(320), nullable=False, index=True),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("provider_id", sa.String(512), index=True),
+    _ts("sent_at", index=True),
 )
 
 complaint_events = sa.Table(
