@@ -7,7 +7,8 @@ are :class:`FieldError` s naming the field, never echoing values.
 
 The portal's own form has a default mapping (:data:`PORTAL_MAPPING`): ``name, email, phone,
 subject, message, attachments, location (lat, lon, address) | location_lat/location_lon/
-location_address | "lat,lon", anonymous, confidential, category, agency, id``.
+location_address | "lat,lon", anonymous, contact_ok (an anonymous citizen who still wants
+answers at the e-mail or phone given), confidential, category, agency, id``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FIELDS = (
     "location.lon",
     "location.address",
     "anonymous",
+    "contact_ok",
     "confidential",
     "category",
     "agency",
@@ -62,6 +64,7 @@ PORTAL_MAPPING: dict[str, str] = {
     "location.lon": "location.lon",
     "location.address": "location.address",
     "anonymous": "anonymous",
+    "contact_ok": "contact_ok",
     "confidential": "confidential",
     "category": "category",
     "agency": "agency",
@@ -328,6 +331,9 @@ def map_payload(
     )
     if not message.has_content():
         raise FieldError(_src(mapping, "text"), "is required (or an attachment, or a location)")
+    if _flag(get("contact_ok"), _src(mapping, "contact_ok")):
+        # an anonymous citizen who still asks to be answered at the contact given
+        message.flags["contact_ok"] = True
     return message
 
 
