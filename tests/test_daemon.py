@@ -34,6 +34,8 @@ from omnichannel.poller import run_pollers
 from omnichannel.store.engine import create_engine
 from omnichannel.store.tables import complaints, raw_messages
 from tests.helpers import json_doc
+from tests.receiver import SECRET as FORWARD_SECRET
+from tests.receiver import Receiver
 from tests.test_imap import mailbox  # noqa: F401 - fixture
 from tests.test_twilio import (
     ACCOUNT,
@@ -68,11 +70,18 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 # -- omnichannel run ----------------------------------------------------------------------------
 
 
-def daemon_config(folder: Path, url: str) -> Path:
+def daemon_config(folder: Path, url: str, forward_url: str | None = None) -> Path:
     (folder / "drop").mkdir()
     path = folder / "omnichannel.toml"
+    forward = (
+        "[outbox]\ninterval = 0.1\n\n"
+        f'[[forwarders]]\nname = "agency"\ntype = "webhook"\nurl = "{forward_url}"\n'
+        f'secret = "{FORWARD_SECRET}"\n\n'
+        if forward_url
+        else ""
+    )
     path.write_text(
-        f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n'
+        f'[database]\nurl = "{url}"\n\n[filing]\ninterval = 0.2\n\n{forward}'
         f'[[connectors]]\nname = "files"\ntype = "files"\npath = "{folder / "drop"}"\n'
         "poll_interval = 0.2\n\n"
         f'[[connectors]]\nname = "sms"\ntype = "twilio"\nmode = "webhook"\n'
@@ -84,10 +93,16 @@ def daemon_config(folder: Path, url: str) -> Path:
 
 
 @pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
 def daemon(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, receiver: Receiver
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    config, port = daemon_config(tmp_path, database_url), free_port()
+    config, port = daemon_config(tmp_path, database_url, receiver.url), free_port()
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "omnichannel", "--config", str(config), "run", "--port", str(port)],
@@ -134,11 +149,12 @@ def complaint_count(url: str) -> int:
 
 @pytest.mark.slow
 def test_run_files_every_channel_and_stops_on_sigterm(
-    daemon: tuple[subprocess.Popen[bytes], int, Path], database_url: str
+    daemon: tuple[subprocess.Popen[bytes], int, Path], database_url: str, receiver: Receiver
 ) -> None:
     """``omnichannel run`` in one process: a dropped file, a Twilio webhook and a web
-    submission each become a complaint; /healthz is 200 and /metrics counts the webhooks;
-    SIGTERM exits 0 within 10 s; started again, nothing is filed twice."""
+    submission each become a complaint, forwarded by its outbox worker; /healthz is 200 and
+    /metrics counts the webhooks; SIGTERM exits 0 within 10 s; started again, nothing is
+    filed twice."""
     proc, port, folder = daemon
     (folder / "drop" / "a.json").write_bytes(json_doc("drop-1", sender={"phone": "0812000111"}))
     base_url = f"http://127.0.0.1:{port}"
@@ -153,6 +169,8 @@ def test_run_files_every_channel_and_stops_on_sigterm(
     assert web.status_code == 200 and web.json()["outcome"] == "new"
     wait_for(lambda: complaint_count(database_url) == 3, what="three complaints")
     wait_for(lambda: not list((folder / "drop").glob("*.json")), what="the file moved")
+    wait_for(lambda: len(receiver.accepted) == 3, what="three forwards")
+    assert all(seen.signature_ok for seen in receiver.seen)
     status, health = healthz(port) or (0, {})
     assert status == 200 and health["healthy"] and health["filing"]["mode"] == "worker"
     assert health["connectors"]["files"]["last_success"]
