@@ -209,9 +209,10 @@ def _complaint_rows(items: Iterable[Complaint]) -> list[list[Any]]:
 def _sender_label(c: Complaint) -> str:
     if c.anonymous:
         return "(anonymous)"
+    who = c.sender.name or c.sender.phone or c.sender.email or c.sender.handle or ""
     if c.confidential:
-        return "(confidential)"
-    return c.sender.name or c.sender.phone or c.sender.email or c.sender.handle or ""
+        return f"{who} (confidential)" if who else "(confidential)"
+    return who
 
 
 COMPLAINT_HEADERS = [
@@ -771,7 +772,7 @@ def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> 
 def complaints_show(state: _State, key: str, fmt: str) -> None:
     """Show one complaint by id or ticket number, with the story of its handling."""
     inbox = state.inbox(read_only=True)
-    item = inbox.complaint(key)
+    item = inbox.complaint(key, team=True)
     if item is None:
         _fail([f"no complaint {key!r}"], EXIT_FAILED)
         return
@@ -793,6 +794,8 @@ def _describe(c: Complaint) -> str:
         ", ".join(v for v in (c.sender.name, c.sender.phone, c.sender.email, c.sender.handle) if v)
         or "(hidden)"
     )
+    if c.confidential and not c.anonymous:
+        sender += "  (confidential: never exported or forwarded)"
     lines = [
         f"{c.ticket}  [{c.status}]  {c.channel} via {c.connector}",
         f"received {format_utc(c.received_at)}; due {format_utc(c.due_at) if c.due_at else '-'}",
@@ -808,6 +811,10 @@ def _describe(c: Complaint) -> str:
     lines += [
         f"message #{m.id} {m.outcome.value} {m.channel} {format_utc(m.received_at)}"
         for m in c.messages
+    ]
+    lines += [
+        f"sent {o.kind} {format_utc(o.sent_at)} via {o.via} to {o.to}: {_short(o.body, 60)}"
+        for o in c.outbound
     ]
     return "\n".join(lines)
 

@@ -635,10 +635,11 @@ class Inbox:
         with self.store.transaction() as conn:
             return queries.load_complaints(conn, limit=limit, status=status, after_id=after_id)
 
-    def complaint(self, key: int | str) -> Complaint | None:
-        """A complaint by id or by ticket number."""
+    def complaint(self, key: int | str, *, team: bool = False) -> Complaint | None:
+        """A complaint by id or by ticket number; ``team=True`` is the team's view, which
+        shows a confidential complaint's sender (exports and forwards never do)."""
         with self.store.transaction() as conn:
-            return queries.complaint(conn, key)
+            return queries.complaint(conn, key, team=team)
 
     def iter_complaints(self, *, batch: int = 500) -> Iterator[Complaint]:
         """Every complaint in id order, read in batches (for exports)."""

@@ -46,7 +46,10 @@ def load_complaints(
     status: str | None = None,
     after_id: int = 0,
     ids: Sequence[int] | None = None,
+    team: bool = False,
 ) -> list[Complaint]:
+    """Complaints in their exported form; ``team`` shows a confidential complaint's sender
+    (the team's own view: never an export's or a forward's). An anonymous one's never."""
     query = sa.select(complaints).where(complaints.c.id > after_id).order_by(complaints.c.id)
     if status is not None:
         query = query.where(complaints.c.status == status)
@@ -63,8 +66,8 @@ def load_complaints(
     sent = _outbound_of(conn, ids)
     found = []
     for row in rows:
-        item = _complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], []))
-        if not (row["anonymous"] or row["confidential"]):
+        item = _complaint(row, by_complaint.get(row["id"], []), files.get(row["id"], []), team)
+        if not (row["anonymous"] or (row["confidential"] and not team)):
             item.outbound = sent.get(row["id"], [])
         found.append(item)
     return found
@@ -90,15 +93,15 @@ def _outbound_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Outbound
     return out
 
 
-def complaint(conn: sa.Connection, key: int | str) -> Complaint | None:
-    """By numeric id, or by ticket number."""
+def complaint(conn: sa.Connection, key: int | str, *, team: bool = False) -> Complaint | None:
+    """By numeric id, or by ticket number (``team``: see :func:`load_complaints`)."""
     if isinstance(key, int) or str(key).isdigit():
-        found = load_complaints(conn, ids=[int(key)], limit=1)
+        found = load_complaints(conn, ids=[int(key)], limit=1, team=team)
     else:
         row = conn.execute(
             sa.select(complaints.c.id).where(complaints.c.ticket == str(key).upper())
         ).scalar_one_or_none()
-        found = load_complaints(conn, ids=[row], limit=1) if row is not None else []
+        found = load_complaints(conn, ids=[row], limit=1, team=team) if row is not None else []
     return found[0] if found else None
 
 
@@ -179,8 +182,10 @@ _DIRECT_FIELDS = (
 )
 
 
-def _complaint(row: Any, items: list[Message], files: list[AttachmentInfo]) -> Complaint:
-    hidden = row["anonymous"] or row["confidential"]
+def _complaint(
+    row: Any, items: list[Message], files: list[AttachmentInfo], team: bool = False
+) -> Complaint:
+    hidden = row["anonymous"] or (row["confidential"] and not team)
     sender = (
         Sender()
         if hidden

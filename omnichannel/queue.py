@@ -148,7 +148,7 @@ class Queue:
                 .values(claimed_by=worker, lease_until=now + lease, updated_at=now)
             )
             self._move(conn, complaint_id, status, "in_progress", worker, "claimed", None, now)
-            return queries.complaint(conn, complaint_id)
+            return queries.complaint(conn, complaint_id, team=True)
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -383,7 +383,7 @@ class Queue:
 
     @staticmethod
     def _loaded(conn: sa.Connection, complaint_id: int) -> Complaint:
-        found = queries.complaint(conn, complaint_id)
+        found = queries.complaint(conn, complaint_id, team=True)
         assert found is not None
         return found
 

@@ -313,3 +313,47 @@ def test_a_sender_error_is_recorded_without_secrets(tmp_path: Path) -> None:
         with inbox.store.transaction() as conn:
             status = conn.execute(sa.select(outbox.c.status)).scalar_one()
     assert status == "sent" and len(recording.sent) == 1
+
+
+def test_the_team_sees_a_confidential_sender_exports_and_forwards_do_not(
+    sqlite_url_path: Path,
+) -> None:
+    """A confidential complaint: the team's view (``complaints show``, a claim) names the
+    sender; the export and the forwarded JSON do not, nor what was sent to them."""
+    from omnichannel.forwarders import Forward
+
+    received: list[Forward] = []
+
+    class Keeping:
+        name = "keeping"
+
+        def forward(self, item: Forward) -> str | None:
+            received.append(item)
+            return None
+
+    inbox, _ = sms_inbox(f"sqlite:///{sqlite_url_path}")
+    with inbox:
+        inbox.add_forwarder(Keeping())
+        result = inbox.receive(
+            raw_json("k-1", sender={"phone": "081234567890", "name": "Sari"}, confidential=True)
+        )
+        inbox.outbox.drain()
+        team = inbox.complaint(result.complaint_id or 0, team=True)
+        export = inbox.complaint(result.complaint_id or 0)
+        claimed = inbox.queue.claim("ani")
+    assert team is not None and team.sender.phone == "+6281234567890"
+    assert team.outbound and team.outbound[0].to == "+6281234567890"
+    assert claimed is not None and claimed.sender.name == "Sari"
+    assert export is not None and export.sender.phone is None and export.outbound == []
+    assert received[0].complaint["sender"] == {
+        "name": None,
+        "email": None,
+        "phone": None,
+        "handle": None,
+    }
+    assert "+6281234567890" not in json.dumps(received[0].complaint)
+
+
+@pytest.fixture
+def sqlite_url_path(tmp_path: Path) -> Path:
+    return tmp_path / "o.db"
