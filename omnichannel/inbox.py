@@ -163,7 +163,7 @@ class Inbox:
         out = self.config.outbox
         self.outbox = Outbox(
             self.store,
-            self._dispatch,
+            self._dispatcher,
             DeliveryPolicy(
                 max_attempts=out.max_attempts,
                 backoff=out.backoff,
@@ -242,7 +242,19 @@ class Inbox:
             raise Undeliverable(f"connector {via!r} cannot send messages")
         return connector
 
-    def _dispatch(self, row: OutboxRow) -> tuple[str | None, str | None]:
+    def _dispatcher(self, rows: Sequence[OutboxRow]) -> Callable[[OutboxRow], Any]:
+        """What sends a claimed batch: the complaints its forwards carry are read at once."""
+        wanted = sorted({r.complaint_id for r in rows if r.kind == "forward" and r.complaint_id})
+        forwarded: dict[int, dict[str, Any]] = {}
+        if wanted:
+            with self.store.transaction() as conn:
+                for item in queries.load_complaints(conn, ids=wanted, limit=None):
+                    forwarded[item.id] = item.model_dump(mode="json")
+        return lambda row: self._dispatch(row, forwarded)
+
+    def _dispatch(
+        self, row: OutboxRow, forwarded: Mapping[int, dict[str, Any]]
+    ) -> tuple[str | None, str | None]:
         """Send one outbox row: to a citizen (the text sent is returned) or a forwarder."""
         if row.kind in CITIZEN_KINDS:
             with self.store.transaction() as conn:
@@ -250,11 +262,9 @@ class Inbox:
             sender = self.sender(str(row.payload.get("via") or ""))
             return sender.send(outbound), outbound.text
         forwarder = self.forwarder(row.target)
-        with self.store.transaction() as conn:
-            complaint = queries.complaint(conn, row.complaint_id) if row.complaint_id else None
-        if complaint is None:
+        data = forwarded.get(row.complaint_id or 0)
+        if data is None:
             raise Undeliverable("the complaint is gone")
-        data = complaint.model_dump(mode="json")
         at = datetime.fromisoformat(str(row.payload.get("at")).replace("Z", "+00:00"))
         item = Forward(row.delivery_id, str(row.payload.get("event")), data, at)
         return forwarder.forward(item), None

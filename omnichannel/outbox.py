@@ -139,6 +139,10 @@ def _row(values: Sequence[Any]) -> OutboxRow:
     return OutboxRow(*values)
 
 
+Dispatch = Callable[[OutboxRow], tuple[str | None, str | None]]
+"""Sends one row: the provider's id of what was sent, and for a citizen the text sent."""
+
+
 # -- the outbox --------------------------------------------------------------------------------
 
 
@@ -148,13 +152,15 @@ class Outbox:
     def __init__(
         self,
         store: Store,
-        dispatch: Callable[[OutboxRow], tuple[str | None, str | None]],
+        dispatcher: Callable[[Sequence[OutboxRow]], Dispatch],
         policy: DeliveryPolicy | None = None,
         *,
         clock: Clock = _utcnow,
     ) -> None:
         self.store = store
-        self.dispatch = dispatch
+        self.dispatcher = dispatcher
+        """Given a claimed batch (to read what it needs of the store at once), what sends
+        each of its rows."""
         self.policy = policy or DeliveryPolicy()
         self._clock = clock
 
@@ -192,13 +198,13 @@ class Outbox:
             rows = conn.execute(sa.select(*_COLUMNS).where(outbox.c.id.in_(ids)))
             return sorted((_row(r) for r in rows), key=lambda r: ids.index(r.id))
 
-    def deliver(self, row: OutboxRow) -> str:
+    def deliver(self, row: OutboxRow, dispatch: Dispatch | None = None) -> str:
         """Send one claimed row and record what came of it: its new status."""
         if row.kind in LIMITED_KINDS and self._over_daily_limit(row):
             limit = self.policy.daily_limit
             return self._finish(row, "skipped", f"daily limit of {limit} reached for this address")
         try:
-            provider_id, body = self.dispatch(row)
+            provider_id, body = (dispatch or self.dispatcher([row]))(row)
         except Undeliverable as exc:
             log.warning("outbox: %s %s refused: %s", row.kind, row.delivery_id, exc)
             return self._finish(row, "dead", _error(exc))
@@ -212,8 +218,10 @@ class Outbox:
     def deliver_due(self, limit: int | None = None) -> dict[str, int]:
         """Claim and deliver one batch of due rows; how many ended in each status."""
         counts: dict[str, int] = {}
-        for row in self.claim(limit):
-            status = self.deliver(row)
+        rows = self.claim(limit)
+        dispatch = self.dispatcher(rows) if rows else None
+        for row in rows:
+            status = self.deliver(row, dispatch)
             counts[status] = counts.get(status, 0) + 1
         return counts
 
