@@ -448,13 +448,13 @@ class TwilioConnector(PollingConnector, WebhookConnector):
         return [self._raw(external_id, datetime.now(UTC), FORM_TYPE, request.body, "webhook")]
 
     def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
-        taken = request.scratch.get("inline_acks", set())
+        taken: dict[int, str] = request.scratch.get("inline_acks", {})
         texts = [
-            self.context.acknowledgement(result.ticket)
+            taken[result.complaint_id]
             for result in results
-            if result.outcome is Outcome.NEW and result.ticket and result.complaint_id in taken
+            if result.outcome is Outcome.NEW and result.complaint_id in taken
         ]
-        return WebhookResponse(200, twiml_messages([t for t in texts if t]), "text/xml")
+        return WebhookResponse(200, twiml_messages(texts), "text/xml")
 
     def _raw(
         self, external_id: str, received_at: datetime, kind: str, payload: bytes, source: str

@@ -52,7 +52,7 @@ from omnichannel.errors import (
     SkippableError,
     Undeliverable,
 )
-from omnichannel.outbound import Outbound, retry_after_seconds
+from omnichannel.outbound import Outbound, Sent, retry_after_seconds
 from omnichannel.schema import InboundMessage, RawMessage, ReceiveResult
 from omnichannel.webhook import (
     WebhookConnector,
@@ -161,9 +161,9 @@ class WhatsAppCloudConnector(WebhookConnector):
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send(self, outbound: Outbound) -> str | None:
+    def send(self, outbound: Outbound) -> str | Sent | None:
         """Send ``outbound`` as a text inside the 24-hour window, else as the template; return
-        the wamid."""
+        the wamid (with the template's description when the template went out)."""
         opts = self.options
         ours = outbound.our_address
         number = ours if ours in opts.phone_number_ids else opts.phone_number_ids[0]
@@ -183,7 +183,9 @@ class WhatsAppCloudConnector(WebhookConnector):
         if opts.template_name is None:
             raise Undeliverable("outside WhatsApp's 24-hour window and no template_name configured")
         message = _template_message(to, opts.template_name, opts.template_language, outbound)
-        return self._post_message(url, message, outbound)
+        wamid = self._post_message(url, message, outbound)
+        described = f"[template {opts.template_name} ({opts.template_language}): {outbound.ticket}]"
+        return Sent(wamid, described)
 
     def _post_message(self, url: str, message: dict[str, Any], outbound: Outbound) -> str | None:
         headers = {"Authorization": f"Bearer {self.options.access_token.get_secret_value()}"}

@@ -3,15 +3,10 @@ change, a team member's replies; per kind, channel and language."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
-import sqlalchemy as sa
-
-from omnichannel.store.tables import outbox
-
-__all__ = ["DEFAULT_TEMPLATES", "Templates", "take_inline"]
+__all__ = ["DEFAULT_TEMPLATES", "Templates"]
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "acknowledgement.id": (
@@ -77,24 +72,3 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     for name, value in values.items():
         template = template.replace("{" + name + "}", value)
     return template
-
-
-def take_inline(conn: sa.Connection, complaint_ids: Sequence[int], now: datetime) -> set[int]:
-    """Mark the pending acknowledgements of these complaints as sent inline (in a webhook's
-    own reply, TwiML); the complaints whose acknowledgement this took. One the outbox has
-    already taken is left to it, so that no citizen is acknowledged twice."""
-    taken: set[int] = set()
-    for complaint_id in sorted(set(complaint_ids)):
-        updated = conn.execute(
-            sa.update(outbox)
-            .where(
-                outbox.c.complaint_id == complaint_id,
-                outbox.c.kind == "acknowledgement",
-                outbox.c.status == "pending",
-                outbox.c.attempts == 0,
-            )
-            .values(status="sent-inline", updated_at=now)
-        ).rowcount
-        if updated:
-            taken.add(complaint_id)
-    return taken

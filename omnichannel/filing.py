@@ -632,7 +632,7 @@ def outbox_row(
 _PHONE = re.compile(r"\+[1-9]\d{7,14}")
 """A phone that can be answered: E.164, eight digits or more (not a short code)."""
 _NO_REPLY = re.compile(
-    r"^(no-?reply|do-?not-?reply|mailer-daemon|postmaster|bounces?|notifications?)([+._-].*)?@",
+    r"^(no[-_]?reply|do[-_]?not[-_]?reply|mailer-daemon|postmaster|bounces?|notifications?)([+._-].*)?@",
     re.IGNORECASE,
 )
 """Mailboxes nobody reads, or that answer by themselves."""

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
-from omnichannel import acks, filing, pipeline, queries
+from omnichannel import filing, pipeline, queries
 from omnichannel.acks import Templates
 from omnichannel.config import Config, default_config, load_config
 from omnichannel.connector import Connector, ConnectorContext, PollingConnector
@@ -27,7 +27,7 @@ from omnichannel.forwarders import (
     build_forwarder,
 )
 from omnichannel.media import MediaResult, fetch_pending_media
-from omnichannel.outbound import Sender
+from omnichannel.outbound import Sender, Sent
 from omnichannel.outbox import (
     CITIZEN_KINDS,
     DeliveryPolicy,
@@ -260,7 +260,10 @@ class Inbox:
             with self.store.transaction() as conn:
                 outbound = citizen_outbound(conn, row, self.templates)
             sender = self.sender(str(row.payload.get("via") or ""))
-            return sender.send(outbound), outbound.text
+            sent = sender.send(outbound)
+            if isinstance(sent, Sent):
+                return sent.provider_id, sent.text
+            return sent, outbound.text
         forwarder = self.forwarder(row.target)
         data = forwarded.get(row.complaint_id or 0)
         if data is None:
@@ -578,7 +581,7 @@ class Inbox:
         new = [r.complaint_id for r in results if r.outcome is Outcome.NEW and r.complaint_id]
         if connector.acknowledges_inline and new:  # (a redelivery has none to take)
             with self.store.transaction() as conn:
-                request.scratch["inline_acks"] = acks.take_inline(conn, new, self._clock())
+                request.scratch["inline_acks"] = self.outbox.take_inline(conn, new, self.templates)
         response = connector.respond(request, results)
         response.results = results
         return response

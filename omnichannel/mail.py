@@ -157,7 +157,7 @@ def _thread_ids(values: Iterable[str | None]) -> list[str]:
         token = value.strip()
         if not token.startswith("<"):
             token = f"<{token}>"
-        if _MSG_ID.fullmatch(token) and token not in ids:
+        if _MSG_ID.fullmatch(token) and "@" in token and token not in ids:  # id-left@id-right
             ids.append(token)
     return ids
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Outbound", "Sender", "retry_after_seconds"]
+__all__ = ["Outbound", "Sender", "Sent", "retry_after_seconds"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,23 @@ class Outbound:
     """An automatic message (acknowledgement, notification): e-mail marks it Auto-Submitted."""
 
 
+@dataclass(frozen=True)
+class Sent:
+    """What a sender sent when it is not ``Outbound.text`` (a WhatsApp template outside the
+    24-hour window): the provider's id and the text the citizen actually received."""
+
+    provider_id: str | None
+    text: str
+
+
 @runtime_checkable
 class Sender(Protocol):
     """A connector (or anything) that can send an :class:`Outbound` on its channel."""
 
-    def send(self, outbound: Outbound) -> str | None:
+    def send(self, outbound: Outbound) -> str | Sent | None:
         """Send it; return the provider's id of the sent message (Message-ID, SID, wamid,
-        gateway row id) or None. Raise RetryableError / Undeliverable as described above."""
+        gateway row id) or None, or a :class:`Sent` when what went out is not
+        ``outbound.text``. Raise RetryableError / Undeliverable as described above."""
         ...
 
 

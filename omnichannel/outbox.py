@@ -308,22 +308,61 @@ class Outbox:
         return status
 
     def _over_daily_limit(self, row: OutboxRow) -> bool:
-        limit = self.policy.daily_limit
-        if limit <= 0:
-            return False
-        local = self._clock().astimezone(self.policy.timezone)
-        midnight = datetime.combine(local.date(), time(0), self.policy.timezone)
         with self.store.transaction() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(outbound_messages)
-                .where(
-                    outbound_messages.c.to_address == row.target,
-                    outbound_messages.c.kind.in_(LIMITED_KINDS),
-                    outbound_messages.c.sent_at >= midnight.astimezone(UTC),
+            return over_daily_limit(conn, row.target, self._clock(), self.policy)
+
+    def take_inline(
+        self, conn: sa.Connection, complaint_ids: Sequence[int], templates: Templates
+    ) -> dict[int, str]:
+        """Send the pending acknowledgements of these new complaints inline, in the webhook's
+        own answer (TwiML): each is rendered as the outbox would, counted against the daily
+        limit (``skipped`` past it) and recorded as sent. The texts, by complaint. One the
+        outbox has already taken is left to it, so that no citizen is acknowledged twice."""
+        now = self._clock()
+        pending = conn.execute(
+            sa.select(*_COLUMNS)
+            .where(
+                outbox.c.complaint_id.in_(sorted(set(complaint_ids))),
+                outbox.c.kind == "acknowledgement",
+                outbox.c.status == "pending",
+                outbox.c.attempts == 0,
+            )
+            .order_by(outbox.c.id)
+        )
+        taken: dict[int, str] = {}
+        for row in [_row(r) for r in pending]:
+            still_pending = sa.and_(
+                outbox.c.id == row.id, outbox.c.status == "pending", outbox.c.attempts == 0
+            )
+            if over_daily_limit(conn, row.target, now, self.policy):
+                error = f"daily limit of {self.policy.daily_limit} reached for this address"
+                conn.execute(
+                    sa.update(outbox)
+                    .where(still_pending)
+                    .values(status="skipped", last_error=error, updated_at=now)
                 )
-            ).scalar_one()
-        return int(count) >= limit
+                continue
+            text = citizen_outbound(conn, row, templates).text
+            updated = conn.execute(
+                sa.update(outbox)
+                .where(still_pending)
+                .values(status="sent-inline", sent_at=now, updated_at=now)
+            ).rowcount
+            if updated and row.complaint_id is not None:
+                conn.execute(
+                    sa.insert(outbound_messages).values(
+                        complaint_id=row.complaint_id,
+                        outbox_id=row.id,
+                        kind=row.kind,
+                        via=str(row.payload.get("via", "")),
+                        to_address=row.target,
+                        body=text,
+                        provider_id=None,
+                        sent_at=now,
+                    )
+                )
+                taken[row.complaint_id] = text
+        return taken
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -360,6 +399,27 @@ def _error(exc: BaseException) -> str:
 
 
 # -- what a citizen receives -------------------------------------------------------------------
+
+
+def over_daily_limit(
+    conn: sa.Connection, address: str, now: datetime, policy: DeliveryPolicy
+) -> bool:
+    """Whether ``address`` has had ``policy.daily_limit`` automatic messages today (the
+    office's day)."""
+    if policy.daily_limit <= 0:
+        return False
+    local = now.astimezone(policy.timezone)
+    midnight = datetime.combine(local.date(), time(0), policy.timezone)
+    count = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(outbound_messages)
+        .where(
+            outbound_messages.c.to_address == address,
+            outbound_messages.c.kind.in_(LIMITED_KINDS),
+            outbound_messages.c.sent_at >= midnight.astimezone(UTC),
+        )
+    ).scalar_one()
+    return int(count) >= policy.daily_limit
 
 
 def citizen_outbound(conn: sa.Connection, row: OutboxRow, templates: Templates) -> Outbound:

@@ -62,7 +62,8 @@ class WebhookRequest:
     scratch: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """What a connector worked out while verifying, for its ``parse`` of the same request
     (a parsed form, say), so that the body is not read twice; and ``inline_acks``, the
-    complaint ids whose acknowledgement ``respond`` may carry (set by the core)."""
+    acknowledgement texts ``respond`` may carry, by complaint id (set by the core, which has
+    recorded them as sent)."""
 
     @classmethod
     def build(

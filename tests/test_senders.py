@@ -22,7 +22,7 @@ from connectors.twilio import TwilioConnector
 from connectors.whatsapp_cloud import WhatsAppCloudConnector
 from normalizer.whatsapp import decode_whatsapp_message, split_webhook
 from omnichannel.errors import ConnectorError, FatalError, RetryableError, Undeliverable
-from omnichannel.outbound import Outbound, Sender
+from omnichannel.outbound import Outbound, Sender, Sent
 from omnichannel.testing.http import serve_wsgi
 
 ACCOUNT = "AC" + "7d" * 16
@@ -529,7 +529,7 @@ def test_whatsapp_template_outside_the_window(
     last_inbound_at: datetime | None,
 ) -> None:
     """Outside the window (or when it is unknown) the configured template goes out, in the
-    configured language, with the ticket as its one body parameter."""
+    configured language, with the ticket as its one body parameter; send says so."""
     connector = make_whatsapp(template_name="tiket_diterima")
     wamid = connector.send(
         outbound(our_address=PNID, in_reply_to=WAMID_IN, last_inbound_at=last_inbound_at)
@@ -547,7 +547,7 @@ def test_whatsapp_template_outside_the_window(
             "components": [{"type": "body", "parameters": [{"type": "text", "text": TICKET}]}],
         },
     }
-    assert wamid == "wamid.OUT0001"
+    assert wamid == Sent("wamid.OUT0001", "[template tiket_diterima (id): LPR-2026-000123]")
 
 
 def test_whatsapp_template_language_is_configurable(
@@ -637,7 +637,7 @@ def test_whatsapp_131047_falls_back_to_the_template(
     connector = make_whatsapp(template_name="tiket_diterima")
     wamid = connector.send(outbound(last_inbound_at=recent(23.99)))
     assert [r.json()["type"] for r in graph_api.requests] == ["text", "template"]
-    assert wamid == "wamid.OUT0002"
+    assert wamid == Sent("wamid.OUT0002", "[template tiket_diterima (id): LPR-2026-000123]")
 
 
 @pytest.mark.parametrize(
