@@ -33,12 +33,13 @@
   core marks that outbox row sent inline, and past the wait it stays with the outbox.
 - **Media**: ``MediaUrlN`` become pending attachments, downloaded later (``fetch_media``) with
   HTTP Basic auth — only from a ``media_hosts`` host (default ``api.twilio.com``, plus the host
-  of ``api_base_url``) and only under ``/2010-04-01/Accounts/<account_sid>/``, so a payload
-  cannot send our credentials elsewhere. Twilio answers with a redirect to its CDN: redirects
-  are followed, without credentials, only to ``media_hosts`` or ``media_redirect_hosts``
-  (default ``*.twiliocdn.com``; ``*.`` matches any subdomain, nothing else). Plain ``http`` only
-  to loopback hosts. Any other host is refused for good (SkippableError); the size cap is
-  enforced while streaming.
+  of ``api_base_url``) and only for exactly ``/2010-04-01/Accounts/<account_sid>/Messages/
+  <sid>/Media/<sid>`` (no query, no dot segment, no escape), checked before any request, so a
+  payload cannot send our credentials elsewhere, nor to another resource of the API. Twilio
+  answers with a redirect to its CDN: redirects are followed, without credentials, only to
+  ``media_hosts`` or ``media_redirect_hosts`` (default ``*.twiliocdn.com``; ``*.`` matches any
+  subdomain, nothing else). Plain ``http`` only to loopback hosts. Any other host is refused
+  for good (SkippableError); the size cap is enforced while streaming.
 - **Sending** (``send``, the outbox): ``POST /2010-04-01/Accounts/<sid>/Messages.json`` with the
   official client, from ``our_address`` (the ``To`` the citizen wrote to), else ``from_number``,
   else through ``messaging_service_sid``; a WhatsApp sender (``whatsapp:+62…``) sends to
@@ -54,10 +55,9 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -65,7 +65,7 @@ from email.utils import format_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urljoin, urlparse, urlsplit
+from urllib.parse import urlparse, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 import requests
@@ -92,6 +92,7 @@ from omnichannel.errors import (
     SkippableError,
     Undeliverable,
 )
+from omnichannel.media import follow_redirects, host_allowed, url_netloc
 from omnichannel.outbound import Outbound, retry_after_seconds
 from omnichannel.schema import InboundMessage, Outcome, RawMessage, ReceiveResult
 from omnichannel.webhook import (
@@ -100,6 +101,8 @@ from omnichannel.webhook import (
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
+    http_url,
+    same_secret,
 )
 
 __all__ = ["TwilioConnector", "TwilioOptions", "host_allowed", "signature_url", "twiml_messages"]
@@ -109,7 +112,10 @@ log = logging.getLogger("omnichannel.connectors.twilio")
 TWILIO_API = "https://api.twilio.com"
 OVERLAP = timedelta(days=1)
 MAX_RECENT = 20_000
-MAX_REDIRECTS = 5
+_MEDIA_PATH = re.compile(
+    r"/2010-04-01/Accounts/(?P<account>AC[0-9a-fA-F]{32})"
+    r"/Messages/[A-Z]{2}[0-9a-fA-F]{32}/Media/ME[0-9a-fA-F]{32}"
+)
 T = TypeVar("T")
 
 
@@ -136,9 +142,7 @@ class TwilioOptions(BaseModel):
     @field_validator("api_base_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
+        return http_url(value) if value is not None else None
 
     @field_validator("phone_numbers")
     @classmethod
@@ -172,44 +176,6 @@ def signature_url(request_url: str, public_url: str | None) -> str:
         return request_url
     parts = urlsplit(request_url)
     return public_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _netloc(url: str) -> str | None:
-    """``host`` (or ``host:port`` for a non-default port) when ``url`` may be fetched at all."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    host = (parts.hostname or "").lower()
-    if not host or parts.username or parts.password or parts.scheme not in ("http", "https"):
-        return None
-    if parts.scheme == "http" and not _is_loopback(host):
-        return None  # never send anything (least of all credentials) in clear text
-    default = 443 if parts.scheme == "https" else 80
-    return host if port in (None, default) else f"{host}:{port}"
-
-
-def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """Whether ``url``'s host matches one of ``patterns`` (``host``, ``host:port``, or
-    ``*.suffix`` for any subdomain of ``suffix`` on the default port)."""
-    netloc = _netloc(url)
-    if netloc is None:
-        return False
-    for pattern in (p.strip().lower() for p in patterns):
-        if pattern.startswith("*."):
-            if netloc.endswith(pattern[1:]) and ":" not in netloc:
-                return True
-        elif netloc == pattern:
-            return True
-    return False
 
 
 # -- the API client ----------------------------------------------------------------------------
@@ -406,6 +372,9 @@ class TwilioConnector(PollingConnector, WebhookConnector):
 
     # -- webhooks ------------------------------------------------------------------------------
 
+    def public_url(self) -> str | None:
+        return self.options.public_url or self.context.public_url
+
     def _form(self, request: WebhookRequest) -> _Params:
         """The form fields, parsed once per request (``verify`` then ``parse``)."""
         params: _Params | None = request.scratch.get("twilio.form")
@@ -421,11 +390,11 @@ class TwilioConnector(PollingConnector, WebhookConnector):
             raise WebhookRejected(404, "webhooks are off for this connector (mode = poll)")
         params = self._form(request)
         signature = request.headers.get("x-twilio-signature", "")
-        url = signature_url(request.url, self.options.public_url or self.context.public_url)
+        url = signature_url(request.url, self.public_url())
         if not signature or not self._signed(url, params, signature):
             raise WebhookRejected(403, "bad signature")
         accounts = params.get("AccountSid", [])
-        if len(accounts) != 1 or not hmac.compare_digest(accounts[0], self.options.account_sid):
+        if len(accounts) != 1 or not same_secret(self.options.account_sid, accounts[0]):
             raise WebhookRejected(403, "not our Twilio account")
 
     def _signed(self, url: str, params: _Params, signature: str) -> bool:
@@ -434,7 +403,7 @@ class TwilioConnector(PollingConnector, WebhookConnector):
         (``validate`` always computes both)."""
         for candidate in _port_variants(url):
             computed = self._validator.compute_signature(candidate, params)
-            if hmac.compare_digest(computed.encode(), signature.encode()):
+            if same_secret(computed, signature):
                 return True
         return False
 
@@ -646,17 +615,23 @@ class TwilioConnector(PollingConnector, WebhookConnector):
     # -- media ---------------------------------------------------------------------------------
 
     def _api_hosts(self) -> list[str]:
-        own = _netloc(self.options.api_base_url)
+        own = url_netloc(self.options.api_base_url)
         return [*self.options.media_hosts, *([own] if own else [])]
 
-    def _credentialed(self, url: str) -> bool:
-        """Only our account's resources on Twilio's API host get our credentials."""
-        prefix = f"/2010-04-01/Accounts/{self.options.account_sid}/"
-        return host_allowed(url, self._api_hosts()) and urlsplit(url).path.startswith(prefix)
+    def _check_media_url(self, url: str) -> None:
+        """Only a media resource of our account on Twilio's API host gets our credentials:
+        exactly ``/2010-04-01/Accounts/<ours>/Messages/<sid>/Media/<sid>``, nothing added."""
+        if not host_allowed(url, self._api_hosts()):
+            raise SkippableError("media URL is not on an allowed Twilio API host")
+        parts = urlsplit(url)
+        path = _MEDIA_PATH.fullmatch(parts.path)
+        if path is None or path["account"] != self.options.account_sid or "?" in url or "#" in url:
+            raise SkippableError(
+                "media URL is not on an allowed Twilio API path (a media resource of our account)"
+            )
 
     def fetch_media(self, url: str, *, max_bytes: int) -> Media:
-        if not self._credentialed(url):
-            raise SkippableError("media URL is not on an allowed Twilio API host")
+        self._check_media_url(url)
         try:
             with requests.Session() as session:
                 return self._download(session, url, max_bytes)
@@ -664,25 +639,21 @@ class TwilioConnector(PollingConnector, WebhookConnector):
             raise RetryableError(f"media download failed: {type(exc).__name__}") from None
 
     def _download(self, session: requests.Session, url: str, max_bytes: int) -> Media:
-        origin, current = _netloc(url), url
-        redirect_hosts = [*self._api_hosts(), *self.options.media_redirect_hosts]
         auth = (self.options.account_sid, self.options.auth_token.get_secret_value())
-        for _ in range(MAX_REDIRECTS + 1):
-            response = session.get(
-                current,
-                auth=auth if _netloc(current) == origin else None,
+
+        def get(target: str, credentials: bool) -> requests.Response:
+            return session.get(
+                target,
+                auth=auth if credentials else None,
                 headers={"Connection": "close"},  # one download per connection: none lingers
                 stream=True,
                 allow_redirects=False,
                 timeout=self.options.timeout,
             )
-            with response:
-                if not response.is_redirect:
-                    return _read_media(response, max_bytes)
-                current = urljoin(current, response.headers.get("location", ""))
-            if not host_allowed(current, redirect_hosts):
-                raise SkippableError("media redirected to a host that is not allowed")
-        raise SkippableError(f"media redirected more than {MAX_REDIRECTS} times")
+
+        redirect_hosts = [*self._api_hosts(), *self.options.media_redirect_hosts]
+        with follow_redirects(get, url, redirect_hosts) as response:
+            return _read_media(response, max_bytes)
 
 
 def _read_media(response: requests.Response, max_bytes: int) -> Media:

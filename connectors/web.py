@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from omnichannel.webhook import (
     WebhookRequest,
     WebhookResponse,
     json_response,
+    same_secret,
     signing_key,
     standard_signature,
 )
@@ -56,6 +58,10 @@ DEFAULT_TYPES = [
     "audio/mpeg",
     "audio/ogg",
 ]
+_WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,255}")
+"""A ``webhook-id``: visible ASCII, no spaces (two joined copies never pass), fits the column."""
+_TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
+"""Unix seconds: ASCII digits only (``str.isdigit`` takes ``²``), short enough for ``int``."""
 
 
 class WebOptions(BaseModel):
@@ -114,13 +120,14 @@ class WebConnector(WebhookConnector):
     def _verify_standard(self, request: WebhookRequest) -> None:
         webhook_id = request.headers.get("webhook-id", "")
         stamp = request.headers.get("webhook-timestamp", "")
-        given = request.headers.get("webhook-signature", "").split()
-        if not webhook_id or not stamp.isdigit() or not given:
+        # space-separated signatures; a header sent twice arrives joined with ", "
+        given = [g.rstrip(",") for g in request.headers.get("webhook-signature", "").split()]
+        if not _WEBHOOK_ID.fullmatch(webhook_id) or not _TIMESTAMP.fullmatch(stamp) or not given:
             raise WebhookRejected(403, "missing or malformed webhook signature headers")
         if abs(self.clock() - int(stamp)) > self.options.tolerance_seconds:
             raise WebhookRejected(403, "webhook timestamp outside the tolerance")
         expected = [standard_signature(k, webhook_id, stamp, request.body) for k in self._keys()]
-        if not any(hmac.compare_digest(e, g) for e in expected for g in given):
+        if not any(same_secret(e, g) for e in expected for g in given):
             raise WebhookRejected(403, "bad signature")
 
     def _verify_hmac(self, request: WebhookRequest) -> None:
@@ -132,7 +139,7 @@ class WebConnector(WebhookConnector):
                 if self.options.hmac_encoding == "hex"
                 else (base64.b64encode(digest).decode())
             )
-            if hmac.compare_digest(self.options.hmac_prefix + encoded, given):
+            if same_secret(self.options.hmac_prefix + encoded, given):
                 return
         raise WebhookRejected(403, "bad signature")
 

@@ -5,9 +5,10 @@
 - **Configuration**: ``app_secret`` (**secret**; signs the notifications), ``verify_token``
   (**secret**; the handshake), ``access_token`` (**secret**; Graph API bearer for media and
   sending), ``phone_number_ids`` (only these numbers are accepted; the first one also sends
-  what names none of them), ``graph_api_url``, ``graph_api_version``, ``max_bytes`` (4 MiB: Meta
-  sends up to 3 MB), ``timeout``, ``template_name`` and ``template_language`` (default ``id``:
-  the approved template sent outside the 24-hour window, its one body parameter the ticket).
+  what names none of them), ``graph_api_url``, ``graph_api_version``, ``media_hosts``,
+  ``max_bytes`` (4 MiB: Meta sends up to 3 MB), ``timeout``, ``template_name`` and
+  ``template_language`` (default ``id``: the approved template sent outside the 24-hour
+  window, its one body parameter the ticket).
 - **Cursor**: none.
 - **Dedupe key**: the message's ``wamid`` — permanent, since Meta retries anything but a 200
   for up to seven days, to every subscribed app.
@@ -17,6 +18,10 @@
 - **Media**: attachments are ``pending`` with ``whatsapp-media:<id>``; downloaded in the
   background: ``GET {graph}/{version}/{id}`` (bearer) gives a short-lived URL, then that URL
   (bearer again); an expired URL is looked up afresh; Meta's sha256 is checked by the core.
+  The id must be digits and the URL ``https`` on a ``media_hosts`` host (default
+  ``lookaside.fbsbx.com``) or the host of ``graph_api_url``, checked before any request, so a
+  payload cannot point our token at another path or host; redirects are followed only to those
+  hosts, with the token only to the host it was meant for. Anything else is refused for good.
 - **Sending** (``send``, the outbox): ``POST {graph}/{version}/{phone_number_id}/messages``
   (bearer), from the ``phone_number_id`` the citizen wrote to (``our_address``) when it is one of
   ours, to the number's digits. Inside the 24-hour customer-service window (the citizen's last
@@ -52,8 +57,10 @@ from omnichannel.errors import (
     SkippableError,
     Undeliverable,
 )
+from omnichannel.media import follow_redirects, host_allowed, url_netloc
 from omnichannel.outbound import Outbound, Sent, retry_after_seconds
 from omnichannel.schema import InboundMessage, RawMessage, ReceiveResult
+from omnichannel.values import loads_json
 from omnichannel.webhook import (
     WebhookConnector,
     WebhookRejected,
@@ -67,6 +74,7 @@ __all__ = ["WhatsAppCloudConnector", "WhatsAppCloudOptions"]
 log = logging.getLogger("omnichannel.connectors.whatsapp_cloud")
 CONTENT_TYPE = "application/vnd.whatsapp.message+json"
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
+_MEDIA_ID = re.compile(r"[0-9]{1,64}")
 _EXPIRED = (401, 403, 404, 410)
 WINDOW = timedelta(hours=24)
 _RATE_LIMITED = frozenset({4, 80007, 130429, 131048, 131056})
@@ -83,6 +91,7 @@ class WhatsAppCloudOptions(BaseModel):
     phone_number_ids: list[str] = Field(min_length=1)
     graph_api_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v21.0"
+    media_hosts: list[str] = Field(default_factory=lambda: ["lookaside.fbsbx.com"])
     max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     timeout: float = Field(default=30, gt=0)
     template_name: str | None = Field(default=None, min_length=1)
@@ -124,10 +133,10 @@ class WhatsAppCloudConnector(WebhookConnector):
             raise WebhookRejected(403, "bad signature")
 
     def parse(self, request: WebhookRequest) -> list[RawMessage]:
-        try:
-            envelope = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise WebhookRejected(400, "body is not JSON") from None
+        try:  # NaN and Infinity are kept: such a message is stored, then quarantined by decode
+            envelope = loads_json(request.body, finite=False)
+        except ValueError:  # not JSON, nested too deeply, an integer Python cannot convert
+            return [self._unreadable(request.body)]
         if not isinstance(envelope, dict) or envelope.get("object") != "whatsapp_business_account":
             return []  # another object type: acknowledged, nothing to store
         messages, foreign = split_webhook(envelope, set(self.options.phone_number_ids))
@@ -146,10 +155,25 @@ class WhatsAppCloudConnector(WebhookConnector):
                 external_id=wamid,
                 received_at=now,
                 content_type=CONTENT_TYPE,
-                payload=json.dumps(one, ensure_ascii=False).encode(),
+                payload=_payload(one),
             )
             for wamid, one in messages
         ]
+
+    def _unreadable(self, body: bytes) -> RawMessage:
+        """A body Meta signed that cannot be read: kept whole, under its hash (a redelivery is
+        a duplicate), for decode to quarantine — never answered 400 and lost when Meta gives
+        up retrying."""
+        log.warning(
+            "whatsapp %s: a signed body that is not readable JSON is quarantined", self.name
+        )
+        return RawMessage(
+            connector=self.name,
+            external_id="sha256:" + hashlib.sha256(body).hexdigest(),
+            received_at=datetime.now(UTC),
+            content_type=CONTENT_TYPE,
+            payload=body,
+        )
 
     def decode(self, raw: RawMessage) -> InboundMessage:
         return decode_whatsapp_message(
@@ -219,38 +243,56 @@ class WhatsAppCloudConnector(WebhookConnector):
 
     # -- media ---------------------------------------------------------------------------------
 
-    def _get(self, url: str, *, stream: bool = False) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.options.access_token.get_secret_value()}"}
+    def _get(self, url: str, *, stream: bool = False, bearer: bool = True) -> requests.Response:
+        """One GET, redirects not followed (:func:`follow_redirects` decides where they go)."""
+        token = self.options.access_token.get_secret_value()
+        headers = {"Authorization": f"Bearer {token}"} if bearer else {}
         try:
             return requests.get(
                 url,
                 headers=headers,
                 timeout=self.options.timeout,
                 stream=stream,
-                allow_redirects=True,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise RetryableError(f"Graph API unreachable: {type(exc).__name__}") from None
+
+    def _media_hosts(self) -> list[str]:
+        own = url_netloc(self.options.graph_api_url)
+        return [*self.options.media_hosts, *([own] if own else [])]
 
     def _media_url(self, media_id: str) -> str:
         base = self.options.graph_api_url.rstrip("/")
         response = self._get(f"{base}/{self.options.graph_api_version}/{media_id}")
         _raise_for(response, "media lookup")
         url = (
-            response.json().get("url")
+            _json_of(response).get("url")
             if response.headers.get("content-type", "").startswith("application/json")
             else None
         )
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise RetryableError("media lookup gave no URL")
+        if not host_allowed(url, self._media_hosts()):
+            raise SkippableError("media URL from the Graph API is not on an allowed media host")
         return url
+
+    def _download(self, url: str) -> requests.Response:
+        """The media at ``url``; the bearer token only to that URL's own host."""
+
+        def get(target: str, credentials: bool) -> requests.Response:
+            return self._get(target, stream=True, bearer=credentials)
+
+        return follow_redirects(get, url, self._media_hosts())
 
     def fetch_media(self, url: str, *, max_bytes: int) -> Media:
         if not url.startswith(MEDIA_SCHEME):
             raise SkippableError("not a WhatsApp media reference")
         media_id = url[len(MEDIA_SCHEME) :]
+        if not _MEDIA_ID.fullmatch(media_id):  # checked before any request is built from it
+            raise SkippableError("not a WhatsApp media id (digits only)")
         for attempt in range(2):  # the download URL lives ~5 minutes: look it up again once
-            response = self._get(self._media_url(media_id), stream=True)
+            response = self._download(self._media_url(media_id))
             if response.status_code in _EXPIRED and attempt == 0:
                 response.close()
                 continue
@@ -260,6 +302,15 @@ class WhatsAppCloudConnector(WebhookConnector):
                 response.headers.get("content-type", "").split(";")[0] or None,
             )
         raise RetryableError("media URL expired twice")
+
+
+def _payload(message: dict[str, Any]) -> bytes:
+    """One message's stored payload: UTF-8 JSON; with ``\\u`` escapes when it holds a lone
+    surrogate (which UTF-8 cannot encode), so that it is stored and its decoding refuses it."""
+    try:
+        return json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(message, ensure_ascii=True).encode("ascii")
 
 
 def _raise_for(response: requests.Response, what: str) -> None:

@@ -8,7 +8,9 @@ Parsing
     ``compat32`` first (about ten times faster), and ``BytesParser(policy=email.policy.default)``
     when it raises (flagged ``parser_fallback``).  Either way headers and parameters are read
     from the raw header text the parser keeps, and attached messages from the raw bytes of their
-    MIME part, so both policies give the same result.
+    MIME part, so both policies give the same result.  The parser runs within the limits of
+    :mod:`normalizer.limits` (:mod:`normalizer.mime`): large bodies are decoded straight from the
+    payload, and a mail past a limit is read up to it and flagged.
 
 Text
     * a declared ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as windows-1252 (0x80-0x9F
@@ -34,7 +36,9 @@ Bodies and attachments
 Flags
     ``auto_reply`` (with ``auto_reply_reason``), ``list``, ``bounce`` and, for delivery-status
     reports, ``bounced_message_id`` (also ``in_reply_to``), ``dsn_action`` and ``dsn_recipient``;
-    ``date_unparsed`` and ``parser_fallback``.
+    ``date_unparsed`` and ``parser_fallback``; past a limit, ``mime_truncated`` (``parts``,
+    ``depth`` or ``checks``), ``attachments_omitted`` (how many beyond ``MAX_ATTACHMENTS``) and
+    ``html_truncated`` (HTML beyond ``MAX_HTML_TO_TEXT`` characters not converted to text).
 
 The idempotency key, :func:`email_external_id`, is ``<Message-ID>|sha256:<hex>`` over the raw
 bytes with line endings normalized, so a Message-ID reused for different content does not
@@ -48,12 +52,12 @@ import binascii
 import codecs
 import email.policy
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.message import Message
-from email.parser import BytesParser
 from email.policy import Compat32, Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -61,7 +65,11 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from normalizer.address import normalize_email
+from normalizer.filenames import EXTENSION_TYPES as _EXTENSION_TYPES
+from normalizer.filenames import safe_filename
 from normalizer.jsondoc import describe_validation_error
+from normalizer.limits import MAX_ATTACHMENTS, MAX_HTML_TO_TEXT, MAX_MIME_DEPTH
+from normalizer.mime import parse, payload_bytes, restored, transfer_decoded
 from normalizer.text import html_to_text
 from omnichannel.errors import DecodeError
 from omnichannel.schema import Attachment, InboundMessage, Sender
@@ -97,15 +105,17 @@ HEADERS_OF_INTEREST = (
 MAX_EXTERNAL_ID = 512
 _HASH_PART = len("|sha256:") + 64
 _MAX_HEADER_BLOCK = 256 * 1024
-_MAX_MIME_DEPTH = 32
-_MAX_FILENAME = 200
+_MAX_MIME_DEPTH = MAX_MIME_DEPTH  # (the parser stops there too, flagging ``mime_truncated``)
 _MAX_REFERENCES = 100
 _MAX_ID_LENGTH = 998
 
 # A header field line: printable ASCII name (no colon, no space) then a colon, as in feedparser.
 _HEADER_LINE = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):(.*)$", re.DOTALL)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
-_ID_TOKEN = re.compile(r"<([^<>]*)>|([^\s<>,;\"()]+@[^\s<>,;\"()]+)")
+_ID_TOKEN = re.compile(r"<([^<>]*)>|([^\s<>,;\"()]+)")
+"""A bracketed id, or a bare word (an id when it holds an ``@``): words never overlap, so a
+header of 100,000 characters is read in one pass (``[^…]+@[^…]+`` tried it from every
+position: quadratic)."""
 _COMMENT = re.compile(r"\([^()<>]*\)")
 _ESCAPED_8BIT = re.compile(r"[\udc80-\udcff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -140,7 +150,7 @@ _MAIL_HEADERS = frozenset(
 def email_external_id(payload: bytes) -> str:
     """``<Message-ID>|sha256:<hex>`` (or ``sha256:<hex>`` without one); never raises."""
     data = bytes(payload)
-    digest = hashlib.sha256(_normalize_line_endings(data)).hexdigest()
+    digest = _normalized_digest(data)
     try:
         message_id = _raw_message_id(data)
     except Exception:  # the key must exist whatever the bytes are
@@ -152,6 +162,23 @@ def email_external_id(payload: bytes) -> str:
 
 def _normalize_line_endings(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+_DIGEST_CHUNK = 1024 * 1024
+
+
+def _normalized_digest(data: bytes) -> str:
+    """sha256 of ``data`` with line endings normalized, a chunk at a time (a large mail is not
+    copied whole; a chunk never ends between the CR and LF of one line ending)."""
+    digest = hashlib.sha256()
+    start = 0
+    while start < len(data):
+        end = start + _DIGEST_CHUNK
+        if data[end - 1 : end] == b"\r":
+            end += 1
+        digest.update(_normalize_line_endings(data[start:end]))
+        start = end
+    return digest.hexdigest()
 
 
 def _raw_message_id(data: bytes) -> str | None:
@@ -235,10 +262,11 @@ def decode_email(
 def _checked_payload(payload: bytes) -> bytes:
     """The payload without preamble, or DecodeError when it has no header structure."""
     data = _trim_preamble(bytes(payload))
-    if not data.strip():
+    if not data or data.isspace():  # (not strip(): it would copy a large mail)
         raise DecodeError("empty e-mail payload")
     names = [name.lower() for name, _ in _raw_headers(data)]
-    first_line = data.split(b"\n", 1)[0]
+    newline = data.find(b"\n", 0, _MAX_HEADER_BLOCK)
+    first_line = data[:newline] if newline >= 0 else data[:_MAX_HEADER_BLOCK]
     if not names or not (first_line.startswith(b"From ") or _HEADER_LINE.match(first_line)):
         raise DecodeError("payload does not start with e-mail headers")
     if not _MAIL_HEADERS.intersection(names):
@@ -253,8 +281,9 @@ def _decode_with(
     external_id: str,
     received_at: datetime | None,
 ) -> InboundMessage:
-    msg = BytesParser(policy=policy).parsebytes(data)
-    leaves = list(_leaves(msg, data))
+    parsed = parse(data, policy)
+    msg = parsed.message
+    leaves = list(_leaves(msg, memoryview(data)))
     report = _delivery_report(msg, leaves)
     subject = _header_text(msg, "subject")
     sender, from_email = _sender(msg, is_dsn=report is not None and report.is_dsn)
@@ -264,8 +293,10 @@ def _decode_with(
         flags["date_unparsed"] = True
     if policy is not compat32:
         flags["parser_fallback"] = True
+    if parsed.truncated:
+        flags["mime_truncated"] = parsed.truncated  # the limit reached: parts, depth, checks
     headers = _headers_of_interest(msg)
-    text, html = _bodies(msg)
+    text, html = _bodies(msg, flags)
     return InboundMessage(
         channel="email",
         connector=connector,
@@ -276,7 +307,7 @@ def _decode_with(
         subject=subject or None,
         text=text,
         html=html,
-        attachments=_attachments(leaves),
+        attachments=_attachments(leaves, flags),
         in_reply_to=flags.get("bounced_message_id") or _first_id(headers.get("in-reply-to")),
         references=_references(headers.get("references", "")),
         headers=headers,
@@ -545,7 +576,10 @@ def _message_ids(value: str) -> list[str]:
     """``<id>`` tokens in order, brackets added where missing, repeats and comments dropped."""
     found: list[str] = []
     for match in _ID_TOKEN.finditer(_COMMENT.sub(" ", value)):
-        inner = "".join((match.group(1) or match.group(2) or "").split())
+        word = match.group(2)
+        if word is not None and "@" not in word[1:-1]:
+            continue
+        inner = "".join((match.group(1) or word or "").split())
         token = f"<{inner}>"
         if inner and len(token) <= _MAX_ID_LENGTH and token not in found:
             found.append(token)
@@ -698,15 +732,29 @@ class _Body(NamedTuple):
         return any(text.strip() for _, text in self.segments)
 
 
-def _bodies(msg: Message) -> tuple[str | None, str | None]:
+def _bodies(msg: Message, flags: dict[str, Any]) -> tuple[str | None, str | None]:
     """(text, html): inline text segments joined by a blank line; HTML converted if no plain."""
     body = _body(msg, 0)
-    texts = [html_to_text(text) if is_html else text for is_html, text in body.segments]
-    texts = [text for text in texts if text.strip()]
+    texts = [text for text in _converted(body.segments, flags) if text.strip()]
     if len(texts) > 1:
         texts = ["\n\n".join(text.strip("\n") for text in texts) + "\n"]
     html = "\n".join(body.html)
     return (texts[0] if texts else None), (html or None)
+
+
+def _converted(segments: tuple[tuple[bool, str], ...], flags: dict[str, Any]) -> list[str]:
+    """The segments as text; at most ``MAX_HTML_TO_TEXT`` characters of HTML in all are
+    converted (flagged ``html_truncated`` when there was more: it stays in ``html``)."""
+    budget, texts = MAX_HTML_TO_TEXT, []
+    for is_html, text in segments:
+        if is_html:
+            if len(text) > budget:
+                flags["html_truncated"] = True
+            texts.append(html_to_text(text[:budget]) if budget > 0 else "")
+            budget -= len(text)
+        else:
+            texts.append(text)
+    return texts
 
 
 def _body(part: Message, depth: int) -> _Body:
@@ -766,9 +814,9 @@ def _clean_body(text: str) -> str:
 
 
 def _payload_bytes(part: Message) -> bytes:
-    """The part's content after transfer decoding."""
-    payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
+    """The part's content after transfer decoding (large bodies read from the raw payload)."""
+    payload = payload_bytes(part)
+    if payload is not None:
         return payload
     return _generated_bytes(part)
 
@@ -780,7 +828,7 @@ def _generated_bytes(part: Message) -> bytes:
         if not isinstance(sub, Message):
             continue
         try:
-            chunks.append(sub.as_bytes(policy=compat32))
+            chunks.append(restored(sub, sub.as_bytes(policy=compat32)))
         except Exception:  # the generator cannot write some broken parts
             continue
     return b"\n".join(chunks)
@@ -792,18 +840,19 @@ def _generated_bytes(part: Message) -> bytes:
 class _Leaf(NamedTuple):
     part: Message
     info: _Info
-    raw: bytes | None
-    """The part's raw entity (headers and body) as found in the payload, when located."""
+    raw: memoryview | None
+    """The part's raw entity (headers and body) as found in the payload, when located (a view
+    of the payload: large parts are not copied)."""
 
     @property
     def content(self) -> bytes:
         """Transfer-decoded content; an attached message as its original bytes."""
         if self.info.maintype == "message" and self.raw is not None:
-            return _transfer_decoded(_entity_body(self.raw), self.info.transfer_encoding)
+            return transfer_decoded(_entity_body(self.raw), self.info.transfer_encoding)
         return _payload_bytes(self.part)
 
 
-def _leaves(part: Message, raw: bytes | None, depth: int = 0) -> Iterator[_Leaf]:
+def _leaves(part: Message, raw: memoryview | None, depth: int = 0) -> Iterator[_Leaf]:
     """Every leaf part, depth first, with its raw bytes when the MIME split agrees."""
     info = _info(part)
     subparts = _subparts(part, info)
@@ -812,64 +861,80 @@ def _leaves(part: Message, raw: bytes | None, depth: int = 0) -> Iterator[_Leaf]
         return
     if depth >= _MAX_MIME_DEPTH:
         return
-    pieces = _split_multipart(raw, info.boundary) if raw is not None and info.boundary else None
+    pieces = None
+    if raw is not None and info.boundary:
+        pieces = _split_multipart(raw, info.boundary, len(subparts))
     if pieces is None or len(pieces) != len(subparts):
         pieces = [None] * len(subparts)
     for sub, piece in zip(subparts, pieces, strict=True):
         yield from _leaves(sub, piece, depth + 1)
 
 
-def _entity_body(entity: bytes) -> bytes:
+def _entity_body(entity: memoryview) -> memoryview:
     """What follows the header block of a raw MIME entity."""
-    if entity.startswith((b"\n", b"\r\n")):
-        return entity.split(b"\n", 1)[1]
+    if bytes(entity[:1]) == b"\n":
+        return entity[1:]
+    if bytes(entity[:2]) == b"\r\n":
+        return entity[2:]
     found = _HEADER_END.search(entity)
-    return entity[found.end() :] if found else b""
+    return entity[found.end() :] if found else entity[:0]
 
 
-def _split_multipart(entity: bytes, boundary: str) -> list[bytes | None] | None:
-    """The raw parts of a multipart entity, as the ``email`` feed parser delimits them."""
+def _split_multipart(
+    entity: memoryview, boundary: str, expected: int
+) -> list[memoryview | None] | None:
+    """The raw parts of a multipart entity, as the ``email`` feed parser delimits them (more
+    than the ``expected`` parts the parser found are not looked for: they cannot match)."""
     try:
         marker = re.escape(boundary.encode("ascii"))
     except UnicodeEncodeError:
         return None
     body = _entity_body(entity)
-    delimiters = list(re.finditer(rb"(?m)^--" + marker + rb"(--)?[ \t]*\r?$", body))
-    pieces: list[bytes | None] = []
+    # "^--boundary" with the literal first (the regex engine skips ahead fast), at a line start
+    found = re.finditer(rb"--" + marker + rb"(--)?[ \t]*\r?$", body, re.MULTILINE)
+    at_line_start = (m for m in found if m.start() == 0 or body[m.start() - 1] == 0x0A)
+    delimiters = list(itertools.islice(at_line_start, expected + 2))
+    pieces: list[memoryview | None] = []
     for index, current in enumerate(delimiters):
         if current.group(1):  # the closing delimiter
             break
         following = delimiters[index + 1] if index + 1 < len(delimiters) else None
-        start = current.end() + (1 if body[current.end() : current.end() + 1] == b"\n" else 0)
+        start = current.end()
+        if bytes(body[start : start + 1]) == b"\n":
+            start += 1
         end = following.start() if following else len(body)
-        piece = body[start:end]
-        if following:
-            piece = piece.removesuffix(b"\n").removesuffix(b"\r")
-        pieces.append(piece)
+        if following:  # the line ending before a delimiter belongs to the delimiter
+            end = _before_line_end(body, start, end)
+        pieces.append(body[start:end])
     return pieces
 
 
-def _transfer_decoded(data: bytes, encoding: str) -> bytes:
-    if encoding == "base64":
-        compact = b"".join(data.split())
-        try:
-            return base64.b64decode(compact + b"=" * (-len(compact) % 4))
-        except (binascii.Error, ValueError):
-            return data
-    if encoding == "quoted-printable":
-        return binascii.a2b_qp(data)
-    return data
+def _before_line_end(data: memoryview, start: int, end: int) -> int:
+    """``end`` moved back over one final LF, then one CR (not before ``start``)."""
+    if end > start and data[end - 1] == 0x0A:  # LF
+        end -= 1
+    if end > start and data[end - 1] == 0x0D:  # CR
+        end -= 1
+    return end
 
 
 # --- attachments ------------------------------------------------------------------------------
 
 
-def _attachments(leaves: list[_Leaf]) -> list[Attachment]:
-    """Every leaf that is not an inline text/plain or text/html body part."""
+def _attachments(leaves: list[_Leaf], flags: dict[str, Any]) -> list[Attachment]:
+    """Every leaf that is not an inline text/plain or text/html body part, the first
+    ``MAX_ATTACHMENTS`` of them (how many more there were is flagged ``attachments_omitted``)."""
     found: list[Attachment] = []
+    omitted = 0
     for leaf in leaves:
-        if not leaf.info.is_body:
+        if leaf.info.is_body:
+            continue
+        if len(found) < MAX_ATTACHMENTS:
             found.append(_attachment(leaf, len(found) + 1))
+        else:
+            omitted += 1
+    if omitted:
+        flags["attachments_omitted"] = omitted
     return found
 
 
@@ -987,59 +1052,6 @@ _FTYP_BRANDS = (
     (("M4A ",), "audio/mp4"),
     (("qt  ",), "video/quicktime"),
 )
-_EXTENSION_TYPES = {
-    "pdf": "application/pdf",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "gif": "image/gif",
-    "webp": "image/webp",
-    "heic": "image/heic",
-    "tif": "image/tiff",
-    "tiff": "image/tiff",
-    "doc": "application/msword",
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "xls": "application/vnd.ms-excel",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "ppt": "application/vnd.ms-powerpoint",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "odt": "application/vnd.oasis.opendocument.text",
-    "ods": "application/vnd.oasis.opendocument.spreadsheet",
-    "msg": "application/vnd.ms-outlook",
-    "zip": "application/zip",
-    "rar": "application/vnd.rar",
-    "7z": "application/x-7z-compressed",
-    "mp4": "video/mp4",
-    "3gp": "video/3gpp",
-    "mov": "video/quicktime",
-    "mp3": "audio/mpeg",
-    "m4a": "audio/mp4",
-    "ogg": "audio/ogg",
-    "opus": "audio/ogg",
-    "amr": "audio/amr",
-    "wav": "audio/wav",
-    "txt": "text/plain",
-    "csv": "text/csv",
-    "html": "text/html",
-    "ics": "text/calendar",
-    "vcf": "text/vcard",
-    "eml": "message/rfc822",
-    "p7s": "application/pkcs7-signature",
-    "asc": "application/pgp-signature",
-    "kml": "application/vnd.google-earth.kml+xml",
-    "kmz": "application/vnd.google-earth.kmz",
-}
-_TYPE_EXTENSIONS = {
-    **{content_type: ext for ext, content_type in reversed(_EXTENSION_TYPES.items())},
-    "application/octet-stream": "bin",
-    "application/pkcs7-signature": "p7s",
-    "application/x-pkcs7-signature": "p7s",
-    "application/pkcs7-mime": "p7m",
-    "text/rfc822-headers": "txt",
-    "message/delivery-status": "txt",
-    "message/disposition-notification": "txt",
-    "application/x-ole-storage": "bin",
-}
 
 
 def sniff_content_type(
@@ -1099,33 +1111,6 @@ def _ftyp_type(brand: str) -> str:
 def _extension(filename: str | None) -> str:
     stem, dot, extension = (filename or "").rpartition(".")
     return extension.lower() if dot and stem.strip(".") else ""
-
-
-def safe_filename(
-    name: str | None, *, content_type: str = "application/octet-stream", index: int = 1
-) -> str:
-    """A filename safe to store and offer for download; never empty.
-
-    The last path component (``/`` and ``\\`` both separate), NFC, without control, format or
-    bidi characters and without leading dots, at most 200 characters keeping the extension.
-    Nothing left: ``attachment-<index>`` plus an extension for ``content_type``.
-    """
-    base = re.split(r"[/\\]", unicodedata.normalize("NFC", name or ""))[-1]
-    cleaned = "".join(ch for ch in base if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-    cleaned = " ".join(cleaned.split()).lstrip(". ")
-    if not cleaned:
-        extension = _TYPE_EXTENSIONS.get(content_type.lower(), "bin")
-        return f"attachment-{index}.{extension}"
-    return _truncated(cleaned)
-
-
-def _truncated(name: str) -> str:
-    if len(name) <= _MAX_FILENAME:
-        return name
-    stem, dot, extension = name.rpartition(".")
-    if not dot or not 0 < len(extension) <= 16 or not extension.isalnum():
-        return name[:_MAX_FILENAME].rstrip()
-    return stem[: _MAX_FILENAME - len(extension) - 1].rstrip() + "." + extension
 
 
 # --- delivery reports -------------------------------------------------------------------------

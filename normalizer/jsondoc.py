@@ -4,7 +4,8 @@ Pure: bytes in, a message out; no I/O and no clock (the caller passes ``received
 
 Only ``channel``, ``external_id`` and one of ``text`` / ``attachments`` / ``location`` are
 required; ``connector`` and ``received_at`` are filled in when the document leaves them out.
-Timestamps must carry ``Z`` or an offset.  Attachment ``content`` is base64.
+Timestamps must carry ``Z`` or an offset.  Attachment ``content`` is base64; attachment
+filenames are made safe (:func:`normalizer.filenames.safe_filename`).
 
 Every failure is a :class:`~omnichannel.errors.DecodeError` that names the offending fields and
 never repeats their values: a document may hold personal data or secrets, and error messages end
@@ -21,9 +22,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from normalizer.filenames import safe_attachments
 from normalizer.timeutil import DEFAULT_TZ, parse_timestamp
 from omnichannel.errors import DecodeError
 from omnichannel.schema import InboundMessage
+from omnichannel.values import loads_json
 
 __all__ = ["decode_json_document", "describe_validation_error", "json_external_id"]
 
@@ -70,6 +73,7 @@ def decode_json_document(
         raise DecodeError(f"invalid document: {describe_validation_error(exc)}") from None
     if not message.has_content():
         raise DecodeError("document has no text, attachments or location")
+    message.attachments = safe_attachments(message.attachments)
     return message
 
 
@@ -90,13 +94,13 @@ def _load_object(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise DecodeError("document is not UTF-8 text") from None
     try:
-        document = json.loads(text)
+        document = loads_json(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(
             f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
-    except RecursionError:
-        raise DecodeError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity, a number out of range, nested too deeply
+        raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise DecodeError(f"document must be a JSON object, not {_json_kind(document)}")
     return document

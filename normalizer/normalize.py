@@ -12,10 +12,12 @@ from datetime import datetime
 
 from normalizer.address import normalize_email
 from normalizer.email import strip_reply_prefixes
+from normalizer.filenames import safe_attachments
 from normalizer.language import detect_language
+from normalizer.limits import MAX_ATTACHMENTS, MAX_HTML_TO_TEXT
 from normalizer.phone import normalize_phone
 from normalizer.text import clean_text, html_to_text, trim_quoted
-from omnichannel.schema import InboundMessage, NormalizedMessage, Sender
+from omnichannel.schema import Attachment, InboundMessage, NormalizedMessage, Sender
 
 __all__ = ["body_fingerprint", "normalize", "normalize_sender", "sender_key"]
 
@@ -66,12 +68,24 @@ def body_fingerprint(body: str) -> str | None:
     return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
 
 
-def _text_of(inbound: InboundMessage) -> str:
+def _text_of(inbound: InboundMessage, flags: dict[str, object]) -> str:
     if inbound.text and inbound.text.strip():
         return clean_text(inbound.text)
     if inbound.html:
-        return html_to_text(inbound.html)
+        if len(inbound.html) > MAX_HTML_TO_TEXT:  # the rest stays in ``html``, as data
+            flags["html_truncated"] = True
+        return html_to_text(inbound.html[:MAX_HTML_TO_TEXT])
     return ""
+
+
+def _kept_attachments(items: list[Attachment], flags: dict[str, object]) -> list[Attachment]:
+    """The first ``MAX_ATTACHMENTS`` (whatever the channel); how many more is flagged."""
+    if len(items) <= MAX_ATTACHMENTS:
+        return items
+    earlier = flags.get("attachments_omitted")  # (the e-mail decoder counts its own)
+    earlier = earlier if isinstance(earlier, int) else 0
+    flags["attachments_omitted"] = earlier + len(items) - MAX_ATTACHMENTS
+    return items[:MAX_ATTACHMENTS]
 
 
 def normalize(
@@ -79,7 +93,7 @@ def normalize(
 ) -> NormalizedMessage:
     """The canonical form of ``inbound`` (received by ``connector`` at ``received_at``)."""
     flags = dict(inbound.flags)
-    text_full = _text_of(inbound)
+    text_full = _text_of(inbound, flags)
     body, trimmed = trim_quoted(text_full)
     if trimmed:
         flags["quoted_text_trimmed"] = True
@@ -98,7 +112,7 @@ def normalize(
         text_full=text_full,
         html=inbound.html,
         language=detect_language(f"{subject or ''}\n{body}"),
-        attachments=inbound.attachments,
+        attachments=safe_attachments(_kept_attachments(inbound.attachments, flags)),
         location=inbound.location,
         message_id=headers.get("message-id") or None,
         in_reply_to=inbound.in_reply_to,

@@ -74,6 +74,9 @@ EIGHT_BIT = "8bit"
 USSD_CLASS = 127
 _PAYLOAD_FORMAT = "gammu-inbox/1"
 _FINGERPRINT_CHARS = 24
+MAX_PARTS = 255
+"""The most parts one SMS can have (the UDH's one-byte total); a v18 ``PartCount`` beyond it is
+not a message's (a row that says 10**18 would have the decoder count every missing part)."""
 _CONTROL_OK = frozenset("\t\n\r")
 
 
@@ -341,7 +344,7 @@ def part_of(row: Mapping[str, Any], schema: int) -> Part:
     if schema >= 18 and (message := _int(row.get("MessageID"))) > 0:
         total = _int(row.get("PartCount"), 1)
         sequence = _int(row.get("SequencePosition"), 1)
-        if total >= 1 and 1 <= sequence <= total:
+        if 1 <= total <= MAX_PARTS and 1 <= sequence <= total:
             return Part(row_id, ("message", message), sequence, total, when, row)
     concat = parse_udh(row.get("UDH")).concat
     if concat is not None:
@@ -470,7 +473,7 @@ def group_external_id(gateway: str, group: Group) -> str:
     contents = [group.parts[s].content() for s in sorted(group.parts)]
     canonical = json.dumps([group.total, sorted(group.parts), contents], ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:_FINGERPRINT_CHARS]
-    return f"{gateway}:{group.first_id}:{digest}"[:512]
+    return f"{gateway}:{group.first_id}:{digest}"  # (an id too long is stored as its sha256)
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -484,7 +487,7 @@ def is_operator_sender(sender: str) -> bool:
 def _load(payload: bytes) -> tuple[int, str | None, list[dict[str, Any]]]:
     try:
         document = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, an integer out of range
         raise DecodeError("not a Gammu inbox document (invalid JSON)") from None
     if not isinstance(document, dict) or document.get("format") != _PAYLOAD_FORMAT:
         raise DecodeError("not a Gammu inbox document (format missing)")

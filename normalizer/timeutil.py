@@ -46,8 +46,12 @@ def to_utc(value: datetime, tz: str | ZoneInfo = DEFAULT_TZ) -> datetime:
 
 def _from_unix(seconds: float) -> datetime:
     """Aware UTC datetime for unix ``seconds``; ValueError when not finite or out of range."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"unix timestamp is not finite: {seconds!r}")
+    try:  # (an int of thousands of digits does not even convert to float)
+        finite = math.isfinite(seconds)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ValueError("unix timestamp is not finite or out of range")
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError) as exc:

@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from normalizer.filenames import safe_filename
 from normalizer.phone import normalize_phone
 from omnichannel.errors import DecodeError
 from omnichannel.schema import Attachment, InboundMessage, Location, Sender
@@ -105,9 +106,9 @@ def _split_form(text: str) -> tuple[tuple[str, str], ...]:
     (most of a Twilio form needs none: a third of the cost of a webhook's decoding)."""
     if not text:
         return ()
-    fields = text.split("&")
-    if len(fields) > MAX_FIELDS:
+    if text.count("&") >= MAX_FIELDS:  # counted before splitting: no list of a million fields
         raise ValueError("too many fields")
+    fields = text.split("&")
     pairs = []
     for field in fields:
         name, equals, value = field.partition("=")
@@ -155,7 +156,7 @@ def external_id_of(fields: Mapping[str, str]) -> str:
     if sid is None:
         raise DecodeError("MessageSid: missing or malformed")
     if is_status_callback(fields):
-        return f"{sid}#{_status(fields)}"[:512]
+        return f"{sid}#{_status(fields)}"  # stored as its sha256 when too long, never cut
     return sid
 
 
@@ -235,26 +236,36 @@ def _media_indexes(fields: Mapping[str, str]) -> list[int]:
     return sorted(int(n) for n in found if n.isdigit() and len(n) <= 3)
 
 
-def _filename(url: str, content_type: str) -> str | None:
-    name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+def _filename(url: str, content_type: str, index: int) -> str | None:
+    """``<MediaSid>.<extension>`` when the URL ends in a SID (Twilio gives no filename)."""
+    try:
+        name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    except ValueError:  # not a URL at all (the download refuses it later)
+        name = ""
     if not _SID.fullmatch(name):
         return None
-    return name + (mimetypes.guess_extension(content_type, strict=False) or "")
+    extension = mimetypes.guess_extension(content_type, strict=False) or ""
+    return safe_filename(name + extension, content_type=content_type, index=index)
 
 
 def _attachments(fields: Mapping[str, str], flags: dict[str, Any]) -> list[Attachment]:
-    attachments = []
+    attachments: list[Attachment] = []
     for index in _media_indexes(fields):
         url = fields[f"MediaUrl{index}"].strip()
         if not url:
             continue
         content_type = (fields.get(f"MediaContentType{index}") or "").strip().lower()
         content_type = content_type or "application/octet-stream"
-        attachments.append(
-            Attachment(url=url, content_type=content_type, filename=_filename(url, content_type))
-        )
+        name = _filename(url, content_type, len(attachments) + 1)
+        attachments.append(Attachment(url=url, content_type=content_type, filename=name))
     declared = (fields.get("NumMedia") or "").strip()
-    if declared.isdigit() and int(declared) > len(attachments):
+    # Twilio sends 0-10; a number of thousands of digits is not one int() may convert
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and len(declared) <= 4
+        and int(declared) > len(attachments)
+    ):
         flags["incomplete"] = True
         flags["media_missing"] = int(declared) - len(attachments)
     return attachments

@@ -3,7 +3,10 @@
 A payload (JSON, ``application/x-www-form-urlencoded`` or ``multipart/form-data``) becomes a
 plain ``dict``; a *mapping* from schema fields to dotted paths in it (``"sender.phone":
 "data.msisdn"``) or constants (``"channel": "=sms"``) turns that into an InboundMessage. Errors
-are :class:`FieldError` s naming the field, never echoing values.
+are :class:`FieldError` s naming the field, never echoing values. Work is bounded
+(:mod:`normalizer.limits`): more than ``MAX_FORM_FIELDS`` fields (counted before splitting) or
+MIME parts, a field name nested deeper than ``MAX_FIELD_DEPTH``, or a list of more than
+``MAX_FORM_FIELDS`` attachments is a FieldError; uploaded files are read straight from the body.
 
 The portal's own form has a default mapping (:data:`PORTAL_MAPPING`): ``name, email, phone,
 subject, message, attachments, location (lat, lon, address) | location_lat/location_lon/
@@ -16,20 +19,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from email.parser import BytesParser
+from email.message import EmailMessage
 from email.policy import HTTP
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from normalizer.filenames import safe_filename_or_none
+from normalizer.limits import MAX_FIELD_DEPTH, MAX_FORM_FIELDS, MAX_MIME_PARTS
+from normalizer.mime import parse, payload_bytes
 from normalizer.timeutil import parse_timestamp
 from omnichannel.errors import DecodeError
 from omnichannel.schema import Attachment, InboundMessage, Location, Sender
+from omnichannel.values import (
+    OutOfRange,
+    UnstorableValue,
+    loads_json,
+    storable_external_id,
+    storable_inbound,
+)
 
 __all__ = ["FIELDS", "PORTAL_MAPPING", "FieldError", "map_payload", "parse_body", "resolve"]
 
@@ -98,9 +111,9 @@ def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    try:  # a number no field can hold is kept as a marker: the field that holds it is named
+        data = loads_json(body.decode("utf-8-sig"), strict=False)
+    except ValueError:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
         raise FieldError("body", "not valid JSON") from None
     if not isinstance(data, dict):
         raise FieldError("body", "must be a JSON object")
@@ -112,22 +125,32 @@ def _form(body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise FieldError("body", "form is not UTF-8") from None
-    return _nest(parse_qsl(text, keep_blank_values=True))
+    try:  # (counted from the separators before anything is split)
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise FieldError("body", f"more than {MAX_FORM_FIELDS} form fields") from None
+    return _nest(pairs)
 
 
 def _nest(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``location[lat]=1`` / ``location.lat=1`` become nested keys; repeated keys become lists."""
+    """``location[lat]=1`` / ``location.lat=1`` become nested keys (at most ``MAX_FIELD_DEPTH``
+    levels); repeated keys become lists."""
     out: dict[str, Any] = {}
     for key, value in pairs:
-        parts = key.replace("]", "").replace("[", ".").split(".")
+        parts = key.replace("]", "").replace("[", ".").split(".", MAX_FIELD_DEPTH)
+        if len(parts) > MAX_FIELD_DEPTH:
+            raise FieldError("body", f"a field name nested more than {MAX_FIELD_DEPTH} levels")
         node = out
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             node = child if isinstance(child, dict) else node
         last = parts[-1]
         if last in node:
-            existing = node[last]
-            node[last] = [*existing, value] if isinstance(existing, list) else [existing, value]
+            existing = node[last]  # (values are text or files: a list is one made here)
+            if isinstance(existing, list):
+                existing.append(value)  # in place: a key repeated n times costs n, not n²
+            else:
+                node[last] = [existing, value]
         else:
             node[last] = value
     return out
@@ -137,7 +160,10 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
     if "boundary=" not in content_type:
         raise FieldError("content-type", "multipart without a boundary")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    parsed = parse(body, HTTP, head=head)  # bounded: parts, nesting, large files kept out
+    if parsed.truncated:
+        raise FieldError("body", _TRUNCATED[parsed.truncated])
+    message = cast(EmailMessage, parsed.message)  # (the HTTP policy makes EmailMessages)
     if not message.is_multipart():
         raise FieldError("body", "not a multipart body")
     pairs: list[tuple[str, Any]] = []
@@ -145,8 +171,7 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True)
-        content = payload if isinstance(payload, bytes) else b""
+        content = payload_bytes(part) or b""
         filename = part.get_filename()
         if filename is not None:
             pairs.append(
@@ -162,6 +187,13 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
         else:
             pairs.append((name, _decode_field(content, part.get_content_charset())))
     return _nest(pairs)
+
+
+_TRUNCATED = {
+    "parts": f"more than {MAX_MIME_PARTS} parts",
+    "depth": "multipart nested too deeply",
+    "checks": "too many boundary lines",
+}
 
 
 def _decode_field(content: bytes, charset: str | None) -> str:
@@ -192,6 +224,8 @@ def resolve(data: Any, path: str) -> Any:
 def _text(value: Any, field: str) -> str | None:
     if value is None or value == "":
         return None
+    if isinstance(value, OutOfRange):
+        raise FieldError(field, "is a number out of range")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise FieldError(field, "must be text")
     return str(value)
@@ -210,12 +244,15 @@ def _flag(value: Any, field: str) -> bool:
 def _number(value: Any, field: str) -> float | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool | OutOfRange):
         raise FieldError(field, "must be a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):  # float(10**400) overflows
         raise FieldError(field, "must be a number") from None
+    if not math.isfinite(number):  # "nan" and "inf" from a form
+        raise FieldError(field, "must be a number")
+    return number
 
 
 def _location(data: Any, mapping: Mapping[str, str], portal: bool) -> Location | None:
@@ -257,10 +294,12 @@ def _attachments(value: Any, field: str) -> list[Attachment]:
     if value is None or value == "":
         return []
     items = value if isinstance(value, list) else [value]
-    return [_attachment(item, f"{field}[{i}]") for i, item in enumerate(items)]
+    if len(items) > MAX_FORM_FIELDS:  # (the connector's own, lower limit is checked after)
+        raise FieldError(field, f"more than {MAX_FORM_FIELDS} items")
+    return [_attachment(item, f"{field}[{i}]", i + 1) for i, item in enumerate(items)]
 
 
-def _attachment(item: Any, field: str) -> Attachment:
+def _attachment(item: Any, field: str, index: int) -> Attachment:
     if not isinstance(item, Mapping):
         raise FieldError(field, "must be an object with content or url")
     content = item.get("content")
@@ -274,10 +313,12 @@ def _attachment(item: Any, field: str) -> Attachment:
     url = _text(item.get("url"), field)
     if content is None and url is None:
         raise FieldError(field, "needs content or url")
+    content_type = _text(item.get("content_type"), field) or "application/octet-stream"
+    name = _text(item.get("filename"), field)
     try:
         return Attachment(
-            filename=_text(item.get("filename"), field),
-            content_type=_text(item.get("content_type"), field) or "application/octet-stream",
+            filename=safe_filename_or_none(name, content_type=content_type, index=index),
+            content_type=content_type,
             content=content,
             url=url,
         )
@@ -309,9 +350,36 @@ def map_payload(
         sent_at = parse_timestamp(sent, timezone) if sent not in (None, "") else None
     except (ValueError, TypeError):
         raise FieldError(_src(mapping, "sent_at"), "is not a valid time") from None
-    message = InboundMessage(
+    try:
+        message = _message(data, mapping, get, channel, external_id, received_at, sent_at, portal)
+        storable_inbound(message)  # NUL out of free text; what no column can hold refused
+    except ValidationError as exc:
+        raise FieldError(_payload_field(mapping, _loc(exc)), "is not valid") from None
+    except UnstorableValue as exc:
+        raise FieldError(_payload_field(mapping, exc.field), exc.problem) from None
+    if not message.has_content():
+        raise FieldError(_src(mapping, "text"), "is required (or an attachment, or a location)")
+    if _flag(get("contact_ok"), _src(mapping, "contact_ok")):
+        # an anonymous citizen who still asks to be answered at the contact given
+        message.flags["contact_ok"] = True
+    return message
+
+
+def _message(
+    data: dict[str, Any],
+    mapping: Mapping[str, str],
+    get: Callable[[str], Any],
+    channel: str,
+    external_id: str,
+    received_at: datetime,
+    sent_at: datetime | None,
+    portal: bool,
+) -> InboundMessage:
+    return InboundMessage(
         channel=_text(get("channel"), "channel") or channel,
-        external_id=_text(get("external_id"), _src(mapping, "external_id")) or external_id,
+        external_id=storable_external_id(
+            _text(get("external_id"), _src(mapping, "external_id")) or external_id
+        ),
         received_at=received_at,
         sent_at=sent_at,
         sender=Sender(
@@ -329,12 +397,19 @@ def map_payload(
         category=_text(get("category"), _src(mapping, "category")),
         agency=_text(get("agency"), _src(mapping, "agency")),
     )
-    if not message.has_content():
-        raise FieldError(_src(mapping, "text"), "is required (or an attachment, or a location)")
-    if _flag(get("contact_ok"), _src(mapping, "contact_ok")):
-        # an anonymous citizen who still asks to be answered at the contact given
-        message.flags["contact_ok"] = True
-    return message
+
+
+def _loc(error: ValidationError) -> str:
+    """The schema field of a validation error's first problem (``sender.email``)."""
+    first = error.errors(include_url=False, include_input=False)[0]["loc"]
+    return ".".join(str(p) for p in first if isinstance(p, str)) or "body"
+
+
+def _payload_field(mapping: Mapping[str, str], field: str) -> str:
+    """The payload's own name for a schema field: ``sender.email`` is the portal's ``email``;
+    ``attachments[0].url`` keeps its index under the mapped name."""
+    head, bracket, rest = field.partition("[")
+    return _src(mapping, head) + bracket + rest
 
 
 def content_hash(body: bytes) -> str:

@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
+from normalizer.filenames import safe_filename_or_none
 from normalizer.timeutil import parse_timestamp
 from omnichannel.errors import DecodeError
 from omnichannel.schema import Attachment, InboundMessage, Location, Sender
+from omnichannel.values import MAX_ID_LENGTH, loads_json
 
-__all__ = ["MEDIA_SCHEME", "MEDIA_TYPES", "decode_whatsapp_message", "split_webhook"]
+__all__ = [
+    "MEDIA_SCHEME",
+    "MEDIA_TYPES",
+    "content_key",
+    "decode_whatsapp_message",
+    "split_webhook",
+    "usable_id",
+]
 
 MEDIA_SCHEME = "whatsapp-media:"
 MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
@@ -41,20 +51,66 @@ def split_webhook(
             if change.get("field") != "messages":
                 continue
             number = str(_dict(value.get("metadata")).get("phone_number_id", ""))
-            messages = [_dict(m) for m in _list(value.get("messages"))]
+            messages = _list(value.get("messages"))
             if number not in phone_number_ids:
-                if messages:
-                    foreign.append(number)
+                if messages and number not in foreign:
+                    foreign.append(number)  # (once: a batch of many is one event)
                 continue
+            contacts = _Contacts(value.get("contacts"))
+            metadata = _metadata_of(value.get("metadata"))
             for message in messages:
-                wamid = message.get("id")
-                if isinstance(wamid, str) and wamid and wamid not in found:
-                    found[wamid] = {
+                # a message without a usable id is kept too (under its content's hash, so that
+                # Meta's redelivery is a duplicate), to be quarantined when decoded
+                wamid = _dict(message).get("id")
+                key = wamid if usable_id(wamid) else content_key(message)
+                if key not in found:
+                    found[key] = {
                         "message": message,
-                        "contacts": value.get("contacts") or [],
-                        "metadata": value.get("metadata") or {},
+                        "contacts": contacts.of(message),
+                        "metadata": metadata,
                     }
     return list(found.items()), foreign
+
+
+def usable_id(value: Any) -> TypeGuard[str]:
+    """A wamid that can be the message's key: text of 1 to ``MAX_ID_LENGTH`` printable
+    characters (no NUL, no lone surrogate, no line breaks)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+def content_key(message: Any) -> str:
+    """``sha256:<hex>`` of a message's canonical JSON: the key of one without a usable id."""
+    canonical = json.dumps(message, sort_keys=True, ensure_ascii=True, default=repr)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+class _Contacts:
+    """The contacts of one change, for picking each message's own.
+
+    Each message is stored with the contacts its decoding uses (its sender's, else the only
+    one, as ``_sender`` picks): copying all of them into every message would store a batch of
+    n messages and m contacts n times m over, and looking each sender up in the list would
+    cost as much."""
+
+    def __init__(self, contacts: Any) -> None:
+        self.items = _list(contacts)
+        self.by_wa_id: dict[Any, Any] = {}
+        for contact in self.items:
+            wa_id = _dict(contact).get("wa_id")
+            if isinstance(wa_id, str):
+                self.by_wa_id.setdefault(wa_id, contact)
+
+    def of(self, message: Any) -> list[Any]:
+        sender = _text(_dict(message).get("from"))
+        if sender and sender in self.by_wa_id:
+            return [self.by_wa_id[sender]]
+        return self.items if len(self.items) == 1 else []
+
+
+def _metadata_of(metadata: Any) -> dict[str, Any]:
+    """The metadata fields a message's decoding uses (each message is stored with them)."""
+    fields = ("phone_number_id", "display_phone_number")
+    return {key: value for key, value in _dict(metadata).items() if key in fields}
 
 
 def _list(value: Any) -> list[Any]:
@@ -73,14 +129,16 @@ def decode_whatsapp_message(
     payload: bytes, *, connector: str, received_at: datetime
 ) -> InboundMessage:
     """Decode one stored message payload; DecodeError when it is not one."""
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise DecodeError("not a JSON WhatsApp message") from None
+    try:  # NaN, Infinity and numbers out of range are refused here (stored as Meta sent them)
+        data = loads_json(payload)
+    except ValueError:
+        raise DecodeError("not a JSON WhatsApp message (or a number out of range)") from None
     message = _dict(_dict(data).get("message"))
-    wamid = _text(message.get("id"))
-    if wamid is None:
-        raise DecodeError("WhatsApp message without an id")
+    wamid = message.get("id")
+    if not usable_id(wamid):
+        raise DecodeError(
+            f"WhatsApp message without a usable id (text of 1 to {MAX_ID_LENGTH} characters)"
+        )
     kind = str(message.get("type", "unknown"))
     headers = {"message-id": wamid}
     our_number = str(_dict(_dict(data).get("metadata")).get("phone_number_id") or "").strip()
@@ -151,9 +209,10 @@ def _attachment(kind: str, body: Mapping[str, Any]) -> Attachment:
     media_id = _text(body.get("id"))
     if media_id is None:
         raise DecodeError(f"{kind} without a media id")
+    content_type = _text(body.get("mime_type")) or "application/octet-stream"
     return Attachment(
-        filename=_text(body.get("filename")),
-        content_type=_text(body.get("mime_type")) or "application/octet-stream",
+        filename=safe_filename_or_none(_text(body.get("filename")), content_type=content_type),
+        content_type=content_type,
         sha256=_hex_sha256(body.get("sha256")),
         url=MEDIA_SCHEME + media_id,
     )

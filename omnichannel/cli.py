@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -166,8 +167,27 @@ def main(ctx: click.Context, config_path: str | None, log_format: str, log_level
 # -- helpers -----------------------------------------------------------------------------------
 
 
+# What a terminal would obey rather than show: C0 controls but tab and newline (ESC starts the
+# sequences that recolour, move the cursor, set the window title or write the clipboard), DEL,
+# the C1 controls (U+009B is a one-character CSI), and the bidi controls that reorder a line.
+_TERMINAL_CONTROLS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _for_terminal(text: str) -> str:
+    """``text`` without anything a terminal would take as a command (complaint fields come
+    from citizens: an e-mail address or a filename can carry escape sequences)."""
+    return _TERMINAL_CONTROLS.sub("", text)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: one line, nothing a terminal would obey."""
+    return "" if value is None else " ".join(_for_terminal(str(value)).split())
+
+
 def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    cells = [[_cell(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -689,9 +709,10 @@ def poll(
 
 
 def _all_secrets(inbox: Inbox) -> list[str]:
+    token = inbox.config.server.status_token
     return [
         secret for name in inbox.connector_names() for secret in inbox.connector(name).secrets()
-    ]
+    ] + ([token.get_secret_value()] if token is not None else [])
 
 
 @main.command()
@@ -786,7 +807,8 @@ def complaints_show(state: _State, key: str, fmt: str) -> None:
     for e in events:
         change = f"{e['from']} -> {e['to']}" if e["from"] != e["to"] else e["to"]
         note = f": {e['note']}" if e["note"] else ""
-        click.echo(f"{_local(inbox, e['at'])}  {e['kind']:<9} {change}  by {e['actor']}{note}")
+        line = f"{_local(inbox, e['at'])}  {e['kind']:<9} {change}  by {e['actor']}{note}"
+        click.echo(_for_terminal(line))
 
 
 def _describe(c: Complaint) -> str:
@@ -816,7 +838,7 @@ def _describe(c: Complaint) -> str:
         f"sent {o.kind} {format_utc(o.sent_at)} via {o.via} to {o.to}: {_short(o.body, 60)}"
         for o in c.outbound
     ]
-    return "\n".join(lines)
+    return _for_terminal("\n".join(lines))
 
 
 CSV_FIELDS = [
@@ -848,6 +870,23 @@ CSV_FIELDS = [
 ]
 
 
+# OWASP's CSV injection rule: a spreadsheet runs a cell that starts with one of these as a
+# formula (=HYPERLINK, =WEBSERVICE, DDE). Also after leading whitespace: importers that trim
+# cells (LibreOffice's "trim spaces", Google Sheets) would otherwise see the formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell a spreadsheet shows and never runs: text that could start a
+    formula gets a leading ``'`` (a phone number ``+62812…`` is written ``'+62812…``);
+    numbers, booleans and empty cells are left as they are (they cannot hold a formula)."""
+    if isinstance(value, str) and (
+        value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START)
+    ):
+        return "'" + value
+    return value
+
+
 def _csv_row(c: Complaint) -> dict[str, Any]:
     data = c.model_dump(mode="json")
     row = {k: data.get(k) for k in CSV_FIELDS}
@@ -861,7 +900,7 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
         attachments=len(c.attachments),
         messages=len(c.messages),
     )
-    return row
+    return {key: _csv_cell(value) for key, value in row.items()}
 
 
 @complaints.command("export")
@@ -878,7 +917,8 @@ def complaints_export(state: _State, fmt: str, output: Any) -> None:
         for c in items:
             output.write(c.model_dump_json() + "\n")
         return
-    writer = csv.DictWriter(output, fieldnames=CSV_FIELDS)
+    # every text cell quoted, so that a neutralised one stays one cell wherever it is opened
+    writer = csv.DictWriter(output, fieldnames=CSV_FIELDS, quoting=csv.QUOTE_NONNUMERIC)
     writer.writeheader()
     for c in items:
         writer.writerow(_csv_row(c))

@@ -8,6 +8,7 @@ apply: SQLite at ``./omnichannel.db`` and one ``files`` connector reading ``./in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from omnichannel.errors import ConfigError, UnknownConnector
 from omnichannel.mail import SmtpOptions
@@ -39,12 +40,24 @@ __all__ = [
 
 ENV_VAR = "OMNICHANNEL_CONFIG"
 DEFAULT_PATH = "omnichannel.toml"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+STATUS_ALLOW = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+"""Who may read /healthz and /metrics by default: loopback and private networks (a monitor
+beside the daemon, a container network), not the internet."""
 
 SUPPORTED_STORES = {"sqlite": None, "postgresql": "postgres"}
 """Backends of the store, and the extra that installs each one's driver."""
@@ -97,6 +110,39 @@ class ServerConfig(_Section):
     """Seconds each database transaction of an HTTP request may take (PostgreSQL): past
     that the connection is cut and the request answered 503, so a database that hangs costs a
     provider a quick retry, not a wait."""
+    status_token: SecretStr | None = None
+    """A bearer token /healthz and /metrics require (``Authorization: Bearer …``), else 401;
+    none by default. Empty (``${STATUS_TOKEN:-}`` unset) is none."""
+    status_allow: list[str] = Field(default_factory=lambda: list(STATUS_ALLOW))
+    """Client networks (CIDR) that may read /healthz and /metrics, else 403: checked against
+    the connecting address (``REMOTE_ADDR``; ``X-Forwarded-For`` is never trusted). Loopback
+    and private networks by default; ``["0.0.0.0/0", "::/0"]`` for anyone, ``[]`` for none."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from omnichannel.webhook import http_url
+
+        return http_url(value) if value else None
+
+    @field_validator("status_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("status_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for index, item in enumerate(value):
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"item {index} is not an IP network (CIDR)") from None
+        return [item.strip() for item in value]
+
+    def status_networks(self) -> list[IPNetwork]:
+        """``status_allow`` as networks."""
+        return [ipaddress.ip_network(item, strict=False) for item in self.status_allow]
 
 
 class TicketsConfig(_Section):

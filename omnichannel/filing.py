@@ -34,6 +34,7 @@ from omnichannel.store.tables import (
     queue_items,
     ticket_counters,
 )
+from omnichannel.values import storable_id
 
 __all__ = [
     "Filed",
@@ -188,7 +189,8 @@ def _filed(outcome: Outcome, target: _Target | None, ids: list[int], tickets: li
 
 
 def _keys(message: NormalizedMessage, prefix: str) -> _Keys:
-    thread = [i for i in [message.in_reply_to, *reversed(message.references)] if i]
+    # stored and looked up as stored: an id longer than its column is its sha256, never cut
+    thread = [storable_id(i) for i in [message.in_reply_to, *reversed(message.references)] if i]
     pattern = rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b"
     match = re.search(pattern, message.subject or "", re.IGNORECASE)
     if match is None and message.channel in ("sms", "whatsapp"):
@@ -239,7 +241,7 @@ def _plan(
             plan.outcomes.append((Outcome.NEW, target))
         else:
             plan.outcomes.append((Outcome.MERGED, target))
-        local_threads[message.message_id or message.external_id] = target
+        local_threads[storable_id(message.message_id or message.external_id)] = target
         if key.sender and key.fingerprint:
             local_senders[(key.sender, key.fingerprint)] = (message.received_at, target)
     return plan
@@ -487,7 +489,7 @@ def _message_row(
         "complaint_id": complaint_id,
         "channel": message.channel,
         "connector": message.connector,
-        "external_id": message.external_id,
+        "external_id": storable_id(message.external_id),
         "received_at": message.received_at,
         "sent_at": message.sent_at,
         "sender_name": sender.name,
@@ -501,8 +503,8 @@ def _message_row(
         "html": message.html,
         "body_hash": key.fingerprint,
         "language": message.language,
-        "message_id": (message.message_id or message.external_id)[:512],
-        "in_reply_to": message.in_reply_to,
+        "message_id": storable_id(message.message_id or message.external_id),
+        "in_reply_to": storable_id(message.in_reply_to) if message.in_reply_to else None,
         "references": message.references,
         "headers": message.headers,
         "flags": message.flags,

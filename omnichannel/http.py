@@ -7,6 +7,10 @@ Mount it in any WSGI framework or serve it with ``omnichannel serve`` (waitress)
 - ``GET /healthz`` → ``{"healthy": bool, "database": ..., "filing": {...}, "connectors": {...}}``
 - ``GET /metrics`` → Prometheus text format
 
+``/healthz`` and ``/metrics`` answer only clients in ``server.status_allow`` (403) holding
+``server.status_token`` when one is set (401), and show states and counts, never an error's
+text (a path, a host, a user name, a driver's message: those are in the log).
+
 Bodies are read with the connector's limit enforced while reading: a declared
 ``Content-Length`` over the limit is refused before a byte is read, a longer stream is cut at
 the limit. Unexpected errors answer 500 with no detail; the detail goes to the log.
@@ -15,6 +19,7 @@ the limit. Unexpected errors answer 500 with no detail; the detail goes to the l
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -22,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -29,9 +35,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from omnichannel import queries
 from omnichannel.errors import StorageUnavailable
-from omnichannel.webhook import WebhookConnector, WebhookResponse, json_response
+from omnichannel.webhook import WebhookConnector, WebhookResponse, json_response, same_secret
 
 if TYPE_CHECKING:
+    from omnichannel.config import IPNetwork
     from omnichannel.inbox import Inbox
 
 __all__ = ["WsgiApp", "create_app"]
@@ -44,6 +51,7 @@ REASONS = {
     200: "OK",
     202: "Accepted",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -150,6 +158,7 @@ class _App:
         self.inbox = inbox
         self.metrics = _Metrics()
         self.metrics.registry.register(_StoreGauges(inbox))
+        self.status_networks = inbox.config.server.status_networks()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -166,6 +175,7 @@ class _App:
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
+            ("X-Content-Type-Options", "nosniff"),  # an answer is never rendered as HTML
             *response.headers.items(),
         ]
         start_response(status, headers)
@@ -179,10 +189,27 @@ class _App:
         if path.startswith(RECEIPTS) and method == "GET":
             return self.receipt(path[len(RECEIPTS) :])
         if path == "/healthz" and method == "GET":
-            return self.health()
+            return self.status_refusal(environ, path) or self.health()
         if path == "/metrics" and method == "GET":
-            return WebhookResponse(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+            return self.status_refusal(environ, path) or WebhookResponse(
+                200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
+            )
         return json_response(404, {"error": "not found"})
+
+    def status_refusal(self, environ: Environ, path: str) -> WebhookResponse | None:
+        """403 for a client outside ``server.status_allow``, 401 without the bearer
+        ``server.status_token`` (compared in constant time); None when the client may read."""
+        remote = str(environ.get("REMOTE_ADDR") or "")
+        if not _in_networks(remote, self.status_networks):
+            log.warning("%s refused: 403 client %r not in server.status_allow", path, remote[:64])
+            return json_response(403, {"error": "forbidden"})
+        token = self.inbox.config.server.status_token
+        if token is None or _bearer(environ, token.get_secret_value()):
+            return None
+        log.warning("%s refused: 401 missing or wrong bearer token", path)
+        response = json_response(401, {"error": "bearer token required"})
+        response.headers["WWW-Authenticate"] = 'Bearer realm="omnichannel"'
+        return response
 
     def webhook(self, environ: Environ, name: str, method: str) -> WebhookResponse:
         limit = self._limit(name)
@@ -265,9 +292,38 @@ class _App:
 def _state(health: dict[str, Any], now: datetime, backlog: int) -> dict[str, Any]:
     """A connector's health with its ``state`` (failed, ok: it has succeeded, or waiting),
     ``lag_seconds`` (since its last success, in this process) and ``backlog`` (its raw
-    messages stored, not yet filed)."""
-    state = "failed" if health.get("failed") else "ok" if health.get("last_success") else "waiting"
-    return {"state": state, **health, "lag_seconds": _lag(health, now), "backlog": backlog}
+    messages stored, not yet filed). ``last_error`` says only what kind of error there was:
+    its text can name a path, a host, a user or a database, and stays in the log."""
+    failed = bool(health.get("failed"))
+    state = "failed" if failed else "ok" if health.get("last_success") else "waiting"
+    error = health.get("last_error")
+    shown = None if not error else "failed, see the log" if failed else "error, see the log"
+    return {
+        "state": state,
+        "last_success": health.get("last_success"),
+        "last_error": shown,
+        "failed": failed,
+        "lag_seconds": _lag(health, now),
+        "backlog": backlog,
+    }
+
+
+def _in_networks(remote: str, networks: list[IPNetwork]) -> bool:
+    """Whether the connecting address is in one of ``networks`` (``localhost``: a Unix
+    socket; an IPv4-mapped IPv6 address counts as its IPv4 address)."""
+    try:
+        address = ipaddress.ip_address("127.0.0.1" if remote == "localhost" else remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def _bearer(environ: Environ, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>``."""
+    scheme, _, given = str(environ.get("HTTP_AUTHORIZATION") or "").partition(" ")
+    return scheme.lower() == "bearer" and same_secret(token, given.strip())
 
 
 def _lag(health: dict[str, Any], now: datetime) -> float | None:
@@ -287,9 +343,10 @@ def _read_body(environ: Environ, limit: int) -> bytes | None:
     if stream is None:
         return b""
     remaining = int(declared) if declared.isdigit() else limit + 1
+    step = remaining if declared.isdigit() else 65536  # declared: one read, nothing joined
     chunks, total = [], 0
     while remaining > 0:
-        chunk = stream.read(min(65536, remaining))
+        chunk = stream.read(min(step, remaining))
         if not chunk:
             break
         chunks.append(chunk)
@@ -313,9 +370,12 @@ def _headers(environ: Environ) -> list[tuple[str, str]]:
 
 
 def request_url(environ: Environ) -> str:
-    """The URL as the client called it: scheme, host, script name, path and raw query."""
+    """The URL as the client called it: scheme, host, script name, path and raw query. The
+    Host is quoted, so that what it holds stays in the URL's host part (``evil.com/path`` does
+    not become a path), where ``Inbox.handle_webhook`` checks it."""
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    host = quote(host, safe=":[]")
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     query = environ.get("QUERY_STRING", "")
     return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")

@@ -48,11 +48,13 @@ from omnichannel.schema import (
     format_utc,
 )
 from omnichannel.store import Store
+from omnichannel.values import storable_inbound
 from omnichannel.webhook import (
     WebhookConnector,
     WebhookRejected,
     WebhookRequest,
     WebhookResponse,
+    checked_url,
     json_response,
 )
 from omnichannel.worker import FilingWorker
@@ -352,7 +354,10 @@ class Inbox:
         return self._file_and_report(raws, stored)
 
     def receive_inbound(self, message: InboundMessage, *, connector: str) -> ReceiveResult:
-        """Receive an already-decoded message (a portal's own form, say) via ``connector``."""
+        """Receive an already-decoded message (a portal's own form, say) via ``connector``;
+        a value no column can hold raises ``UnstorableValue`` (a DecodeError) naming the field,
+        before anything is stored."""
+        message = storable_inbound(message.model_copy(deep=True))
         raw = RawMessage(
             connector=connector,
             external_id=message.external_id,
@@ -496,9 +501,10 @@ class Inbox:
         own message up to ``filing.wait`` seconds. Without it, the message is filed in the
         caller's thread before the answer.
         """
-        request = WebhookRequest.build(method, url, headers, body)
         try:
             connector = self._webhook_connector(name)
+            url = checked_url(url, connector.public_url())
+            request = WebhookRequest.build(method, url, headers, body)
             with self.store.within(self.config.server.storage_timeout):
                 return self._handle(connector, request)
         except WebhookRejected as exc:
@@ -535,8 +541,11 @@ class Inbox:
             raise WebhookRejected(413, "request body too large")
         if request.content_type not in connector.content_types:
             raise WebhookRejected(415, "unsupported content type")
+        if request.headers.get("content-encoding", "").strip().lower() not in ("", "identity"):
+            # nothing here inflates a body: a gzip bomb is refused, never decompressed
+            raise WebhookRejected(415, "content encoding not supported (send it uncompressed)")
         with self.worker.serving():
-            connector.verify(request)
+            _verify(connector, request)
             raws = connector.parse(request)
             stored = self._store_webhook(raws) if raws else None
         if stored is None:
@@ -550,13 +559,26 @@ class Inbox:
         return response
 
     def _store_webhook(self, raws: Sequence[RawMessage]) -> pipeline.Stored:
+        """Commit a request's raw messages, at most ``WEBHOOK_CHUNK`` per transaction: each
+        stays within the storage timeout however many a provider batches in one request (a
+        redelivery after a later chunk failed finds the earlier ones stored: duplicates)."""
         try:
-            return self._store(raws)
+            chunks = [
+                self._store(raws[start : start + WEBHOOK_CHUNK])
+                for start in range(0, len(raws), WEBHOOK_CHUNK)
+            ]
         except (StorageUnavailable, WebhookRejected):
             raise
         except sa.exc.DBAPIError as exc:  # a value no column can hold, in the raw row itself
             log.warning("webhook payload cannot be stored (%s)", type(exc.orig).__name__)
             raise WebhookRejected(400, "payload cannot be stored") from None
+        if len(chunks) == 1:
+            return chunks[0]
+        return pipeline.Stored(
+            [rid for chunk in chunks for rid in chunk.ids],
+            [new for chunk in chunks for new in chunk.new],
+            {rid: status for chunk in chunks for rid, status in chunk.status.items()},
+        )
 
     def _answer_from_worker(
         self,
@@ -671,6 +693,8 @@ class Inbox:
 
 CALLER_WAIT = 60.0
 """Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
+WEBHOOK_CHUNK = 500
+"""Raw messages of one webhook request committed per transaction (Meta batches up to 1,000)."""
 
 
 def _to_file(raws: Sequence[RawMessage], stored: pipeline.Stored) -> dict[int, RawMessage]:
@@ -680,6 +704,17 @@ def _to_file(raws: Sequence[RawMessage], stored: pipeline.Stored) -> dict[int, R
         if stored.status.get(rid) == pipeline.RECEIVED:
             todo.setdefault(rid, raw)
     return todo
+
+
+def _verify(connector: WebhookConnector, request: WebhookRequest) -> None:
+    """``connector.verify``, failing closed: a header it could not even check (compare_digest
+    refuses non-ASCII text, int() a 5000-digit one) is a refusal like a bad signature, never
+    a 500 — whichever connector, ours or a third party's."""
+    try:
+        connector.verify(request)
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        reason = f"signature headers cannot be checked ({type(exc).__name__})"
+        raise WebhookRejected(403, reason) from None
 
 
 def _status_url(request: WebhookRequest, receipt: str) -> str:

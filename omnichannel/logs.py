@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -14,8 +15,10 @@ __all__ = [
     "JsonFormatter",
     "OncePerInterval",
     "RedactingFilter",
+    "TextFormatter",
     "configure_logging",
     "configure_server_logging",
+    "one_line",
 ]
 
 
@@ -67,6 +70,28 @@ class OncePerInterval(logging.Filter):
         return True
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``,
+    ``\\x1b``), so that what a sender wrote cannot start a forged log line or drive the
+    operator's terminal."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, the message on one line (:func:`one_line`); a
+    traceback follows on its own lines, as usual."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (ISO 8601 UTC), ``level``, ``logger``, ``message``
     and, for an error, ``exception`` (its text, scrubbed like the message)."""
@@ -112,11 +137,7 @@ def configure_server_logging(
 
 def _configure(names: list[str], level: int, secrets: Iterable[str], fmt: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter(secrets))
     for name in names:
         logger = logging.getLogger(name)

@@ -5,18 +5,27 @@ this worker fetches it later through the connector that referenced it (with the 
 credentials), stores the bytes with their sha256, and retries temporary failures with
 exponential backoff. Rows are leased (``next_attempt_at`` moved forward) before the download,
 so several workers can share the table and a killed worker's rows come back.
+
+Where a download may go is decided here for every connector (:func:`host_allowed`,
+:func:`plain_url`, :func:`follow_redirects`): a URL or id from a payload is checked before any
+request is built from it, credentials go only to the host they were meant for, and redirects
+are followed only to allowed hosts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
+import requests
 import sqlalchemy as sa
 
 from omnichannel.connector import Connector, Media
@@ -29,11 +38,95 @@ from omnichannel.errors import (
 from omnichannel.store import Store
 from omnichannel.store.tables import UTCDateTime, attachments, messages
 
-__all__ = ["MediaResult", "fetch_pending_media", "run_media_worker"]
+__all__ = [
+    "MediaResult",
+    "fetch_pending_media",
+    "follow_redirects",
+    "host_allowed",
+    "plain_url",
+    "run_media_worker",
+    "url_netloc",
+]
 
 log = logging.getLogger("omnichannel.media")
 LEASE = timedelta(minutes=5)
 _NOW = sa.bindparam("now", type_=UTCDateTime())
+MAX_REDIRECTS = 5
+# RFC 3986 characters only: no space, control, backslash, quote or non-ASCII character, on
+# which URL parsers (ours, urllib3's, a proxy's) could disagree about the host or the path.
+_PLAIN_URL = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def plain_url(url: str) -> bool:
+    """Whether ``url`` is made of RFC 3986 characters only (see ``_PLAIN_URL``)."""
+    return _PLAIN_URL.fullmatch(url) is not None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_netloc(url: str) -> str | None:
+    """``host`` (or ``host:port`` for a non-default port) when ``url`` may be fetched at all:
+    plain, ``https`` (``http`` only to loopback), with a host and without user or password."""
+    if not plain_url(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if not host or "@" in parts.netloc or parts.scheme not in ("http", "https"):
+        return None
+    if parts.scheme == "http" and not _is_loopback(host):
+        return None  # never send anything (least of all credentials) in clear text
+    default = 443 if parts.scheme == "https" else 80
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """Whether ``url``'s host matches one of ``patterns`` (``host``, ``host:port``, or
+    ``*.suffix`` for any subdomain of ``suffix`` on the default port)."""
+    netloc = url_netloc(url)
+    if netloc is None:
+        return False
+    for pattern in (p.strip().lower() for p in patterns):
+        if pattern.startswith("*."):
+            if netloc.endswith(pattern[1:]) and ":" not in netloc:
+                return True
+        elif netloc == pattern:
+            return True
+    return False
+
+
+def follow_redirects(
+    get: Callable[[str, bool], requests.Response],
+    url: str,
+    redirect_hosts: Sequence[str],
+    *,
+    max_redirects: int = MAX_REDIRECTS,
+) -> requests.Response:
+    """The first answer to ``url`` that is not a redirect (open: the caller reads and closes).
+
+    ``get(url, credentials)`` makes one request without following redirects; ``credentials``
+    is true only for the host of ``url`` itself, so a token never travels to another host.
+    Redirects go only to ``redirect_hosts``; anywhere else is refused (SkippableError) before
+    any request is made there.
+    """
+    origin, current = url_netloc(url), url
+    for _ in range(max_redirects + 1):
+        response = get(current, url_netloc(current) == origin)
+        if not response.is_redirect:
+            return response
+        response.close()
+        current = urljoin(current, response.headers.get("location", ""))
+        if not host_allowed(current, redirect_hosts):
+            raise SkippableError("media redirected to a host that is not allowed")
+    raise SkippableError(f"media redirected more than {max_redirects} times")
 
 
 @dataclass(frozen=True)

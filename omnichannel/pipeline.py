@@ -32,6 +32,7 @@ from omnichannel.routing import Router
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import UTCDateTime, complaints, cursors, quarantine, raw_messages
+from omnichannel.values import storable_id, storable_inbound, storable_normalized
 
 __all__ = [
     "Prepared",
@@ -42,14 +43,13 @@ __all__ = [
     "file_claimed",
     "prepare",
     "quarantine_one",
+    "storable_id",
     "store_raw",
 ]
 
 RECEIVED, PROCESSED, QUARANTINED = "received", "processed", "quarantined"
 Decoder = Callable[[RawMessage], Any]
 CHUNK = 500
-MAX_ID_LENGTH = 512
-"""``raw_messages.external_id`` holds this many characters; a longer id is stored hashed."""
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,6 @@ class Stored:
 
 
 # -- intake ------------------------------------------------------------------------------------
-
-
-def storable_id(external_id: str) -> str:
-    """An external id as stored: kept whole when the column holds it, else its sha256 (an id
-    is never cut short, which could make it collide with another message's)."""
-    clean = external_id.encode("utf-8", "surrogatepass")
-    if len(external_id) <= MAX_ID_LENGTH and b"\x00" not in clean and external_id.isprintable():
-        return external_id
-    return "sha256:" + filing.sha256_hex(clean)
 
 
 def store_raw(
@@ -215,10 +206,18 @@ def claim(
 
 def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -> Prepared:
     """Decode and normalize; any failure is captured (it will quarantine, never crash)."""
+    stored_id = storable_id(raw.external_id)
+    if stored_id != raw.external_id:  # the decoder sees the id the row is stored under
+        raw = raw.model_copy(update={"external_id": stored_id})
     try:
-        inbound = decode(raw)
-        message = normalize(
-            inbound, connector=raw.connector, received_at=raw.received_at, region=settings.region
+        inbound = storable_inbound(decode(raw))
+        message = storable_normalized(
+            normalize(
+                inbound,
+                connector=raw.connector,
+                received_at=raw.received_at,
+                region=settings.region,
+            )
         )
     except Exception as exc:
         return Prepared(raw_id, raw, error=exc)

@@ -149,7 +149,8 @@ class RawMessage(_Model):
     """
 
     connector: str = Field(min_length=1)
-    external_id: str = Field(min_length=1, max_length=512)
+    external_id: str = Field(min_length=1)
+    """Any length: one longer than its column is stored as its sha256 (``values.storable_id``)."""
     received_at: UtcDatetime
     content_type: str
     payload: Base64Bytes
@@ -169,6 +170,7 @@ class InboundMessage(_Model):
     channel: str = Field(min_length=1)
     connector: str | None = None
     external_id: str = Field(min_length=1, max_length=512)
+    """A decoder whose id may be longer gives ``values.storable_id`` of it (its sha256)."""
     received_at: UtcDatetime | None = None
     sent_at: UtcDatetime | None = None
     sender: Sender = Field(default_factory=Sender)

@@ -19,6 +19,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,12 +36,21 @@ __all__ = [
     "WebhookRejected",
     "WebhookRequest",
     "WebhookResponse",
+    "checked_url",
+    "http_url",
     "json_response",
+    "same_secret",
     "signing_key",
     "standard_signature",
+    "valid_host",
 ]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
+_ORIGIN = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)")
+_HOST = re.compile(
+    r"(?:\[(?P<ip6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9_.-]{1,254}))(?::(?P<port>[0-9]{1,5}))?",
+    re.ASCII,
+)
 
 
 class WebhookRejected(OmnichannelError):
@@ -74,8 +85,14 @@ class WebhookRequest:
         body: bytes,
         remote_addr: str | None = None,
     ) -> WebhookRequest:
+        """A request from any framework's parts; a header given twice is joined with ", " as
+        WSGI servers do (RFC 9110), so that no copy of a security header is silently dropped."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        return cls(method.upper(), url, {k.lower(): v for k, v in pairs}, body, remote_addr)
+        joined: dict[str, str] = {}
+        for key, value in pairs:
+            name = key.lower()
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        return cls(method.upper(), url, joined, body, remote_addr)
 
     @property
     def path(self) -> str:
@@ -121,6 +138,11 @@ class WebhookConnector(Connector):
 
     def max_bytes(self) -> int:
         return int(getattr(self.options, "max_bytes", None) or self.default_max_bytes)
+
+    def public_url(self) -> str | None:
+        """How the provider reaches this connector (``server.public_url``), when configured:
+        the request URL is then rebuilt from it, whatever the ``Host`` header says."""
+        return self.context.public_url
 
     def handshake(self, request: WebhookRequest) -> WebhookResponse:
         """Answer a GET (a subscription handshake); most providers have none."""
@@ -171,3 +193,60 @@ def standard_signature(key: bytes, webhook_id: str, timestamp: str, body: bytes)
     """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
     digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+# -- values from outside, checked before they are used ----------------------------------------
+
+
+def same_secret(expected: str | bytes, given: str | bytes) -> bool:
+    """Constant-time equality of a secret (or a signature) and a value from a request, whatever
+    characters the value holds: ``hmac.compare_digest`` raises TypeError on a non-ASCII str, so
+    both are compared as UTF-8 bytes (a lone surrogate as its own bytes: it can never match)."""
+    return hmac.compare_digest(_utf8(expected), _utf8(given))
+
+
+def _utf8(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+
+
+def valid_host(value: str) -> bool:
+    """Whether ``value`` is a ``host[:port]`` a URL may be rebuilt from: a DNS name or IPv4
+    address (labels of letters, digits, ``-`` and ``_``, at most 63 each, 253 in all), or a
+    bracketed IPv6 address; a port from 1 to 65535."""
+    match = _HOST.fullmatch(value)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        return False
+    if match["ip6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ip6"])
+        except ValueError:
+            return False
+        return True
+    labels = match["name"].removesuffix(".").split(".")
+    return len(match["name"]) <= 254 and all(0 < len(label) <= 63 for label in labels)
+
+
+def http_url(value: str) -> str:
+    """``value`` without a trailing ``/`` when it is an ``http://`` or ``https://`` URL with a
+    valid ``host[:port]`` (a configured public URL, an API base); else ValueError (config)."""
+    match = _ORIGIN.match(value)
+    if not value.lower().startswith(("http://", "https://")) or match is None:
+        raise ValueError("must be an http:// or https:// URL")
+    if not valid_host(match.group(1)):
+        raise ValueError("must be an http:// or https:// URL with a valid host[:port]")
+    return value.rstrip("/")
+
+
+def checked_url(url: str, public_url: str | None) -> str:
+    """The request URL a connector may rebuild a signature (or a status URL) from. With a
+    public URL configured, its scheme and host replace the request's, so that the ``Host``
+    header does not matter at all; without one, the request's host must be a valid
+    ``host[:port]`` (else 400: a malformed request, RFC 9112)."""
+    match = _ORIGIN.match(url)
+    rest = url[match.end() :] if match else url
+    if public_url:
+        public = _ORIGIN.match(public_url)
+        return (public.group(0) if public else "") + rest
+    if match is not None and not valid_host(match.group(1)):
+        raise WebhookRejected(400, "malformed Host header")
+    return url

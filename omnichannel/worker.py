@@ -144,9 +144,16 @@ class FilingWorker:
     def file_raws(self, raws: dict[int, RawMessage]) -> set[int]:
         """File these stored rows (id: the raw message, as the caller has it in memory; filed
         in this order) where they are still to be filed; the ids it filed (others were filed,
-        or are being filed, elsewhere)."""
-        prepared = [self.prepare(rid, raw) for rid, raw in raws.items()]
-        return self.file_prepared(prepared, status=RECEIVED, now=self._clock())
+        or are being filed, elsewhere). Decoded and filed ``batch_size`` at a time, as the
+        worker's own batches: each transaction stays short (a webhook's storage timeout), and
+        only one batch of decoded messages is held at once."""
+        items, filed = list(raws.items()), set()
+        for start in range(0, len(items), self.batch_size):
+            prepared = [
+                self.prepare(rid, raw) for rid, raw in items[start : start + self.batch_size]
+            ]
+            filed |= self.file_prepared(prepared, status=RECEIVED, now=self._clock())
+        return filed
 
     def file_prepared(
         self, prepared: Sequence[Prepared], *, status: str, now: datetime

@@ -24,6 +24,8 @@ from omnichannel.inbox import Inbox
 from omnichannel.store import Store
 from omnichannel.store.tables import metadata
 
+pytest_plugins = ["pytester", "tests.logscan"]
+
 ADMIN_URL = os.environ.get(
     "OMNICHANNEL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

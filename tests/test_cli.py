@@ -94,7 +94,7 @@ def test_show_and_export(workdir: Path) -> None:
     code, lines, _ = run(workdir, "complaints", "export", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
     assert [r["ticket"] for r in rows] == tickets
-    assert rows[0]["sender_phone"] == "+6281234567890"
+    assert rows[0]["sender_phone"] == "'+6281234567890"  # OWASP: no cell may start with +
     assert rows[1]["sender_email"] == "budi@example.id"
     code, _, err = run(workdir, "complaints", "show", "ADU-2026-999999")
     assert code == 1 and "no complaint" in err

@@ -500,9 +500,9 @@ def test_whatsapp_text_inside_the_window_quotes_the_citizen_with_bearer_auth(
 @pytest.mark.parametrize(
     ("our_address", "in_reply_to", "last_inbound_at"),
     [
-        (None, None, recent(23.9)),
-        ("999999999999999", f"SM{1:032x}", recent(0.1)),  # not our number, not a wamid
-        (OUR_WHATSAPP, None, datetime.now() - timedelta(hours=2)),  # naive: taken as UTC
+        (None, None, lambda: recent(23.9)),  # (when the test runs, not when it is collected)
+        ("999999999999999", f"SM{1:032x}", lambda: recent(0.1)),  # not our number, not a wamid
+        (OUR_WHATSAPP, None, lambda: datetime.now() - timedelta(hours=2)),  # naive: taken as UTC
     ],
 )
 def test_whatsapp_text_from_the_first_number_and_without_context(
@@ -510,12 +510,14 @@ def test_whatsapp_text_from_the_first_number_and_without_context(
     graph_api: StandIn,
     our_address: str | None,
     in_reply_to: str | None,
-    last_inbound_at: datetime,
+    last_inbound_at: Callable[[], datetime],
 ) -> None:
     """A number that is not one of ours (or none) sends from the first configured
     phone_number_id; without a wamid to answer there is no ``context``."""
     make_whatsapp().send(
-        outbound(our_address=our_address, in_reply_to=in_reply_to, last_inbound_at=last_inbound_at)
+        outbound(
+            our_address=our_address, in_reply_to=in_reply_to, last_inbound_at=last_inbound_at()
+        )
     )
     [request] = graph_api.requests
     assert request.path == f"/v21.0/{PNID}/messages"
