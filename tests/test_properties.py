@@ -48,7 +48,7 @@ from tests.hostile_corpus import (
     whatsapp_samples,
 )
 
-EXAMPLES = 120
+EXAMPLES = 60
 PROPERTY = settings(
     max_examples=EXAMPLES,
     deadline=None,
