@@ -102,6 +102,10 @@ class _OutsideWindow(Undeliverable):
     """Meta refused a text as outside the 24-hour window (131047)."""
 
 
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""What the verification handshake echoes (Meta's ``hub.challenge`` is an integer)."""
+
+
 class WhatsAppCloudConnector(WebhookConnector):
     """Meta WhatsApp Cloud API notifications."""
 
@@ -121,6 +125,8 @@ class WhatsAppCloudConnector(WebhookConnector):
         challenge = params.get("hub.challenge", "")
         if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(token, expected):
             raise WebhookRejected(403, "verification failed")
+        if not _CHALLENGE.fullmatch(challenge):  # Meta sends a number: echo nothing else
+            raise WebhookRejected(400, "hub.challenge must be 1 to 128 letters or digits")
         return WebhookResponse(200, challenge.encode(), "text/plain; charset=utf-8")
 
     def verify(self, request: WebhookRequest) -> None:

@@ -134,6 +134,18 @@ def test_handshake(base_url: str) -> None:
         assert bad.status_code == 403 and params["hub.challenge"] not in bad.text
 
 
+@pytest.mark.parametrize(
+    "challenge", ["", "<script>alert(1)</script>", "1" * 129, "12 34", "ü", "1\r\nSet-Cookie: x=1"]
+)
+def test_the_handshake_echoes_only_a_plain_challenge(base_url: str, challenge: str) -> None:
+    """Even with the right token, a challenge that is not 1 to 128 letters or digits is a 400
+    and is not echoed: the endpoint reflects nothing a link could plant."""
+    params = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": challenge}
+    bad = requests.get(f"{base_url}/webhooks/wa", params=params, timeout=10)
+    assert bad.status_code == 400
+    assert not challenge or challenge not in bad.text
+
+
 def test_signature_is_over_the_raw_bytes(base_url: str, wa_inbox: Inbox) -> None:
     """Meta's \\u00e4-escaped JSON verifies as sent; the same JSON re-serialized does not."""
     raw = fixture("text").replace(b"Selamat siang", b"Selamat siang \\u00e4")
