@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from omnichannel.acks import Templates
 from omnichannel.schema import InboundMessage, RawMessage
 
 __all__ = [
@@ -53,14 +52,6 @@ class ConnectorContext:
     region: str = "ID"
     public_url: str | None = None
     """How providers reach us (``server.public_url``): signature URLs are rebuilt from it."""
-    acknowledgements: bool = True
-    templates: Templates = field(default_factory=Templates)
-
-    def acknowledgement(self, ticket: str, channel: str = "sms") -> str | None:
-        """The acknowledgement text for ``ticket``, or None when acknowledgements are off."""
-        if not self.acknowledgements:
-            return None
-        return self.templates.text("acknowledgement", channel, None, ticket=ticket)
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,6 @@ class Inbox:
             timezone=self.config.tz,
             region=self.config.region,
             public_url=self.config.server.public_url,
-            acknowledgements=ack.enabled,
-            templates=self.templates,
         )
         deadlines = self.config.deadlines
         self.settings = Settings(

@@ -259,19 +259,8 @@ class Outbox:
                     updated_at=now,
                 )
             ).rowcount
-            if updated and body is not None and row.complaint_id is not None:
-                conn.execute(
-                    sa.insert(outbound_messages).values(
-                        complaint_id=row.complaint_id,
-                        outbox_id=row.id,
-                        kind=row.kind,
-                        via=str(row.payload.get("via", "")),
-                        to_address=row.target,
-                        body=body,
-                        provider_id=(provider_id or None) and provider_id[:512],
-                        sent_at=now,
-                    )
-                )
+            if updated and body is not None:
+                record_outbound(conn, row, body, provider_id, now)
         if not updated:
             log.warning("outbox: %s was sent after its lease ended", row.delivery_id)
         return "sent"
@@ -349,18 +338,7 @@ class Outbox:
                 .values(status="sent-inline", sent_at=now, updated_at=now)
             ).rowcount
             if updated and row.complaint_id is not None:
-                conn.execute(
-                    sa.insert(outbound_messages).values(
-                        complaint_id=row.complaint_id,
-                        outbox_id=row.id,
-                        kind=row.kind,
-                        via=str(row.payload.get("via", "")),
-                        to_address=row.target,
-                        body=text,
-                        provider_id=None,
-                        sent_at=now,
-                    )
-                )
+                record_outbound(conn, row, text, None, now)
                 taken[row.complaint_id] = text
         return taken
 
@@ -399,6 +377,26 @@ def _error(exc: BaseException) -> str:
 
 
 # -- what a citizen receives -------------------------------------------------------------------
+
+
+def record_outbound(
+    conn: sa.Connection, row: OutboxRow, body: str, provider_id: str | None, now: datetime
+) -> None:
+    """Record what went to the citizen as an outbound message of its complaint."""
+    if row.complaint_id is None:
+        return
+    conn.execute(
+        sa.insert(outbound_messages).values(
+            complaint_id=row.complaint_id,
+            outbox_id=row.id,
+            kind=row.kind,
+            via=str(row.payload.get("via", "")),
+            to_address=row.target,
+            body=body,
+            provider_id=(provider_id or None) and provider_id[:512],
+            sent_at=now,
+        )
+    )
 
 
 def over_daily_limit(

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from omnichannel.schema import RawMessage
 
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
@@ -52,3 +54,9 @@ def run_threads(
     for thread in threads:
         thread.join(timeout=timeout)
     return threads
+
+
+def count(inbox: Any, table: sa.Table) -> int:
+    """Rows of ``table`` in ``inbox``'s store."""
+    with inbox.store.transaction() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())

@@ -149,22 +149,23 @@ def graph_server() -> Iterator[Provider]:
     yield from _provider(graph_answer)
 
 
+def _fresh(provider: Provider) -> Provider:
+    provider.api.requests.clear()
+    provider.api.script.clear()
+    provider.answers.clear()
+    return provider
+
+
 @pytest.fixture
 def twilio(twilio_server: Provider) -> Provider:
     """Twilio's Messages API (one server for the module), with nothing received yet."""
-    twilio_server.api.requests.clear()
-    twilio_server.api.script.clear()
-    twilio_server.answers.clear()
-    return twilio_server
+    return _fresh(twilio_server)
 
 
 @pytest.fixture
 def graph(graph_server: Provider) -> Provider:
     """The Graph API's messages endpoint (one server for the module), nothing received yet."""
-    graph_server.api.requests.clear()
-    graph_server.api.script.clear()
-    graph_server.answers.clear()
-    return graph_server
+    return _fresh(graph_server)
 
 
 # -- configuration -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from omnichannel.config import default_config
 from omnichannel.http import create_app
 from omnichannel.logs import configure_logging, one_line
 from omnichannel.store.tables import metadata
-from tests.test_properties import environ
+from tests.test_properties import call, environ
 
 SQL = [
     "'; DROP TABLE complaints; --",
@@ -107,24 +107,9 @@ def test_script_in_a_complaint_is_text_and_answers_are_never_html(box: Inbox) ->
         ("POST", "/webhooks/nope"),
         ("GET", f"/receipts/{'a' * 20}"),
     ]:
-        _, headers, _ = call_with_headers(app, environ(method, path, "", {}, b""))
+        _, headers, _ = call(app, environ(method, path, "", {}, b""))
         assert headers.get("x-content-type-options") == "nosniff", path
         assert "html" not in headers.get("content-type", ""), path
-
-
-def call_with_headers(app: object, env: dict[str, object]) -> tuple[int, dict[str, str], bytes]:
-    seen: dict[str, str] = {}
-    statuses: list[str] = []
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: object = None
-    ) -> object:
-        statuses.append(status)
-        seen.update({k.lower(): v for k, v in headers})
-        return lambda data: None
-
-    body = b"".join(app(env, start_response))  # type: ignore[operator]
-    return int(statuses[0].split()[0]), seen, body
 
 
 @pytest.mark.parametrize(

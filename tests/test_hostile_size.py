@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import hmac
 import io
 import json
 import os
@@ -40,7 +39,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from connectors.twilio import TwilioConnector
-from connectors.web import WebConnector, standard_signature
+from connectors.web import WebConnector
 from normalizer import email as email_decoder
 from normalizer import mime
 from normalizer.email import decode_email
@@ -61,7 +60,9 @@ from omnichannel.schema import InboundMessage, RawMessage
 from omnichannel.store.tables import attachments, messages, raw_messages
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.webhook import WebhookRequest
-from tests.helpers import T0
+from tests.helpers import T0, count
+from tests.test_web import signed_headers
+from tests.test_whatsapp_cloud import signature
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"kunci-portal-untuk-uji-ukuran!!!"
@@ -115,11 +116,6 @@ def nested(depth: int, inner: bytes) -> bytes:
 
 def decode(payload: bytes) -> InboundMessage:
     return decode_email(payload, connector="files", external_id="uji", received_at=T0)
-
-
-def count(inbox: Inbox, table: sa.Table) -> int:
-    with inbox.store.transaction() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 # -- e-mail: parts, nesting, boundary floods, HTML ---------------------------------------------
@@ -404,13 +400,7 @@ def inbox(database_url: str) -> Iterator[Inbox]:
 
 
 def web_headers(body: bytes, webhook_id: str, content_type: str) -> dict[str, str]:
-    stamp = str(int(time.time()))
-    return {
-        "content-type": content_type,
-        "webhook-id": webhook_id,
-        "webhook-timestamp": stamp,
-        "webhook-signature": standard_signature(KEY, webhook_id, stamp, body),
-    }
+    return signed_headers(body, webhook_id, key=KEY, content_type=content_type)
 
 
 def post_web(inbox: Inbox, body: bytes, content_type: str, webhook_id: str = "msg_1") -> Any:
@@ -552,8 +542,10 @@ def test_hundreds_of_media_keep_the_first_hundred_and_count_the_rest(inbox: Inbo
 
 
 def post_meta(inbox: Inbox, body: bytes) -> Any:
-    digest = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"}
+    headers = {
+        "content-type": "application/json",
+        "x-hub-signature-256": signature(body, APP_SECRET),
+    }
     return inbox.handle_webhook("wa", "POST", f"{HOST}/webhooks/wa", headers, body)
 
 

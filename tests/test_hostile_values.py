@@ -39,7 +39,7 @@ from omnichannel.values import (
     storable_inbound,
 )
 from tests.gammu_schema import open_gateway
-from tests.helpers import T0, raw_json
+from tests.helpers import T0, count, raw_json
 from tests.test_gammu import Clock, connector, poll
 from tests.test_twilio import ACCOUNT, TOKEN, sms_fields
 from tests.test_twilio import post as twilio_post
@@ -93,10 +93,6 @@ def base_url(hostile: Inbox) -> Iterator[str]:
 def rows(inbox: Inbox, query: Any) -> list[Any]:
     with inbox.store.transaction() as conn:
         return list(conn.execute(query).all())
-
-
-def count(inbox: Inbox, table: sa.Table) -> int:
-    return int(rows(inbox, sa.select(sa.func.count()).select_from(table))[0][0])
 
 
 def statuses(inbox: Inbox) -> list[str]:
