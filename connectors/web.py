@@ -11,8 +11,9 @@
   ``=constant``; default: the portal form), ``required`` (fields that must be present),
   ``max_bytes`` (10 MiB), ``max_attachments``, ``max_attachment_bytes``, ``attachment_types``.
 - **Cursor**: none.
-- **Dedupe key**: ``webhook-id`` (Standard Webhooks); in HMAC-header mode the mapped
-  ``external_id`` field, else a hash of the body.
+- **Dedupe key**: the portal's own submission id (the mapped ``external_id`` field, ``id`` in
+  the portal form) when the payload has one; else ``webhook-id`` (Standard Webhooks), or in
+  HMAC-header mode a hash of the body.
 - **Webhook verification**: Standard Webhooks — ``webhook-signature: v1,<base64 HMAC-SHA256 of
   "id.timestamp.body">`` (several space-separated, for rotation), ``webhook-timestamp`` within
   five minutes; or one HMAC-SHA256 header over the raw body. Checked before parsing.
@@ -177,8 +178,9 @@ class WebConnector(WebhookConnector):
 
     def decode(self, raw: RawMessage) -> InboundMessage:
         mapping = dict(self.options.mapping or PORTAL_MAPPING)
-        if self.options.signature == "standard-webhooks":
-            mapping.pop("external_id", None)  # the webhook-id is the idempotency key
+        # the portal's own submission id, when the form carries one, is the idempotency key:
+        # a resend of the same submission under a new webhook-id is a duplicate; without
+        # one, the webhook-id (or, in HMAC-header mode, a hash of the body) is
         data = parse_body(raw.content_type, raw.payload)
         return map_payload(
             data,

@@ -19,7 +19,7 @@ from normalizer.phone import normalize_phone
 from normalizer.text import clean_text, html_to_text, trim_quoted
 from omnichannel.schema import Attachment, InboundMessage, NormalizedMessage, Sender
 
-__all__ = ["body_fingerprint", "normalize", "normalize_sender", "sender_key"]
+__all__ = ["body_fingerprint", "normalize", "normalize_sender"]
 
 _PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -48,15 +48,6 @@ def normalize_sender(sender: Sender, region: str, flags: dict[str, object]) -> S
         email = normalized or email.strip()
     name = clean_text(sender.name).replace("\n", " ") if sender.name else None
     return Sender(name=name or None, email=email, phone=phone, handle=handle)
-
-
-def sender_key(sender: Sender) -> str | None:
-    """The identity used to recognise the same citizen across channels."""
-    if sender.phone and sender.phone.startswith("+"):
-        return "tel:" + sender.phone
-    if sender.email:
-        return "mailto:" + sender.email
-    return None
 
 
 def body_fingerprint(body: str) -> str | None:

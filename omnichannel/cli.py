@@ -764,6 +764,12 @@ def _status_text(numbers: dict[str, Any]) -> str:
 # -- complaints --------------------------------------------------------------------------------
 
 
+def _actor_option(func: F) -> F:
+    return click.option(
+        "--actor", default="operator", show_default=True, help="Who does it (recorded)."
+    )(func)
+
+
 @main.group()
 def complaints() -> None:
     """Read complaints."""
@@ -827,11 +833,18 @@ def _describe(c: Complaint) -> str:
         c.body,
         "",
     ]
+    if c.cluster_id:
+        lines.append(f"cluster  {c.cluster_id} ({c.cluster_size}): {c.cluster_label}")
+    if c.merged_into:
+        lines.append(f"merged into complaint {c.merged_into}")
     if c.location:
         lines.append(f"location {c.location.lat}, {c.location.lon} {c.location.address or ''}")
     lines += [f"attachment {a.filename} ({a.content_type}, {a.size} bytes)" for a in c.attachments]
     lines += [
         f"message #{m.id} {m.outcome.value} {m.channel} {format_utc(m.received_at)}"
+        + (f" ({m.merge_reason}" if m.merge_reason else "")
+        + (f", similarity {m.merge_score:.2f}" if m.merge_score is not None else "")
+        + (")" if m.merge_reason else "")
         for m in c.messages
     ]
     lines += [
@@ -863,6 +876,8 @@ CSV_FIELDS = [
     "agency",
     "due_at",
     "cluster_id",
+    "cluster_label",
+    "cluster_size",
     "anonymous",
     "confidential",
     "attachments",
@@ -908,11 +923,13 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@click.option("--cluster", help="Only the complaints of this cluster, together.")
 @pass_state
 @_handled
-def complaints_export(state: _State, fmt: str, output: Any) -> None:
+def complaints_export(state: _State, fmt: str, output: Any, cluster: str | None) -> None:
     """Export every complaint (JSON Lines follow schemas/complaint.schema.json)."""
-    items = state.inbox(read_only=True).iter_complaints()
+    chosen = cluster.strip().upper() if cluster else None
+    items = state.inbox(read_only=True).iter_complaints(cluster=chosen)
     if fmt == "jsonl":
         for c in items:
             output.write(c.model_dump_json() + "\n")
@@ -922,6 +939,102 @@ def complaints_export(state: _State, fmt: str, output: Any) -> None:
     writer.writeheader()
     for c in items:
         writer.writerow(_csv_row(c))
+
+
+@complaints.command("merge")
+@click.argument("into")
+@click.argument("other")
+@click.option("--reason", help="Why (recorded).")
+@_actor_option
+@pass_state
+@_handled
+def complaints_merge(state: _State, into: str, other: str, reason: str | None, actor: str) -> None:
+    """Merge complaint OTHER into INTO (id or ticket): one complaint with all the messages."""
+    item = state.inbox().dedupe.merge(into, other, actor=actor, reason=reason)
+    click.echo(f"merged {other} into {item.ticket}: {len(item.messages)} messages")
+
+
+@complaints.command("split")
+@click.argument("key")
+@click.argument("message_ids", nargs=-1, required=True, type=int)
+@click.option("--reason", help="Why (recorded).")
+@_actor_option
+@pass_state
+@_handled
+def complaints_split(
+    state: _State, key: str, message_ids: tuple[int, ...], reason: str | None, actor: str
+) -> None:
+    """Take messages (ids, as `complaints show` lists them) out of complaint KEY into a new
+    complaint."""
+    item = state.inbox().dedupe.split(key, list(message_ids), actor=actor, reason=reason)
+    click.echo(f"{item.ticket}: a new complaint of {len(item.messages)} messages split off {key}")
+
+
+@complaints.command("unmerge")
+@click.argument("message_id", type=int)
+@click.option("--reason", help="Why (recorded).")
+@_actor_option
+@pass_state
+@_handled
+def complaints_unmerge(state: _State, message_id: int, reason: str | None, actor: str) -> None:
+    """Take one message out of its complaint: it becomes a complaint of its own."""
+    item = state.inbox().dedupe.unmerge(message_id, actor=actor, reason=reason)
+    click.echo(f"{item.ticket}: message {message_id} is a complaint of its own")
+
+
+@main.group()
+def identities() -> None:
+    """Who is who across channels: phones, e-mail addresses and WhatsApp ids of one person."""
+
+
+@identities.command("list")
+@click.option("--key", help="Only the person of this phone, e-mail address or key.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def identities_list(state: _State, key: str | None, limit: int, fmt: str) -> None:
+    """Persons known by more than one identity (or the person of --key)."""
+    found = state.inbox(read_only=True).dedupe.identities(key, limit=limit)
+    if fmt == "json":
+        for person in found:
+            events = [e | {"at": format_utc(e["at"])} for e in person["events"]]
+            click.echo(json.dumps(person | {"events": events}, ensure_ascii=False))
+        return
+    for person in found:
+        click.echo(_for_terminal(f"person {person['person']}: {', '.join(person['keys'])}"))
+        for e in person["events"]:
+            other = f" + {e['other']}" if e["other"] else ""
+            why = f": {e['reason']}" if e["reason"] else ""
+            line = f"  {format_utc(e['at'])} {e['action']} {e['key']}{other} by {e['actor']}{why}"
+            click.echo(_for_terminal(line))
+    if not found:
+        click.echo("no linked identities")
+
+
+@identities.command("link")
+@click.argument("first")
+@click.argument("second")
+@click.option("--reason", help="Why (recorded).")
+@_actor_option
+@pass_state
+@_handled
+def identities_link(state: _State, first: str, second: str, reason: str | None, actor: str) -> None:
+    """Make two identities (phone, e-mail address, or tel:/mailto:/wa: key) one person."""
+    keys = state.inbox().dedupe.link(first, second, actor=actor, reason=reason)
+    click.echo(f"linked: {', '.join(keys)}")
+
+
+@identities.command("unlink")
+@click.argument("key")
+@click.option("--reason", help="Why (recorded).")
+@_actor_option
+@pass_state
+@_handled
+def identities_unlink(state: _State, key: str, reason: str | None, actor: str) -> None:
+    """Take one identity out of its person (filing will not link it again by itself)."""
+    state.inbox().dedupe.unlink(key, actor=actor, reason=reason)
+    click.echo(f"unlinked {key}")
 
 
 # -- the team queue ------------------------------------------------------------------------------
@@ -947,6 +1060,7 @@ def queue() -> None:
 @click.option("--overdue", is_flag=True, help="Only complaints past their due time.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Received on or after.")
 @click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Received before.")
+@click.option("--cluster", help="Only the complaints of this cluster (about one matter).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @pass_state
@@ -959,6 +1073,7 @@ def queue_list(
     overdue: bool,
     since: datetime | None,
     until: datetime | None,
+    cluster: str | None,
     limit: int,
     fmt: str,
 ) -> None:
@@ -972,6 +1087,7 @@ def queue_list(
         overdue=overdue,
         since=since.replace(tzinfo=tz) if since else None,
         until=until.replace(tzinfo=tz) if until else None,
+        cluster=cluster.strip().upper() if cluster else None,
         limit=limit,
     )
     if fmt == "json":
@@ -987,11 +1103,22 @@ def queue_list(
             _local(inbox, r.received_at),
             _local(inbox, r.due_at) + (" OVERDUE" if r.overdue else ""),
             r.claimed_by or r.assignee or "",
+            r.cluster_id or "",
             _short(r.subject, 40),
         ]
         for r in rows
     ]
-    headers = ["TICKET", "STATUS", "CHANNEL", "AGENCY", "RECEIVED", "DUE", "WHO", "SUBJECT"]
+    headers = [
+        "TICKET",
+        "STATUS",
+        "CHANNEL",
+        "AGENCY",
+        "RECEIVED",
+        "DUE",
+        "WHO",
+        "CLUSTER",
+        "SUBJECT",
+    ]
     click.echo(_table(table, headers))
     if more:
         click.echo(f"(more than {limit} match; use --limit or narrow the filters)")
@@ -1021,12 +1148,6 @@ def queue_claim(state: _State, worker: str, agency: str | None, lease: int, fmt:
         click.echo(item.model_dump_json())
     else:
         click.echo(_describe(item))
-
-
-def _actor_option(func: F) -> F:
-    return click.option(
-        "--actor", default="operator", show_default=True, help="Who does it (recorded)."
-    )(func)
 
 
 @queue.command("assign")

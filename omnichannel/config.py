@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -221,8 +221,25 @@ class ForwarderConfig(BaseModel):
 
 
 class DedupeConfig(_Section):
-    same_sender_window_days: int = Field(default=14, ge=0)
-    """A message from the same sender with the same text within this window is ``merged``."""
+    window_hours: float = Field(default=72, ge=0, le=24 * 365)
+    """A person's message that is the same complaint as one of their open complaints with a
+    message within this many hours is ``merged`` into it (0: never)."""
+    same_sender_window_days: float | None = Field(default=None, ge=0, le=365)
+    """The same window in days (the older name; overrides ``window_hours`` when set)."""
+    merge_threshold: float = Field(default=0.75, gt=0, le=1)
+    """How alike (Dice over normalized words, 0 to 1) a resend must be; see docs/dedupe.md."""
+    related_threshold: float = Field(default=0.34, gt=0, le=1)
+    """How alike two complaints must be to share a cluster."""
+    clusters: bool = True
+    """Put complaints about the same matter in clusters."""
+    cluster_window_days: float = Field(default=30, gt=0, le=3650)
+    """A new complaint is clustered with related complaints received within this many days."""
+
+    @property
+    def window(self) -> timedelta:
+        if self.same_sender_window_days is not None:
+            return timedelta(days=self.same_sender_window_days)
+        return timedelta(hours=self.window_hours)
 
 
 class FilingConfig(_Section):

@@ -6,7 +6,9 @@ same batch see each other (a reply filed together with the mail it answers is me
 
 Dedupe levels, in order (precision first — merging two different complaints hides one):
 2. threading: ``in_reply_to``, then ``references`` newest first, then the ticket in the subject;
-3. the same sender identity (E.164 phone, e-mail) with the same normalized text in the window.
+3. the same person (``dedupe.identify``: phone, e-mail, linked identities) sending the same
+   complaint again (``normalizer.similarity``) within the window, into an open complaint;
+4. a new complaint about the same matter as another joins its cluster (``dedupe.cluster_new``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from normalizer.normalize import body_fingerprint, sender_key
+from normalizer.normalize import body_fingerprint
+from normalizer.similarity import Signature, compare, conflicting, same_complaint
+from omnichannel import dedupe
 from omnichannel.schema import NormalizedMessage, Outcome, format_utc
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
     UTCDateTime,
     attachments,
+    complaint_events,
     complaints,
     messages,
     outbound_messages,
@@ -47,6 +52,9 @@ __all__ = [
 ]
 
 CHUNK = 500
+SAME_SENDER_CANDIDATES = 50
+"""A person's latest texts a new message is compared with (a sender of hundreds of messages
+a day costs no more than this)."""
 _IN: sa.BindParameter[Any] = sa.bindparam("values", expanding=True)
 _INSERT_COMPLAINTS = sa.insert(complaints).returning(complaints.c.id, sort_by_parameter_order=True)
 _INSERT_MESSAGES = sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
@@ -94,20 +102,6 @@ _ANSWERED = (
 )
 """Complaints whose team answered an address lately: that address's next SMS joins it."""
 _TICKETS = sa.select(complaints.c.ticket, complaints.c.id).where(complaints.c.ticket.in_(_IN))
-_SENDERS = (
-    sa.select(
-        messages.c.sender_key,
-        messages.c.body_hash,
-        messages.c.received_at,
-        complaints.c.id,
-        complaints.c.ticket,
-    )
-    .join(complaints, complaints.c.id == messages.c.complaint_id)
-    .where(
-        messages.c.body_hash.in_(_IN),
-        messages.c.received_at >= sa.bindparam("since", type_=UTCDateTime()),
-    )
-)
 
 
 def _fetch_in(
@@ -146,6 +140,9 @@ class _Plan:
 
     outcomes: list[tuple[Outcome, _Target | None]] = field(default_factory=list)
     new: list[int] = field(default_factory=list)  # item positions that open a complaint
+    why: list[tuple[str | None, float | None]] = field(default_factory=list)
+    """For each message, why it was merged (thread, ticket, same_sender, answer) and the
+    similarity that decided a same-sender merge."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +151,14 @@ class _Keys:
 
     thread: list[str]
     ticket: str | None
-    sender: str | None
     fingerprint: str | None
+    signature: Signature
+    people: list[str] = field(default_factory=list)
+    """The sender's identity keys, its own first, then those of the person it is linked to."""
+
+    @property
+    def sender(self) -> str | None:
+        return self.people[0] if self.people else None
 
 
 def file_messages(
@@ -167,13 +170,27 @@ def file_messages(
     """File ``(raw_id, message)`` pairs; one Filed per pair, in order."""
     if not items:
         return []
-    keys = [_keys(message, settings.ticket_prefix) for _, message in items]
+    people = dedupe.identify(conn, items, now, settings.region)
+    keys = [
+        _keys(message, settings.ticket_prefix, who)
+        for (_, message), who in zip(items, people, strict=True)
+    ]
     plan = _plan(conn, [m for _, m in items], keys, settings)
     complaint_ids, tickets = _insert_complaints(conn, items, plan, settings, now)
     message_ids = _insert_messages(conn, items, keys, plan, complaint_ids)
     _insert_attachments(conn, items, message_ids, plan, complaint_ids)
     _enqueue(conn, items, plan, complaint_ids, tickets, message_ids, settings, now)
     _touch(conn, plan, complaint_ids, now)
+    _record_merges(conn, items, plan, complaint_ids, message_ids, now)
+    if settings.clusters:
+        new = [
+            dedupe.Clustered(
+                cid, ticket, items[i][1].received_at, keys[i].signature, frozenset(keys[i].people)
+            )
+            for i, cid, ticket in zip(plan.new, complaint_ids, tickets, strict=True)
+            if not keys[i].signature.empty
+        ]
+        dedupe.cluster_new(conn, new, settings.cluster_window, settings.related_threshold, now)
     return [_filed(outcome, target, complaint_ids, tickets) for outcome, target in plan.outcomes]
 
 
@@ -188,7 +205,7 @@ def _filed(outcome: Outcome, target: _Target | None, ids: list[int], tickets: li
 # -- planning ----------------------------------------------------------------------------------
 
 
-def _keys(message: NormalizedMessage, prefix: str) -> _Keys:
+def _keys(message: NormalizedMessage, prefix: str, people: list[str]) -> _Keys:
     # stored and looked up as stored: an id longer than its column is its sha256, never cut
     thread = [storable_id(i) for i in [message.in_reply_to, *reversed(message.references)] if i]
     pattern = rf"\b({re.escape(prefix)}-\d{{4}}-\d{{6,}})\b"
@@ -198,8 +215,9 @@ def _keys(message: NormalizedMessage, prefix: str) -> _Keys:
     return _Keys(
         thread,
         match.group(1).upper() if match else None,
-        sender_key(message.sender),
         body_fingerprint(message.body),
+        dedupe.text_signature(message.display_subject, message.body),
+        people,
     )
 
 
@@ -214,11 +232,13 @@ def _plan(
     oldest = min((m.received_at for m in batch), default=None)
     threads = _known_threads(conn, {i for k in keys for i in k.thread})
     tickets = _known_tickets(conn, {k.ticket for k in keys if k.ticket})
-    senders = _known_senders(conn, keys, oldest, window)
+    recent: dict[str, list[dedupe.Candidate]] = {}
+    if oldest is not None and window > timedelta(0):
+        recent = dedupe.recent_of(conn, {p for k in keys for p in k.people}, oldest - window)
     answered = _answered(conn, batch, oldest, settings.reply_window)
     plan = _Plan()
     local_threads: dict[str, _Target] = {}
-    local_senders: dict[tuple[str, str], tuple[datetime, _Target]] = {}
+    local: dict[str, list[tuple[datetime, Signature, _Target]]] = {}
     for message, key in zip(batch, keys, strict=True):
         if message.is_automatic or not _has_content(message):
             if not _has_content(message):
@@ -228,22 +248,31 @@ def _plan(
                 _first(key.thread, local_threads, threads) if message.flags.get("bounce") else None
             )
             plan.outcomes.append((Outcome.IGNORED, bounced))
+            plan.why.append((None, None))
             continue
-        target = (
-            _first(key.thread, local_threads, threads)
-            or (tickets.get(key.ticket) if key.ticket else None)
-            or _same_sender(message, key, local_senders, senders, window)
-            or _answer_to(message, answered, settings.reply_window)
-        )
+        why: tuple[str | None, float | None] = (None, None)
+        target = _first(key.thread, local_threads, threads)
+        if target is not None:
+            why = ("thread", None)
+        elif key.ticket and key.ticket in tickets:
+            target, why = tickets[key.ticket], ("ticket", None)
+        else:
+            found = _same_sender(message, key, local, recent, window, settings.merge_threshold)
+            if found is not None:
+                target, why = found[0], ("same_sender", found[1])
+            else:
+                target = _answer_to(message, answered, settings.reply_window)
+                why = ("answer", None) if target is not None else why
         if target is None:
             target = _Target(new_index=len(plan.new))
             plan.new.append(len(plan.outcomes))
             plan.outcomes.append((Outcome.NEW, target))
         else:
             plan.outcomes.append((Outcome.MERGED, target))
+        plan.why.append(why)
         local_threads[storable_id(message.message_id or message.external_id)] = target
-        if key.sender and key.fingerprint:
-            local_senders[(key.sender, key.fingerprint)] = (message.received_at, target)
+        if key.sender and not key.signature.empty:
+            local.setdefault(key.sender, []).append((message.received_at, key.signature, target))
     return plan
 
 
@@ -258,18 +287,42 @@ def _first(ids: list[str], *maps: dict[str, _Target]) -> _Target | None:
 def _same_sender(
     message: NormalizedMessage,
     key: _Keys,
-    local: dict[tuple[str, str], tuple[datetime, _Target]],
-    stored: dict[tuple[str, str], list[tuple[datetime, _Target]]],
+    local: dict[str, list[tuple[datetime, Signature, _Target]]],
+    recent: dict[str, list[dedupe.Candidate]],
     window: timedelta,
-) -> _Target | None:
-    if key.sender is None or key.fingerprint is None or window <= timedelta(0):
+    threshold: float,
+) -> tuple[_Target, float] | None:
+    """The open complaint of this person, with a message within the window, that this message
+    is the same complaint as (the most alike), and the similarity."""
+    if key.signature.empty or window <= timedelta(0):
         return None
-    since = message.received_at - window
-    pair = (key.sender, key.fingerprint)
-    found = [local[pair]] if pair in local else []
-    found += stored.get(pair, [])
-    recent = [(when, target) for when, target in found if when >= since]
-    return max(recent, key=lambda item: item[0])[1] if recent else None
+    found: list[tuple[datetime, Signature, _Target]] = []
+    for person_key in key.people:
+        found += local.get(person_key, [])
+        found += [
+            (c.received_at, c.signature, _Target(c.complaint_id, c.ticket))
+            for c in recent.get(person_key, [])
+        ]
+    latest: dict[tuple[Signature, int | None, int | None], tuple[datetime, _Target]] = {}
+    for when, sig, target in found:  # each text of each complaint once, its latest message
+        if abs(message.received_at - when) > window:
+            continue
+        slot = (sig, target.complaint_id, target.new_index)
+        if slot not in latest or latest[slot][0] < when:
+            latest[slot] = (when, target)
+    best: tuple[float, datetime, _Target] | None = None
+    for (sig, _, _), (when, target) in sorted(latest.items(), key=lambda i: i[1][0])[
+        -SAME_SENDER_CANDIDATES:
+    ]:
+        if sig != key.signature and conflicting(key.signature, sig):
+            continue
+        result = compare(key.signature, sig) if sig != key.signature else None
+        score = 1.0 if result is None else result.score
+        if (result is None or same_complaint(result, threshold)) and (
+            best is None or (score, when) > (best[0], best[1])
+        ):
+            best = (score, when, target)
+    return (best[2], best[0]) if best else None
 
 
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
@@ -330,22 +383,6 @@ def _known_tickets(conn: sa.Connection, tickets: set[str | None]) -> dict[str, _
     for chunk in _chunks(t for t in tickets if t):
         rows = _fetch_in(conn, _TICKETS, chunk)
         found.update({ticket: _Target(cid, ticket) for ticket, cid in rows})
-    return found
-
-
-def _known_senders(
-    conn: sa.Connection, keys: list[_Keys], oldest: datetime | None, window: timedelta
-) -> dict[tuple[str, str], list[tuple[datetime, _Target]]]:
-    wanted = {(k.sender, k.fingerprint) for k in keys if k.sender and k.fingerprint}
-    found: dict[tuple[str, str], list[tuple[datetime, _Target]]] = {}
-    if not wanted or oldest is None or window <= timedelta(0):
-        return found
-    for chunk in _chunks({f for _, f in wanted}):
-        rows = _fetch_in(conn, _SENDERS, chunk, since=oldest - window)
-        for sender, fingerprint, received_at, cid, ticket in rows:
-            pair = (sender, fingerprint)
-            if pair in wanted:
-                found.setdefault(pair, []).append((received_at, _Target(cid, ticket)))
     return found
 
 
@@ -473,8 +510,9 @@ def _insert_messages(
 ) -> list[int]:
     rows = [
         _message_row(raw_id, message, key, outcome, _complaint_of(target, complaint_ids))
-        for (raw_id, message), key, (outcome, target) in zip(
-            items, keys, plan.outcomes, strict=True
+        | {"merge_reason": reason, "merge_score": score}
+        for (raw_id, message), key, (outcome, target), (reason, score) in zip(
+            items, keys, plan.outcomes, plan.why, strict=True
         )
     ]
     return list(conn.execute(_INSERT_MESSAGES, rows).scalars())
@@ -678,6 +716,40 @@ def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: date
     }
     rows = [{"cid": cid, "now": now} for cid in sorted(c for c in merged if c is not None)]
     _execute(conn, _TOUCH_COMPLAINT, rows)
+
+
+def _record_merges(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    plan: _Plan,
+    complaint_ids: list[int],
+    message_ids: list[int],
+    now: datetime,
+) -> None:
+    """A complaint event for each same-sender merge: which message, and the similarity."""
+    rows = []
+    for (_, message), message_id, (_, target), (reason, score) in zip(
+        items, message_ids, plan.outcomes, plan.why, strict=True
+    ):
+        complaint_id = _complaint_of(target, complaint_ids)
+        if reason != "same_sender" or complaint_id is None:
+            continue
+        note = (
+            f"message {message_id} ({message.channel}) merged: the same complaint again from "
+            f"the same sender, similarity {score:.2f}"
+        )
+        rows.append(
+            {
+                "complaint_id": complaint_id,
+                "at": now,
+                "actor": "dedupe",
+                "kind": "merged",
+                "from_status": None,
+                "to_status": None,
+                "note": note,
+            }
+        )
+    _execute(conn, sa.insert(complaint_events), rows)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -27,6 +27,7 @@ from omnichannel.forwarders import (
     build_forwarder,
 )
 from omnichannel.media import MediaResult, fetch_pending_media
+from omnichannel.merging import Dedupe
 from omnichannel.outbound import Sender, Sent
 from omnichannel.outbox import (
     CITIZEN_KINDS,
@@ -126,7 +127,11 @@ class Inbox:
             timezone=self.config.tz,
             region=self.config.region,
             acknowledgements=self.config.acknowledgements.enabled,
-            same_sender_window=timedelta(days=self.config.dedupe.same_sender_window_days),
+            same_sender_window=self.config.dedupe.window,
+            merge_threshold=self.config.dedupe.merge_threshold,
+            related_threshold=self.config.dedupe.related_threshold,
+            clusters=self.config.dedupe.clusters,
+            cluster_window=timedelta(days=self.config.dedupe.cluster_window_days),
             inline_hold=timedelta(seconds=self.config.filing.wait + 30),
             verify_working_days=deadlines.verify_days,
             holidays=frozenset(deadlines.holidays),
@@ -160,6 +165,14 @@ class Inbox:
             follow_up=self._follow_up_due,
         )
         """The team queue: claim, assign, comment, reply, resolve, close, reject, reopen."""
+        self.dedupe = Dedupe(
+            self.queue,
+            ticket_prefix=lambda: self.settings.ticket_prefix,
+            timezone=lambda: self.settings.timezone,
+            region=self.config.region,
+            clock=clock,
+        )
+        """Operators' merges, splits and identity links (``omnichannel.merging``)."""
         out = self.config.outbox
         self.outbox = Outbox(
             self.store,
@@ -663,10 +676,18 @@ class Inbox:
     # -- reading -------------------------------------------------------------------------------
 
     def complaints(
-        self, *, limit: int | None = 50, status: str | None = None, after_id: int = 0
+        self,
+        *,
+        limit: int | None = 50,
+        status: str | None = None,
+        after_id: int = 0,
+        cluster: str | None = None,
     ) -> list[Complaint]:
+        """Complaints in id order (``cluster``: only those of that cluster)."""
         with self.store.transaction() as conn:
-            return queries.load_complaints(conn, limit=limit, status=status, after_id=after_id)
+            return queries.load_complaints(
+                conn, limit=limit, status=status, after_id=after_id, cluster=cluster
+            )
 
     def complaint(self, key: int | str, *, team: bool = False) -> Complaint | None:
         """A complaint by id or by ticket number; ``team=True`` is the team's view, which
@@ -674,11 +695,13 @@ class Inbox:
         with self.store.transaction() as conn:
             return queries.complaint(conn, key, team=team)
 
-    def iter_complaints(self, *, batch: int = 500) -> Iterator[Complaint]:
-        """Every complaint in id order, read in batches (for exports)."""
+    def iter_complaints(
+        self, *, batch: int = 500, cluster: str | None = None
+    ) -> Iterator[Complaint]:
+        """Every complaint (of ``cluster``) in id order, read in batches (for exports)."""
         after = 0
         while True:
-            page = self.complaints(limit=batch, after_id=after)
+            page = self.complaints(limit=batch, after_id=after, cluster=cluster)
             if not page:
                 return
             yield from page

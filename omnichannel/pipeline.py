@@ -60,7 +60,14 @@ class Settings:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Makassar"))
     region: str = "ID"
     acknowledgements: bool = True
-    same_sender_window: timedelta = timedelta(days=14)
+    same_sender_window: timedelta = timedelta(hours=72)
+    """A person's message that is the same complaint as one of their open complaints with a
+    message within this window is merged into it."""
+    merge_threshold: float = 0.75
+    related_threshold: float = 0.34
+    clusters: bool = True
+    cluster_window: timedelta = timedelta(days=30)
+    """New complaints are clustered with related complaints received within this window."""
     verify_working_days: int = 3
     holidays: frozenset[date] = frozenset()
     router: Router = field(default_factory=Router)

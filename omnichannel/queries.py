@@ -20,6 +20,7 @@ from omnichannel.schema import (
 )
 from omnichannel.store.tables import (
     attachments,
+    clusters,
     complaints,
     messages,
     outbound_messages,
@@ -47,12 +48,24 @@ def load_complaints(
     after_id: int = 0,
     ids: Sequence[int] | None = None,
     team: bool = False,
+    cluster: str | None = None,
 ) -> list[Complaint]:
     """Complaints in their exported form; ``team`` shows a confidential complaint's sender
     (the team's own view: never an export's or a forward's). An anonymous one's never."""
-    query = sa.select(complaints).where(complaints.c.id > after_id).order_by(complaints.c.id)
+    query = (
+        sa.select(
+            complaints,
+            clusters.c.label.label("cluster_label"),
+            clusters.c.size.label("cluster_size"),
+        )
+        .outerjoin(clusters, clusters.c.id == complaints.c.cluster_id)
+        .where(complaints.c.id > after_id)
+        .order_by(complaints.c.id)
+    )
     if status is not None:
         query = query.where(complaints.c.status == status)
+    if cluster is not None:
+        query = query.where(complaints.c.cluster_id == cluster)
     if ids is not None:
         query = query.where(complaints.c.id.in_(list(ids)))
     if limit is not None:
@@ -117,6 +130,8 @@ def _messages_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Message]
             messages.c.sent_at,
             messages.c.body,
             messages.c.outcome,
+            messages.c.merge_reason,
+            messages.c.merge_score,
         )
         .where(messages.c.complaint_id.in_(ids))
         .order_by(messages.c.received_at, messages.c.id)
@@ -132,6 +147,8 @@ def _messages_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[Message]
             sent_at=row["sent_at"],
             body=row["body"],
             outcome=Outcome(row["outcome"]),
+            merge_reason=row["merge_reason"],
+            merge_score=row["merge_score"],
         )
         out.setdefault(row["complaint_id"], []).append(item)
     return out
@@ -177,6 +194,9 @@ _DIRECT_FIELDS = (
     "agency",
     "due_at",
     "cluster_id",
+    "cluster_label",
+    "cluster_size",
+    "merged_into",
     "anonymous",
     "confidential",
 )

@@ -81,6 +81,7 @@ class QueueRow:
     lease_until: datetime | None
     assignee: str | None
     subject: str | None
+    cluster_id: str | None
     overdue: bool
 
     def as_json(self) -> dict[str, Any]:
@@ -246,6 +247,7 @@ class Queue:
         overdue: bool = False,
         since: datetime | None = None,
         until: datetime | None = None,
+        cluster: str | None = None,
         limit: int = 50,
     ) -> tuple[list[QueueRow], bool]:
         """Complaints, newest first, and whether more match than ``limit``."""
@@ -264,6 +266,7 @@ class Queue:
                 queue_items.c.lease_until,
                 queue_items.c.assignee,
                 complaints.c.subject,
+                complaints.c.cluster_id,
             )
             .outerjoin(queue_items, queue_items.c.complaint_id == complaints.c.id)
             .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
@@ -273,6 +276,7 @@ class Queue:
             (complaints.c.status, status),
             (complaints.c.agency, agency),
             (complaints.c.channel, channel),
+            (complaints.c.cluster_id, cluster),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -401,6 +405,7 @@ _ROW_FIELDS = (
     "lease_until",
     "assignee",
     "subject",
+    "cluster_id",
 )
 
 

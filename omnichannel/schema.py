@@ -247,6 +247,11 @@ class Message(_Model):
     """The sender's own time (the e-mail ``Date``, WhatsApp's timestamp), when it has one."""
     body: str
     outcome: Outcome
+    merge_reason: str | None = None
+    """Why a merged message joined the complaint: ``thread``, ``ticket``, ``same_sender``,
+    ``answer`` (to the team's reply), ``split`` (moved by an operator)."""
+    merge_score: float | None = None
+    """The text similarity that decided a ``same_sender`` merge (0 to 1)."""
 
 
 class OutboundMessage(_Model):
@@ -282,6 +287,12 @@ class Complaint(_Model):
     anonymous: bool
     confidential: bool
     messages: list[Message]
+    cluster_label: str | None = None
+    """What the complaints of the cluster share, in a few words."""
+    cluster_size: int | None = None
+    """How many complaints the cluster holds."""
+    merged_into: int | None = None
+    """The complaint an operator merged this one into (status ``merged``)."""
     outbound: list[OutboundMessage] = []
     """What was sent to the citizen, oldest first (empty in exports of anonymous or
     confidential complaints, whose addresses are not shown)."""

@@ -74,6 +74,7 @@ PNID = "106540352242922"
 HOST = "http://omni.test"
 FORM = "application/x-www-form-urlencoded"
 TEXT = "Jalan di depan kantor desa rusak parah, mohon segera diperbaiki."
+OTHER = "Lampu jalan di Jl. Melati mati sejak minggu lalu."  # another complaint of the sender
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -710,7 +711,7 @@ def test_a_submission_held_in_its_request_does_not_delay_another(
     connector.hold_in = "parse"
     slow, answers = submit_slow(url)
     assert connector.entered.wait(30)
-    small = submit(url, TEXT, "msg_small")
+    small = submit(url, OTHER, "msg_small")
     assert not connector.release.is_set() and slow.is_alive()  # answered while the other waits
     assert small.status_code == 200 and small.json()["ticket"].startswith("ADU-")
     connector.release.set()
@@ -728,7 +729,7 @@ def test_a_submission_held_in_filing_delays_another_at_most_by_the_filing_wait(
     connector.hold_in = "decode"
     slow, _ = submit_slow(url)
     assert connector.entered.wait(30)
-    small = submit(url, TEXT, "msg_small")
+    small = submit(url, OTHER, "msg_small")
     assert not connector.release.is_set()  # answered while the worker was still held
     assert small.status_code == 202, small.text
     connector.release.set()

@@ -11,9 +11,12 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "attachments",
+    "clusters",
     "complaint_events",
     "complaints",
     "cursors",
+    "identities",
+    "identity_events",
     "messages",
     "metadata",
     "outbound_messages",
@@ -21,6 +24,7 @@ __all__ = [
     "quarantine",
     "queue_items",
     "raw_messages",
+    "similarity_bands",
     "ticket_counters",
 ]
 
@@ -132,6 +136,8 @@ complaints = sa.Table(
     # the name of a connector that sends); null when the citizen is not to be answered
     sa.Column("reply_to", sa.String(320)),
     sa.Column("reply_via", sa.String(64)),
+    # an operator merged this complaint into another (status ``merged``)
+    sa.Column("merged_into", Id, nullable=True),
     *[_where_set(name) for name in ("sender_email", "sender_phone", "agency", "cluster_id")],
 )
 
@@ -165,6 +171,10 @@ messages = sa.Table(
     sa.Column("flags", sa.JSON(), nullable=False),
     sa.Column("location", sa.JSON(none_as_null=True)),
     sa.Column("outcome", sa.String(16), nullable=False),
+    # why a merged message joined its complaint (thread, ticket, same_sender, answer, operator)
+    # and, for a same-sender merge, the similarity that decided it
+    sa.Column("merge_reason", sa.String(24)),
+    sa.Column("merge_score", sa.Float()),
 )
 
 attachments = sa.Table(
@@ -281,4 +291,48 @@ ticket_counters = sa.Table(
     sa.Column("prefix", sa.String(16), primary_key=True),
     sa.Column("year", sa.Integer(), primary_key=True),
     sa.Column("value", sa.BigInteger(), nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    _id(),
+    # ``tel:+62…`` (SMS and WhatsApp alike), ``mailto:…``, ``wa:<business-scoped id>``
+    sa.Column("key", sa.String(340), nullable=False, unique=True),
+    # one person's identities share a person id (that of the first of them)
+    sa.Column("person_id", Id, nullable=True, index=True),
+    _ts("created_at"),
+)
+
+identity_events = sa.Table(
+    "identity_events",
+    metadata,
+    _id(),
+    _ts("at"),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # link | unlink
+    sa.Column("key", sa.String(340), nullable=False, index=True),
+    sa.Column("other", sa.String(340)),
+    sa.Column("reason", sa.Text()),
+)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+similarity_bands = sa.Table(
+    "similarity_bands",
+    metadata,
+    # a MinHash band key of a complaint's text (normalizer.similarity.bands); the key leads
+    # the primary key, so candidates are an index range scan bounded by the window
+    sa.Column("band", sa.BigInteger(), nullable=False),
+    _ts("received_at"),
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False),
+    sa.PrimaryKeyConstraint("band", "received_at", "complaint_id"),
 )
