@@ -115,7 +115,8 @@ _STOP = _words(
     will would can could should about into very just still already again any some all
     sekarang kemarin tadi nanti hari besok lalu baru saat waktu hub hubungi kontak contact
     telp tel tlp telepon hp wa whatsapp nomor nomer number phone email mail tgl tanggal date
-    rp rupiah idr nama name re fw fwd balas tr semua setiap sendiri tiap sama lain begitu
+    rp rupiah idr nama name re fw fwd balas tr aw sv wg antw vs semua setiap sendiri tiap
+    sama lain begitu
     gitu kayak
     """
 )
@@ -151,21 +152,21 @@ _MONTHS = {
     **dict.fromkeys(("des", "desember", "dec", "december"), 12),
 }
 _URL = re.compile(
-    r"(?:https?://|www\.)[^\s<>\"']+|\b[\w-]+(?:\.[\w-]+)*\.(?:go\.id|co\.id|ac\.id|or\.id|id|com"
-    r"|net|org|info)(?:/[^\s<>\"']*)?",
+    r"(?:https?://|www\.)[^\s<>\"']{1,300}|(?<![\w.-])[\w-]{1,63}(?:\.[\w-]{1,63}){0,6}"
+    r"\.(?:go\.id|co\.id|ac\.id|or\.id|id|com|net|org|info)\b(?:/[^\s<>\"']{0,300})?",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,6}")
 _PHONE = re.compile(r"(?<![\d\w])(?:\+?62|0)[\s.-]?8[1-9](?:[\s.-]?\d){6,10}(?!\d)")
 """An Indonesian mobile number (``08xx``, ``+62 8xx``; ``0809…`` is a NIB, not a phone)."""
-_DATE = re.compile(r"\b(\d{1,2})[\s.-]*([^\W\d_]{3,9})\b(?:[\s.,-]*(?:19|20)\d\d\b)?")
+_DATE = re.compile(r"\b(\d{1,2})[\s.-]{0,3}([^\W\d_]{3,9})\b(?:[\s.,-]{0,3}(?:19|20)\d\d\b)?")
 _NUMERIC_DATE = re.compile(r"(?<![\d/.-])\d{1,2}([/.-])\d{1,2}\1(?:(?:19|20)?\d\d|0)(?![\d/.-])")
 _AMOUNT = re.compile(
     r"\b(?:rp|idr)\.?\s?(\d{1,3}(?:[.,]\d{3})+|\d+(?:[.,]\d{1,2})?)(?:\s?(rb|ribu|k|jt|juta))?\b"
     r"|\b(\d+(?:[.,]\d{1,3})?)\s?(rb|ribu|jt|juta)\b",
     re.IGNORECASE,
 )
-_CODE = re.compile(r"\b(?=[\w/-]*\d)[^\W_]+(?:[/-][^\W_]+)+\b")
+_CODE = re.compile(r"(?<![\w/-])(?=[\w/-]{0,200}\d)[^\W_]{1,30}(?:[/-][^\W_]{1,30}){1,6}\b")
 """A code of parts joined by ``/`` or ``-`` with a digit in it: a permit or plot number."""
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:[.,]\d{3})+(?![\d]|[.,]\d)")
 _SCALED = re.compile(r"(?<![\d.,])(\d+(?:[.,]\d{1,3})?)\s?(rb|ribu|k|jt|juta)\b", re.IGNORECASE)
@@ -173,6 +174,7 @@ _SCALE = {"rb": 1_000, "ribu": 1_000, "k": 1_000, "jt": 1_000_000, "juta": 1_000
 _REDUPLICATED = re.compile(r"\b([^\W\d_]{2,})(?:2|-\1)\b")
 _AN = re.compile(r"\ba\s?\.\s?n\s?\.", re.IGNORECASE)
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[.,;:!?()\n]")
+"""Words, digit runs (``isdecimal`` decides: other digits are symbols), punctuation."""
 _CLOSING = re.compile(
     r"^\W*(?:--|hormat\s+(?:saya|kami)|salam|wassalam\w*|(?:best\s+|kind\s+|warm\s+)?regards"
     r"|sincerely|yours\s+(?:sincerely|faithfully)|terima\s*kasih|trims|makasih|thanks?\b"
@@ -190,6 +192,8 @@ _NAME_LINE = re.compile(r"^(?:[A-Z][\w.'-]*\.?\s*){1,4}$")
 """A line that is only a name (``Hj. Nurhayati``, ``Budi Santoso``): a signature."""
 _MAX_CHARS = 20_000
 """Only the beginning of a very long text is compared (an e-mail with a pasted document)."""
+_MAX_WORDS = 300
+"""Distinct content words kept of a text (the comparison of two texts grows with them)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ class Signature:
     (a house, a hamlet, a plot) — not amounts, counts or phones."""
     amounts: frozenset[str] = frozenset()
     """Amounts of money, as numbers (``Rp 1.500.000``, ``1,5 jt`` → ``1500000``)."""
+    forms: tuple[str, ...] = ()
+    """Each word as first written, before stemming (``jembatan`` for ``jembat``): labels."""
 
     @property
     def marks(self) -> frozenset[str]:
@@ -338,22 +344,34 @@ def _amount_key(text: str) -> str:
     digits, scale = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
     factor = _SCALE[scale.casefold()] if scale else 1
     if re.fullmatch(r"\d{1,3}(?:[.,]\d{3})+", digits):
-        return str(int(re.sub(r"[.,]", "", digits)) * factor)
-    return str(round(float(digits.replace(",", ".")) * factor))
+        return _scale(re.sub(r"[.,]", "", digits), factor)
+    return _scale(digits.replace(",", "."), factor)
+
+
+def _scale(number: str, factor: int) -> str:
+    """``number`` (digits, perhaps a decimal point) times ``factor``, as digits; a number too
+    long to be an amount is kept as written."""
+    if len(number) > 18:
+        return _plain(number)
+    return str(round(float(number) * factor))
+
+
+def _plain(digits: str) -> str:
+    """A run of digits without its leading zeros (as text: no length limit)."""
+    return digits.lstrip("0") or "0"
 
 
 def _code(match: re.Match[str], ids: set[str]) -> str:
     """Keep a code whole among the identifiers (leading zeros aside), and its numbers as
     numbers."""
     parts = re.split(r"[/-]", match.group(0).casefold())
-    ids.add("/".join(str(int(p)) if p.isdigit() else p for p in parts))
+    ids.add("/".join(_plain(p) if p.isdecimal() else p for p in parts))
     return " " + " ".join(parts) + " "
 
 
 def _scaled(match: re.Match[str]) -> str:
     """``300rb``, ``1,5 jt``, ``50k`` as plain numbers."""
-    number = float(match.group(1).replace(",", "."))
-    return f" {round(number * _SCALE[match.group(2).casefold()])} "
+    return f" {_scale(match.group(1).replace(',', '.'), _SCALE[match.group(2).casefold()])} "
 
 
 def _url_key(url: str) -> str:
@@ -406,13 +424,13 @@ def _without_closing(text: str) -> str:
     phone) when that starts a line among the last few, and a last line that is only a name."""
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line]
-    if len(lines) > 1 and _SALUTATION.match(lines[0]):
+    if len(lines) > 1 and len(lines[0]) <= 80 and _SALUTATION.match(lines[0]):
         lines = lines[1:]
     for i in range(max(1, len(lines) - _CLOSING_LINES), len(lines)):
         if _CLOSING.match(lines[i]):
             lines = lines[:i]
             break
-    if len(lines) > 1 and _NAME_LINE.match(lines[-1]):
+    if len(lines) > 1 and len(lines[-1]) <= 60 and _NAME_LINE.match(lines[-1]):
         lines = lines[:-1]
     return "\n".join(lines)
 
@@ -420,7 +438,7 @@ def _without_closing(text: str) -> str:
 def signature(text: str, subject: str | None = None) -> Signature:
     """The signature of a message's text (and subject, which counts as text)."""
     text = _without_closing(text[:_MAX_CHARS])
-    raw = unicodedata.normalize("NFKC", f"{subject or ''}\n{text}")
+    raw = unicodedata.normalize("NFKC", f"{(subject or '')[:500]}\n{text}")[:_MAX_CHARS]
     numbers: set[str] = set()
     raw = _take(_EMAIL, raw, numbers, lambda s: "mail:" + s.casefold())
     raw = _take(_URL, raw, numbers, _url_key)
@@ -436,13 +454,14 @@ def signature(text: str, subject: str | None = None) -> Signature:
     raw = _REDUPLICATED.sub(r"\1", _AN.sub(" nama ", raw))
     words: list[str] = []
     names: set[str] = set()
+    forms: dict[str, str] = {}  # each stem's first written form (for labels)
     marker, taken, previous = "", 0, ""
     for token in _TOKEN.findall(raw):
         if not token.isalnum():  # a name ends at a stop or a comma (``Jl.`` goes on)
             marker = marker if not taken else ""
             continue
-        if token.isdigit():
-            number = str(int(token)) if len(token) < 30 else token
+        if token.isdecimal():
+            number = _plain(token)
             numbers.add(number)
             if len(token) >= 5 or previous in _NUMBERED:
                 ids.add(number)
@@ -463,12 +482,21 @@ def signature(text: str, subject: str | None = None) -> Signature:
             marker = ""
         if word not in _STOP and len(word) > 1:
             words.append(_stem(word))
+            forms.setdefault(words[-1], word)
+    if not words and not numbers and not amounts:
+        # only greetings, politeness or symbols ("Halo min", "🙏🙏"): the same only when the
+        # same text again
+        kept = (ch for ch in raw.casefold() if not unicodedata.category(ch).startswith("P"))
+        folded = " ".join("".join(kept).split())
+        if folded:
+            words = ["~" + hashlib.blake2b(folded.encode(), digest_size=8).hexdigest()]
     return Signature(
-        tuple(dict.fromkeys(words)),
+        tuple(dict.fromkeys(words))[:_MAX_WORDS],
         frozenset(numbers | amounts),
         frozenset(names),
         frozenset(ids),
         frozenset(amounts),
+        tuple(forms.get(w, w) for w in tuple(dict.fromkeys(words))[:_MAX_WORDS]),
     )
 
 
@@ -500,14 +528,26 @@ def _match(a: list[str], b: list[str]) -> tuple[list[str], list[str], list[str]]
         else:
             left_a.append(word)
     left_b = list(rest.elements())
+    if not left_a or not left_b:
+        return matched, left_a, left_b
+    # a typo keeps the first letter and the length within two: only those are compared
+    buckets: dict[tuple[str, int], list[str]] = {}
+    for word in left_b:
+        buckets.setdefault((word[0], len(word)), []).append(word)
     unmatched: list[str] = []
     for word in left_a:
-        index = next((i for i, other in enumerate(left_b) if _close(word, other)), None)
-        if index is None:
+        found = None
+        for size in range(max(1, len(word) - 2), len(word) + 3):
+            bucket = buckets.get((word[0], size), [])
+            found = next((other for other in bucket if _close(word, other)), None)
+            if found is not None:
+                bucket.remove(found)
+                break
+        if found is None:
             unmatched.append(word)
         else:
-            del left_b[index]
             matched.append(word)
+    left_b = [w for bucket in buckets.values() for w in bucket]
     return matched, unmatched, left_b
 
 
@@ -601,7 +641,8 @@ def bands(sig: Signature) -> list[int]:
 
 def label(a: Signature, b: Signature, limit: int = 5) -> str:
     """A short label for what ``a`` and ``b`` share: names first, then their common words."""
-    common = [w for w in dict.fromkeys(a.words) if w in set(b.words)]
+    written = dict(zip(a.words, a.forms, strict=False))
+    common = [w for w in dict.fromkeys(a.words) if w in set(b.words) and not w.startswith("~")]
     named = [w for w in common if w in a.names]
-    chosen = list(dict.fromkeys(named + common))[:limit]
-    return " ".join(chosen) or " ".join(a.words[:limit])
+    chosen = list(dict.fromkeys(named + common))[:limit] or list(a.words[:limit])
+    return " ".join(written.get(w, w) for w in chosen)

@@ -956,7 +956,7 @@ def complaints_merge(state: _State, into: str, other: str, reason: str | None, a
 
 @complaints.command("split")
 @click.argument("key")
-@click.argument("message_ids", nargs=-1, required=True, type=int)
+@click.argument("message_ids", nargs=-1, required=True, type=click.IntRange(1, 2**63 - 1))
 @click.option("--reason", help="Why (recorded).")
 @_actor_option
 @pass_state
@@ -971,7 +971,7 @@ def complaints_split(
 
 
 @complaints.command("unmerge")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--reason", help="Why (recorded).")
 @_actor_option
 @pass_state

@@ -90,7 +90,7 @@ PER_KEY = 50
 share the most bands, then the newest)."""
 _IN: sa.BindParameter[Any] = sa.bindparam("values", expanding=True)
 _CONTACT_LINE = re.compile(
-    r"^\W*(?:hp|no\.?\s*hp|hp\s*/\s*wa|wa\s*/\s*hp|telp?|tlp|telepon|phone|mobile|cell|wa"
+    r"^[^\w>]*(?:hp|no\.?\s*hp|hp\s*/\s*wa|wa\s*/\s*hp|telp?|tlp|telepon|phone|mobile|cell|wa"
     r"|whatsapp|kontak|contact)\b[^0-9+\n]{0,12}(\+?[0-9][0-9 ().-]{7,18}[0-9])\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -112,10 +112,11 @@ def sender_keys(
 
 
 def _signature_phones(message: NormalizedMessage, region: str) -> list[str]:
-    """Phones an e-mail's signature gives on a contact line (``HP/WA: 0812-…``) in its last
-    lines (the quoted text cut off): the sender's own number, by the custom of signatures."""
-    lines = [line for line in message.text_full.split("\n") if line.strip()]
-    tail = "\n".join(lines[-_SIGNATURE_LINES:])
+    """Phones an e-mail's signature gives on a contact line (``HP/WA: 0812-…``) among the last
+    lines of what the sender wrote — the body, quoted and forwarded text cut off, never a
+    ``>`` line: the sender's own number, by the custom of signatures."""
+    lines = [line for line in message.body.split("\n") if line.strip()]
+    tail = "\n".join(line for line in lines[-_SIGNATURE_LINES:] if not line.startswith(">"))
     found = []
     for match in _CONTACT_LINE.finditer(tail):
         parsed = normalize_phone(match.group(1), region)
@@ -125,7 +126,10 @@ def _signature_phones(message: NormalizedMessage, region: str) -> list[str]:
 
 
 def message_keys(message: NormalizedMessage, region: str = "ID") -> list[str]:
-    """The identity keys a message proves belong to one person, the most telling first."""
+    """The identity keys a message proves belong to one person, the most telling first (none
+    for an automatic message: a bounce or an auto-reply proves nothing of a person)."""
+    if message.is_automatic:
+        return []
     sender = message.sender
     keys = sender_keys(sender.email, sender.phone, sender.handle, message.channel)
     if message.channel == "email" and keys:
@@ -294,11 +298,15 @@ _RECENT = _recent_query()
 sender of thousands of messages costs no more than one of fifty."""
 
 
-@functools.lru_cache(maxsize=8192)
 def text_signature(subject: str | None, body: str) -> Signature:
     """The signature dedupe compares (kept for the texts looked at lately: the candidates of
-    one new complaint are mostly those of the last)."""
-    return signature(body, subject)
+    one new complaint are mostly those of the last; the cache keeps only what is compared)."""
+    return _cached_signature((subject or "")[:500], body[:20_000])
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_signature(subject: str, body: str) -> Signature:
+    return signature(body, subject or None)
 
 
 def recent_of(

@@ -230,8 +230,8 @@ def _plan(
 ) -> _Plan:
     window = settings.same_sender_window
     oldest = min((m.received_at for m in batch), default=None)
-    threads = _known_threads(conn, {i for k in keys for i in k.thread})
-    tickets = _known_tickets(conn, {k.ticket for k in keys if k.ticket})
+    threads = _live(conn, _known_threads(conn, {i for k in keys for i in k.thread}))
+    tickets = _live(conn, _known_tickets(conn, {k.ticket for k in keys if k.ticket}))
     recent: dict[str, list[dedupe.Candidate]] = {}
     if oldest is not None and window > timedelta(0):
         recent = dedupe.recent_of(conn, {p for k in keys for p in k.people}, oldest - window)
@@ -338,6 +338,43 @@ def _known_threads(conn: sa.Connection, ids: set[str]) -> dict[str, _Target]:
             rows = _fetch_in(conn, statement, chunk)
             found.update({message_id: _Target(cid, ticket) for message_id, cid, ticket in rows})
     return found
+
+
+_MERGED_INTO = sa.select(complaints.c.id, complaints.c.merged_into, complaints.c.ticket).where(
+    complaints.c.id.in_(_IN), complaints.c.merged_into.is_not(None)
+)
+_TICKET_OF = sa.select(complaints.c.id, complaints.c.ticket).where(complaints.c.id.in_(_IN))
+
+
+def _live(conn: sa.Connection, found: dict[str, _Target]) -> dict[str, _Target]:
+    """``found`` with each complaint an operator merged into another replaced by the one it
+    was merged into (a citizen quoting the old ticket reaches the complaint the team works)."""
+    ids = {t.complaint_id for t in found.values() if t.complaint_id is not None}
+    into: dict[int, int] = {}
+    for _ in range(16):  # merged into one merged later: follow the chain
+        rows = _fetch_in(conn, _MERGED_INTO, sorted(ids - set(into))) if ids else []
+        if not rows:
+            break
+        into.update({cid: target for cid, target, _ in rows})
+        ids = {target for _, target, _ in rows}
+    if not into:
+        return found
+
+    def final(cid: int) -> int:
+        for _ in range(16):
+            if cid not in into:
+                break
+            cid = into[cid]
+        return cid
+
+    finals = {cid: final(cid) for cid in into}
+    tickets = dict(_fetch_in(conn, _TICKET_OF, sorted(set(finals.values()))))
+    return {
+        key: _Target(finals[t.complaint_id], tickets[finals[t.complaint_id]])
+        if t.complaint_id in finals
+        else t
+        for key, t in found.items()
+    }
 
 
 def _answerable_phone(message: NormalizedMessage) -> str | None:

@@ -166,11 +166,7 @@ class Inbox:
         )
         """The team queue: claim, assign, comment, reply, resolve, close, reject, reopen."""
         self.dedupe = Dedupe(
-            self.queue,
-            ticket_prefix=lambda: self.settings.ticket_prefix,
-            timezone=lambda: self.settings.timezone,
-            region=self.config.region,
-            clock=clock,
+            self.queue, settings=lambda: self.settings, region=self.config.region, clock=clock
         )
         """Operators' merges, splits and identity links (``omnichannel.merging``)."""
         out = self.config.outbox

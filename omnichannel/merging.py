@@ -29,9 +29,10 @@ from normalizer.phone import normalize_phone
 from normalizer.similarity import bands as band_keys
 from omnichannel import dedupe
 from omnichannel.errors import OmnichannelError
-from omnichannel.filing import next_tickets
+from omnichannel.filing import next_tickets, reply_route
+from omnichannel.pipeline import Settings
 from omnichannel.queue import Queue
-from omnichannel.schema import Complaint
+from omnichannel.schema import Complaint, NormalizedMessage, Sender
 from omnichannel.store.tables import (
     attachments,
     complaints,
@@ -39,6 +40,7 @@ from omnichannel.store.tables import (
     identity_events,
     messages,
     outbound_messages,
+    outbox,
     queue_items,
     similarity_bands,
 )
@@ -55,6 +57,8 @@ def identity_key(text: str, region: str = "ID") -> str:
     """The identity key an operator means: ``tel:+62…`` for a phone in any common form,
     ``mailto:…`` for an e-mail address, or a ``tel:``/``mailto:``/``wa:`` key as given."""
     value = text.strip()
+    if len(value) > 320:
+        raise DedupeError("an identity is at most 320 characters")
     scheme, _, rest = value.partition(":")
     if scheme in ("tel", "mailto", "wa") and rest:
         value = rest
@@ -82,15 +86,13 @@ class Dedupe:
         self,
         queue: Queue,
         *,
-        ticket_prefix: Callable[[], str] = lambda: "ADU",
-        timezone: Callable[[], Any] = lambda: UTC,
+        settings: Callable[[], Settings] = Settings,
         region: str = "ID",
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.queue = queue
         self.store = queue.store
-        self._prefix = ticket_prefix
-        self._timezone = timezone
+        self._settings = settings
         self._region = region
         self._clock = clock
 
@@ -102,13 +104,17 @@ class Dedupe:
         """Merge complaint ``other`` into ``into``; the complaint merged into."""
         now = self._clock()
         with self.store.transaction() as conn:
-            target, target_status = self.queue._find(conn, into, lock=True)
-            source, source_status = self.queue._find(conn, other, lock=True)
+            target, _ = self.queue._find(conn, into)
+            source, _ = self.queue._find(conn, other)
+            for complaint_id in sorted({target, source}):  # one lock order: no deadlock
+                self.queue._find(conn, complaint_id, lock=True)
+            target_status = self.queue._find(conn, target)[1]
+            source_status = self.queue._find(conn, source)[1]
             if target == source:
                 raise DedupeError("a complaint cannot be merged into itself")
-            for key, status in ((into, target_status), (other, source_status)):
+            for named, status in ((into, target_status), (other, source_status)):
                 if status == "merged":
-                    raise DedupeError(f"complaint {key} is merged already")
+                    raise DedupeError(f"complaint {named} is merged already")
             tickets = dict(
                 conn.execute(
                     sa.select(complaints.c.id, complaints.c.ticket).where(
@@ -122,8 +128,29 @@ class Dedupe:
                     .where(table.c.complaint_id == source)
                     .values(complaint_id=target)
                 )
+            # what is still to be sent to the citizen is recorded where the team works; the
+            # forwards of the merged complaint stay its own
             conn.execute(
-                sa.update(complaints).where(complaints.c.id == source).values(merged_into=target)
+                sa.update(outbox)
+                .where(
+                    outbox.c.complaint_id == source,
+                    outbox.c.kind != "forward",
+                    outbox.c.status != "sent",
+                )
+                .values(complaint_id=target)
+            )
+            old_cluster = conn.execute(
+                sa.select(complaints.c.cluster_id).where(complaints.c.id == source)
+            ).scalar_one()
+            conn.execute(
+                sa.update(complaints)
+                .where(complaints.c.id == source)
+                .values(merged_into=target, cluster_id=None)
+            )
+            conn.execute(
+                sa.update(queue_items)
+                .where(queue_items.c.complaint_id == source)
+                .values(claimed_by=None, lease_until=None)
             )
             why = f": {reason}" if reason else ""
             self.queue._move(
@@ -150,7 +177,9 @@ class Dedupe:
             conn.execute(
                 sa.update(complaints).where(complaints.c.id == target).values(updated_at=now)
             )
-            self._resize(conn, [target, source], now)
+            self._resize(conn, [target], now)
+            if old_cluster:
+                dedupe.resize(conn, [old_cluster], now)
             return self.queue._loaded(conn, target)
 
     def split(
@@ -195,10 +224,13 @@ class Dedupe:
             )
             if rows[0].id in wanted:  # the complaint now opens with its first message left
                 first = next(row for row in rows if row.id not in wanted)
+                original = conn.execute(
+                    sa.select(complaints).where(complaints.c.id == complaint_id)
+                ).one()
                 conn.execute(
                     sa.update(complaints)
                     .where(complaints.c.id == complaint_id)
-                    .values(body=first.body, subject=first.subject)
+                    .values(self._opener(first, original))
                 )
             old_ticket = conn.execute(
                 sa.select(complaints.c.ticket).where(complaints.c.id == complaint_id)
@@ -242,26 +274,13 @@ class Dedupe:
         """A new complaint for messages split off ``source``: the first message's sender and
         text, the source's agency, category, deadline and privacy."""
         original = conn.execute(sa.select(complaints).where(complaints.c.id == source)).one()
-        year = first.received_at.astimezone(self._timezone()).year
-        ticket = next_tickets(conn, self._prefix(), year, 1)[0]
-        location = first.location or {}
-        row = {
+        settings = self._settings()
+        year = first.received_at.astimezone(settings.timezone).year
+        ticket = next_tickets(conn, settings.ticket_prefix, year, 1)[0]
+        row = self._opener(first, original) | {
             "ticket": ticket,
             "status": "open",
-            "channel": first.channel,
-            "connector": first.connector,
-            "received_at": first.received_at,
             "updated_at": now,
-            "sender_name": first.sender_name,
-            "sender_email": first.sender_email,
-            "sender_phone": first.sender_phone,
-            "sender_handle": first.sender_handle,
-            "subject": first.subject,
-            "body": first.body,
-            "language": first.language,
-            "location_lat": location.get("lat"),
-            "location_lon": location.get("lon"),
-            "location_address": location.get("address"),
             "category": original.category,
             "agency": original.agency,
             "route": original.route,
@@ -269,8 +288,6 @@ class Dedupe:
             "cluster_id": None,
             "anonymous": original.anonymous,
             "confidential": original.confidential,
-            "reply_to": original.reply_to,
-            "reply_via": original.reply_via,
             "merged_into": None,
         }
         new_id = conn.execute(sa.insert(complaints).returning(complaints.c.id), row).scalar_one()
@@ -299,6 +316,46 @@ class Dedupe:
             )
         return int(new_id), ticket
 
+    def _opener(self, first: Any, original: Any) -> dict[str, Any]:
+        """The fields a complaint takes from the message it opens with: its sender, text,
+        channel, place — and where answers go, worked out from that message (never another
+        citizen's address), keeping the complaint's anonymity."""
+        location = first.location or {}
+        message = NormalizedMessage(
+            channel=first.channel,
+            connector=first.connector,
+            external_id=first.external_id,
+            received_at=first.received_at,
+            sender=Sender(
+                name=first.sender_name,
+                email=first.sender_email,
+                phone=first.sender_phone,
+                handle=first.sender_handle,
+            ),
+            body=first.body,
+            flags=dict(first.flags or {}),
+            anonymous=bool(original.anonymous),
+            confidential=bool(original.confidential),
+        )
+        to, via = reply_route(message, self._settings()) or (None, None)
+        return {
+            "channel": first.channel,
+            "connector": first.connector,
+            "received_at": first.received_at,
+            "sender_name": first.sender_name,
+            "sender_email": first.sender_email,
+            "sender_phone": first.sender_phone,
+            "sender_handle": first.sender_handle,
+            "subject": first.subject,
+            "body": first.body,
+            "language": first.language,
+            "location_lat": location.get("lat"),
+            "location_lon": location.get("lon"),
+            "location_address": location.get("address"),
+            "reply_to": to,
+            "reply_via": via,
+        }
+
     def _resize(self, conn: sa.Connection, ids: list[int], now: datetime) -> None:
         found = conn.execute(
             sa.select(complaints.c.cluster_id).where(
@@ -318,7 +375,7 @@ class Dedupe:
         with self.store.transaction() as conn:
             dedupe.lock(conn, keys)
             persons = dedupe.register(conn, keys, now)
-            person = dedupe.join_persons(conn, keys, persons, now, actor=actor, reason=reason)
+            person = dedupe.join_persons(conn, keys, persons, now, actor=actor[:128], reason=reason)
             return self._keys_of(conn, person)
 
     def unlink(self, key: str, *, actor: str, reason: str | None = None) -> None:

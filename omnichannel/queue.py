@@ -374,7 +374,9 @@ class Queue:
     def _find(self, conn: sa.Connection, key: int | str, *, lock: bool = False) -> tuple[int, str]:
         query = sa.select(complaints.c.id, complaints.c.status)
         text = str(key).strip()
-        if text.isdigit():
+        if text.isdecimal() and len(text) > 18:
+            raise QueueError(f"no complaint {text[:40]}")
+        if text.isdecimal():
             query = query.where(complaints.c.id == int(text))
         else:
             query = query.where(complaints.c.ticket == text.upper())

@@ -564,3 +564,118 @@ def test_a_known_citizens_two_messages_filed_in_the_same_instant_make_one_compla
     finally:
         for box in boxes:
             box.close()
+
+
+# -- what the review found ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 10000,
+        "a." * 10000,
+        "1.000." * 5000,
+        "1" * 100_000,
+        "㌫" * 20000,  # NFKC makes it five times longer
+        "Rp " + "9" * 400,
+        "1" * 400 + "rb",
+        "jalan ᧚ rusak",  # a digit int() does not take
+        "𐩀",
+        "izin 1" + "1" * 5000 + "/2",
+        "a@" * 20000,
+        "ok\n" + "A" * 10000,
+    ],
+)
+def test_hostile_texts_have_a_signature(text: str) -> None:
+    """Texts made to break or stall the similarity code (overflowing amounts, digits that
+    are not decimal, runs that make a regular expression backtrack) give a signature, as body
+    and as subject."""
+    for sig in (signature(text), signature("x", subject=text)):
+        assert len(sig.words) <= 300
+        compare(sig, sig)
+        bands(sig)
+
+
+def test_a_quoted_signature_links_nobody(inbox: Inbox) -> None:
+    """A citizen's reply quoting the staff's signature (``> HP/WA: …``) does not make the
+    citizen that phone's person."""
+    staff = "+6281299990000"
+    send(inbox, "s-1", ROAD, channel="sms", phone=staff)
+    reply = (
+        "Terima kasih, mohon dikabari.\n\nOn Mon, 1 Dec 2026 at 09:00, staf@example.go.id wrote:"
+        "\n> Laporan sudah kami terima.\n> Salam,\n> HP/WA: 0812-9999-0000"
+    )
+    send(inbox, "m-1", reply, channel="email", email="warga@example.com", at=timedelta(hours=1))
+    assert inbox.dedupe.identities() == []
+
+
+def test_greetings_alone_resent_are_one_complaint(inbox: Inbox) -> None:
+    """A message of nothing but politeness, sent twice: the second is the same complaint (the
+    same text again); another such text is not."""
+    first = send(inbox, "g-1", "Tolong segera ditindaklanjuti pak", phone=PHONE)
+    again = send(inbox, "g-2", "tolong segera ditindaklanjuti pak!", phone=PHONE)
+    other = send(inbox, "g-3", "Halo min", phone=PHONE, at=timedelta(minutes=5))
+    assert again.complaint_id == first.complaint_id
+    assert other.complaint_id != first.complaint_id
+
+
+def test_a_merged_complaints_ticket_reaches_the_one_it_was_merged_into(inbox: Inbox) -> None:
+    """A citizen quoting the ticket of a complaint an operator merged away reaches the
+    complaint the team works on."""
+    a = send(inbox, "t-1", ROAD, phone=PHONE)
+    b = send(inbox, "t-2", PERMIT, phone="+6281399990000")
+    inbox.dedupe.merge(a.ticket, b.ticket, actor="rina")
+    asked = send(
+        inbox,
+        "t-3",
+        f"Bagaimana perkembangan laporan {b.ticket}?",
+        channel="sms",
+        phone="+6281300000001",
+    )
+    assert asked.outcome is Outcome.MERGED and asked.complaint_id == a.complaint_id
+
+
+def test_a_split_complaint_answers_its_own_citizen(tmp_path: Path) -> None:
+    """Splitting a citizen's message out of another's complaint: the new complaint is answered
+    at that citizen's address, and the original keeps its own."""
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+            "smtp": {"host": "127.0.0.1", "port": 2525, "from": "pengaduan@example.go.id"},
+        }
+    )
+    box = Inbox(config)
+    try:
+        ani = send(box, "a", ROAD, channel="email", email="ani@example.com")
+        budi = send(box, "b", PERMIT, channel="email", email="budi@example.com")
+        merged = box.dedupe.merge(ani.ticket, budi.ticket, actor="rina")
+        split = box.dedupe.split(ani.ticket, [merged.messages[1].id], actor="rina")
+        with box.store.transaction() as conn:
+            routes = dict(conn.execute(sa.select(complaints.c.id, complaints.c.reply_to)).all())
+        assert routes[split.id] == "budi@example.com"
+        assert routes[ani.complaint_id] == "ani@example.com"
+    finally:
+        box.close()
+
+
+def test_operator_mistakes_are_one_line_errors(database_url: str, tmp_path: Path) -> None:
+    """A message id no database holds, an identity longer than any, a very long actor name:
+    a clear error or a truncated record, never a traceback."""
+    config = tmp_path / "omnichannel.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n', encoding="utf-8")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, ["--config", str(config), *args])
+
+    for args in (
+        ("complaints", "unmerge", "99999999999999999999"),
+        ("complaints", "merge", "99999999999999999999", "1"),
+        ("identities", "link", "wa:" + "x" * 400, "budi@example.com"),
+    ):
+        result = run(*args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    linked = run("identities", "link", PHONE, "budi@example.com", "--actor", "x" * 300)
+    assert linked.exit_code == 0, linked.output

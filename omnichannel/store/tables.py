@@ -312,7 +312,7 @@ identity_events = sa.Table(
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),  # link | unlink
     sa.Column("key", sa.String(340), nullable=False, index=True),
-    sa.Column("other", sa.String(340)),
+    sa.Column("other", sa.String(340), index=True),
     sa.Column("reason", sa.Text()),
 )
 

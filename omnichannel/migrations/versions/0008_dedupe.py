@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_identity_events"),
     )
     op.create_index("ix_identity_events_key", "identity_events", ["key"])
+    op.create_index("ix_identity_events_other", "identity_events", ["other"])
     op.create_table(
         "clusters",
         sa.Column("id", sa.String(64), nullable=False),
@@ -75,6 +76,7 @@ def downgrade() -> None:
     """Downgrade schema."""
     op.drop_table("similarity_bands")
     op.drop_table("clusters")
+    op.drop_index("ix_identity_events_other", table_name="identity_events")
     op.drop_index("ix_identity_events_key", table_name="identity_events")
     op.drop_table("identity_events")
     op.drop_index("ix_identities_person_id", table_name="identities")
