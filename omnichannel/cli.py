@@ -302,11 +302,13 @@ def check(state: _State, connect: bool) -> None:
     show_default=True,
     help="Files stored and filed per transaction.",
 )
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @pass_state
 @_handled
-def ingest(state: _State, connector_name: str, batch_size: int, files: tuple[str, ...]) -> None:
-    """Push payload files through a connector; one JSON line per file."""
+def ingest(state: _State, connector_name: str, batch_size: int, paths: tuple[str, ...]) -> None:
+    """Push payload files (or the .eml and .json files of folders) through a connector; one
+    JSON line per file."""
+    files = _payload_files(paths)
     inbox = state.inbox()
     failed = False
     results = inbox.ingest_files(connector_name, files, batch_size=batch_size)
@@ -317,6 +319,22 @@ def ingest(state: _State, connector_name: str, batch_size: int, files: tuple[str
         sys.exit(EXIT_FAILED)
 
 
+def _payload_files(paths: Sequence[str]) -> list[str]:
+    """The files named, a folder standing for its ``.eml`` and ``.json`` files in name order
+    (not its subfolders); a folder without any is a usage error."""
+    files: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(name)
+            continue
+        found = sorted(str(p) for p in path.iterdir() if p.suffix in (".eml", ".json"))
+        if not found:
+            raise click.UsageError(f"no .eml or .json files in {name}")
+        files += found
+    return files
+
+
 @main.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, exists=True))
 @pass_state
@@ -324,9 +342,7 @@ def ingest(state: _State, connector_name: str, batch_size: int, files: tuple[str
 def demo(state: _State, folder: str | None) -> None:
     """Ingest the sample complaints (default: examples/complaints) and list the complaints."""
     chosen = Path(folder) if folder else Path("examples/complaints")
-    files = sorted(p for p in chosen.glob("*") if p.suffix in (".eml", ".json"))
-    if not files:
-        raise click.UsageError(f"no .eml or .json files in {chosen}")
+    files = _payload_files([str(chosen)])
     inbox = state.inbox()
     connector = inbox.connector_names()[0] if "files" not in inbox.connector_names() else "files"
     rows = [
@@ -777,18 +793,24 @@ def complaints() -> None:
 
 @complaints.command("list")
 @click.option("--status", help="Only complaints with this status.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @pass_state
 @_handled
 def complaints_list(state: _State, status: str | None, limit: int, fmt: str) -> None:
-    """List complaints, oldest first."""
-    items = state.inbox(read_only=True).complaints(limit=limit, status=status)
+    """List complaints, oldest first (the first --limit; says so when there are more)."""
+    items = state.inbox(read_only=True).complaints(limit=limit + 1, status=status)
+    more, items = len(items) > limit, items[:limit]
+    note = f"(the first {limit}: more complaints match; use --limit or --status)"
     if fmt == "json":
         for c in items:
             click.echo(c.model_dump_json())
+        if more:
+            click.echo(note, err=True)
         return
     click.echo(_table(_complaint_rows(items), COMPLAINT_HEADERS))
+    if more:
+        click.echo(note)
 
 
 @complaints.command("show")

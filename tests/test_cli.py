@@ -191,3 +191,34 @@ def test_work_once_files_what_other_processes_stored(workdir: Path, database_url
         "filed 0 messages; 0 waiting",
         "outbox: nothing due",
     ]
+
+
+def test_ingest_takes_folders_as_demo_does(workdir: Path) -> None:
+    """A folder given to ``ingest`` stands for its .eml and .json files in name order (not
+    its other files or subfolders); a folder with none is a usage error."""
+    folder = workdir / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "2.eml").write_bytes(EML)
+    (folder / "1.json").write_bytes(json_doc("doc-1", text="Lampu jalan di Jl. Melati mati."))
+    (folder / "notes.txt").write_text("not a payload", encoding="utf-8")
+    (folder / "sub" / "3.json").write_bytes(json_doc("doc-3"))
+    code, lines, _ = run(workdir, "ingest", str(folder), str(workdir / "a.json"))
+    assert code == 0
+    files = [Path(json.loads(line)["file"]).name for line in lines]
+    assert files == ["1.json", "2.eml", "a.json"]
+    empty = workdir / "empty"
+    empty.mkdir()
+    code, _, err = run(workdir, "ingest", str(empty))
+    assert code == 2 and "no .eml or .json files" in err
+
+
+def test_complaints_list_says_when_it_shows_only_part(workdir: Path) -> None:
+    """``complaints list --limit N`` with more complaints says so (on stderr for JSON, whose
+    lines stay complaints only); with all of them shown it says nothing."""
+    ingest(workdir, "a.json", "b.eml")
+    code, lines, _ = run(workdir, "complaints", "list", "--limit", "1")
+    assert code == 0 and "more complaints match" in lines[-1]
+    code, lines, err = run(workdir, "complaints", "list", "--limit", "1", "--format", "json")
+    assert len(lines) == 1 and json.loads(lines[0]) and "more complaints match" in err
+    code, lines, _ = run(workdir, "complaints", "list", "--limit", "2")
+    assert "more complaints match" not in "\n".join(lines)
