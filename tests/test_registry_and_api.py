@@ -55,3 +55,17 @@ def test_pure_packages_import_first_without_cycles() -> None:
         "connectors.imap",
     ):
         subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+
+
+def test_every_shipped_package_is_marked_typed() -> None:
+    """``omnichannel``, ``connectors`` and ``normalizer`` each carry ``py.typed`` (PEP 561)
+    and list it as package data, so a user's mypy checks against our annotations."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    data = project["tool"]["setuptools"]["package-data"]
+    for package in ("omnichannel", "connectors", "normalizer"):
+        assert (root / package / "py.typed").is_file(), package
+        assert "py.typed" in data.get(package, []), package
