@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from normalizer.similarity import MERGE_THRESHOLD, RELATED_THRESHOLD
 from omnichannel.errors import ConfigError, UnknownConnector
 from omnichannel.mail import SmtpOptions
 from omnichannel.routing import Route, Router, compile_pattern
@@ -226,9 +227,9 @@ class DedupeConfig(_Section):
     message within this many hours is ``merged`` into it (0: never)."""
     same_sender_window_days: float | None = Field(default=None, ge=0, le=365)
     """The same window in days (the older name; overrides ``window_hours`` when set)."""
-    merge_threshold: float = Field(default=0.75, gt=0, le=1)
+    merge_threshold: float = Field(default=MERGE_THRESHOLD, gt=0, le=1)
     """How alike (Dice over normalized words, 0 to 1) a resend must be; see docs/dedupe.md."""
-    related_threshold: float = Field(default=0.34, gt=0, le=1)
+    related_threshold: float = Field(default=RELATED_THRESHOLD, gt=0, le=1)
     """How alike two complaints must be to share a cluster."""
     clusters: bool = True
     """Put complaints about the same matter in clusters."""

@@ -19,7 +19,7 @@ and ``identities list|link|unlink`` call it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,10 +75,6 @@ def identity_key(text: str, region: str = "ID") -> str:
     return "tel:" + phone.e164
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Dedupe:
     """Merges, splits and identity links made by people (``inbox.dedupe``)."""
 
@@ -88,13 +84,13 @@ class Dedupe:
         *,
         settings: Callable[[], Settings] = Settings,
         region: str = "ID",
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.queue = queue
         self.store = queue.store
         self._settings = settings
         self._region = region
-        self._clock = clock
+        self._clock = clock or queue._clock  # the queue's clock unless told otherwise
 
     # -- complaints -------------------------------------------------------------------------
 

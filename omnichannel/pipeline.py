@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from normalizer.normalize import normalize
+from normalizer.similarity import MERGE_THRESHOLD, RELATED_THRESHOLD
 from omnichannel import filing, queries
 from omnichannel.routing import Router
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
@@ -63,8 +64,8 @@ class Settings:
     same_sender_window: timedelta = timedelta(hours=72)
     """A person's message that is the same complaint as one of their open complaints with a
     message within this window is merged into it."""
-    merge_threshold: float = 0.75
-    related_threshold: float = 0.34
+    merge_threshold: float = MERGE_THRESHOLD
+    related_threshold: float = RELATED_THRESHOLD
     clusters: bool = True
     cluster_window: timedelta = timedelta(days=30)
     """New complaints are clustered with related complaints received within this window."""
