@@ -56,13 +56,12 @@ def content_type_of(path: Path, payload: bytes) -> str:
     return JSON_TYPE if payload.lstrip()[:1] in (b"{", b"[") else EMAIL_TYPE
 
 
-class FilesConnector(PollingConnector):
+class FilesConnector(PollingConnector[FilesOptions]):
     """``.eml`` and ``.json`` files."""
 
     type = "files"
     channel = "email"
     Options = FilesOptions
-    options: FilesOptions
 
     def raw_from_file(self, path: Path, payload: bytes, received_at: datetime) -> RawMessage:
         content_type = content_type_of(path, payload)

@@ -268,18 +268,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class GammuConnector(PollingConnector):
+class GammuConnector(PollingConnector[GammuOptions]):
     """The ``inbox`` table of one Gammu SMSD database (read), and its ``outbox`` (``send``)."""
 
     type = "gammu"
     channel = "sms"
     Options = GammuOptions
-    options: GammuOptions
 
     def __init__(
         self,
         name: str,
-        options: BaseModel | None = None,
+        options: GammuOptions | None = None,
         context: ConnectorContext | None = None,
         *,
         clock: Clock = _utcnow,

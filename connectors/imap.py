@@ -115,13 +115,12 @@ class _UidValidityChanged(Exception):
     """The folder's UIDVALIDITY changed while we were reading it."""
 
 
-class ImapConnector(PollingConnector):
+class ImapConnector(PollingConnector[ImapOptions]):
     """One IMAP folder."""
 
     type = "imap"
     channel = "email"
     Options = ImapOptions
-    options: ImapOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -347,13 +347,12 @@ class _Params(dict[str, list[str]]):
     getall = getlist  # tried first by the validator: without it, an AttributeError per field
 
 
-class TwilioConnector(PollingConnector, WebhookConnector):
+class TwilioConnector(PollingConnector[TwilioOptions], WebhookConnector[TwilioOptions]):
     """SMS and WhatsApp numbers of one Twilio account."""
 
     type = "twilio"
     channel = "sms"
     Options = TwilioOptions
-    options: TwilioOptions
     content_types = (FORM_TYPE,)
 
     @property

@@ -92,13 +92,12 @@ class WebOptions(BaseModel):
         return value
 
 
-class WebConnector(WebhookConnector):
+class WebConnector(WebhookConnector[WebOptions]):
     """Signed JSON and form posts, mapped to the schema by configuration."""
 
     type = "web"
     channel = "web"
     Options = WebOptions
-    options: WebOptions
     content_types: ClassVar[tuple[str, ...]] = (
         "application/json",
         "application/x-www-form-urlencoded",

@@ -106,13 +106,12 @@ _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 """What the verification handshake echoes (Meta's ``hub.challenge`` is an integer)."""
 
 
-class WhatsAppCloudConnector(WebhookConnector):
+class WhatsAppCloudConnector(WebhookConnector[WhatsAppCloudOptions]):
     """Meta WhatsApp Cloud API notifications."""
 
     type = "whatsapp-cloud"
     channel = "whatsapp"
     Options = WhatsAppCloudOptions
-    options: WhatsAppCloudOptions
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     default_max_bytes = 4 * 1024 * 1024
 

@@ -16,17 +16,30 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from omnichannel.config import Config, load_config
-    from omnichannel.connector import Batch, Connector, ConnectorContext, PollingConnector
+    from omnichannel.connector import (
+        Batch,
+        Connector,
+        ConnectorContext,
+        ConnectorProtocol,
+        Media,
+        NoOptions,
+        PollingConnector,
+        PollingProtocol,
+    )
     from omnichannel.errors import (
         ConfigError,
         ConnectorError,
         DecodeError,
+        DedupeError,
         FatalError,
         OmnichannelError,
+        QueueError,
         RetryableError,
         SkippableError,
         StorageUnavailable,
+        Undeliverable,
         UnknownConnector,
+        WebhookRejected,
     )
     from omnichannel.inbox import Inbox
     from omnichannel.schema import (
@@ -42,20 +55,39 @@ if TYPE_CHECKING:
         ReceiveResult,
         Sender,
     )
+    from omnichannel.webhook import (
+        WebhookConnector,
+        WebhookProtocol,
+        WebhookRequest,
+        WebhookResponse,
+    )
 
 _WHERE = {
     "omnichannel.config": ("Config", "load_config"),
-    "omnichannel.connector": ("Batch", "Connector", "ConnectorContext", "PollingConnector"),
+    "omnichannel.connector": (
+        "Batch",
+        "Connector",
+        "ConnectorContext",
+        "ConnectorProtocol",
+        "Media",
+        "NoOptions",
+        "PollingConnector",
+        "PollingProtocol",
+    ),
     "omnichannel.errors": (
         "ConfigError",
         "ConnectorError",
         "DecodeError",
+        "DedupeError",
         "FatalError",
         "OmnichannelError",
+        "QueueError",
         "RetryableError",
         "SkippableError",
         "StorageUnavailable",
+        "Undeliverable",
         "UnknownConnector",
+        "WebhookRejected",
     ),
     "omnichannel.inbox": ("Inbox",),
     "omnichannel.schema": (
@@ -71,6 +103,12 @@ _WHERE = {
         "ReceiveResult",
         "Sender",
     ),
+    "omnichannel.webhook": (
+        "WebhookConnector",
+        "WebhookProtocol",
+        "WebhookRequest",
+        "WebhookResponse",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -84,23 +122,35 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "ConnectorError",
+    "ConnectorProtocol",
     "DecodeError",
+    "DedupeError",
     "FatalError",
     "InboundMessage",
     "Inbox",
     "Location",
+    "Media",
     "Message",
+    "NoOptions",
     "NormalizedMessage",
     "OmnichannelError",
     "Outcome",
     "PollingConnector",
+    "PollingProtocol",
+    "QueueError",
     "RawMessage",
     "ReceiveResult",
     "RetryableError",
     "Sender",
     "SkippableError",
     "StorageUnavailable",
+    "Undeliverable",
     "UnknownConnector",
+    "WebhookConnector",
+    "WebhookProtocol",
+    "WebhookRejected",
+    "WebhookRequest",
+    "WebhookResponse",
     "load_config",
 ]
 

@@ -7,7 +7,20 @@ the core has committed (``ack``).  The core owns cursors, dedupe and storage.
 
 Metadata is declared as class attributes: ``type`` (the entry-point name), ``channel`` (the
 default channel of its messages) and ``Options`` (a pydantic model of its configuration;
-``SecretStr`` fields are secrets, never shown).
+``SecretStr`` fields are secrets, never shown). The classes are generic in their options model,
+so that ``self.options`` has the connector's own type under strict mypy::
+
+    class TelegramOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        token: SecretStr
+
+    class TelegramConnector(PollingConnector[TelegramOptions]):
+        type, channel, Options = "telegram", "telegram", TelegramOptions
+
+        def fetch(self, cursor, *, since=None): ...   # self.options.token is a SecretStr
+
+:class:`ConnectorProtocol`, :class:`PollingProtocol` and the webhook's ``WebhookProtocol``
+(``omnichannel.webhook``) say the same as typing protocols, for code that takes any connector.
 """
 
 from __future__ import annotations
@@ -18,10 +31,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, Self, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, SecretStr
+from typing_extensions import TypeVar
 
 from omnichannel.schema import InboundMessage, RawMessage
 
@@ -29,9 +43,12 @@ __all__ = [
     "Batch",
     "Connector",
     "ConnectorContext",
+    "ConnectorProtocol",
     "Media",
     "NoOptions",
+    "OptionsT",
     "PollingConnector",
+    "PollingProtocol",
 ]
 
 
@@ -42,6 +59,8 @@ class NoOptions(BaseModel):
 
 
 OptionsModel = type[BaseModel]
+OptionsT = TypeVar("OptionsT", bound=BaseModel, default=BaseModel)
+"""The options model of a connector class (``Connector[MyOptions]``)."""
 
 
 @dataclass(frozen=True)
@@ -70,26 +89,32 @@ class Batch:
     cursor: Any = None
 
 
-class Connector:
+class Connector(Generic[OptionsT]):
     """Base of every connector: configuration, decoding, secrets."""
 
     Options: ClassVar[OptionsModel] = NoOptions
     type: ClassVar[str] = ""
     channel: ClassVar[str] = ""
+    options: OptionsT
 
     def __init__(
-        self, name: str, options: BaseModel | None = None, context: ConnectorContext | None = None
+        self, name: str, options: OptionsT | None = None, context: ConnectorContext | None = None
     ) -> None:
         self.name = name
-        self.options = options if options is not None else self.Options()
+        self.options = options if options is not None else self._default_options()
         self.context = context or ConnectorContext()
+
+    def _default_options(self) -> OptionsT:
+        """``Options()`` for a connector built without options (one whose options all have
+        defaults); a missing required option is pydantic's ValidationError."""
+        return self.Options()  # type: ignore[return-value]
 
     @classmethod
     def from_options(
         cls, name: str, options: dict[str, Any], context: ConnectorContext | None = None
-    ) -> Connector:
+    ) -> Self:
         """Build from the raw option mapping of a ``[[connectors]]`` entry (validated here)."""
-        return cls(name, cls.Options.model_validate(options), context)
+        return cls(name, cls.Options.model_validate(options), context)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -140,7 +165,7 @@ class Connector:
         )
 
 
-class PollingConnector(Connector):
+class PollingConnector(Connector[OptionsT]):
     """A connector that fetches from a source: mailbox, gateway database, provider log."""
 
     poll_interval: float = 60.0
@@ -168,3 +193,37 @@ class PollingConnector(Connector):
     def interval(self) -> float:
         """Seconds between polls."""
         return float(getattr(self.options, "poll_interval", self.poll_interval))
+
+
+@runtime_checkable
+class ConnectorProtocol(Protocol):
+    """What the core needs of every connector (what :class:`Connector` provides)."""
+
+    name: str
+    type: ClassVar[str]
+    channel: ClassVar[str]
+
+    def decode(self, raw: RawMessage) -> InboundMessage:
+        """A stored raw message as an InboundMessage, or DecodeError."""
+        ...
+
+    def secrets(self) -> list[str]:
+        """Secret option values, to be kept out of logs and errors."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@runtime_checkable
+class PollingProtocol(ConnectorProtocol, Protocol):
+    """A connector the core polls (what :class:`PollingConnector` provides)."""
+
+    def fetch(self, cursor: Any, *, since: date | None = None) -> Iterator[Batch]:
+        """Batches of raw messages after ``cursor``, each with its next cursor."""
+        ...
+
+    def ack(self, messages: Sequence[RawMessage]) -> None:
+        """Called once the messages are committed."""
+        ...

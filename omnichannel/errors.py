@@ -3,15 +3,25 @@
 ::
 
     OmnichannelError
-    ├── ConfigError            bad configuration: report every problem, exit non-zero
+    ├── ConfigError            bad configuration: report every problem, exit non-zero (2)
     ├── StorageUnavailable     the database cannot be reached: answer 503, retry later
     ├── ConnectorError         raised by a connector's I/O
-    │   ├── RetryableError     back off and try again; the cursor is kept
+    │   ├── RetryableError     back off and try again; the cursor is kept (``retry_after``)
     │   ├── FatalError         disable this connector, report it, keep the others running
     │   ├── SkippableError     this one input is bad: quarantine it and move on
     │   │   └── DecodeError    a payload could not be decoded
+    │   │       ├── FieldError         (normalizer.web) one form field is wrong: HTTP 400
+    │   │       └── UnstorableValue    (omnichannel.values) a value no column can hold
     │   └── Undeliverable      this one outgoing delivery is refused for good: mark it dead
-    └── UnknownConnector       a connector name or type nobody registered (with suggestions)
+    ├── WebhookRejected        a request refused before storage: its HTTP status (403, 413, ...)
+    ├── UnknownConnector       a connector name or type nobody registered (with suggestions)
+    ├── QueueError             a queue operation that cannot be done (no such complaint, state)
+    └── DedupeError            an operator's merge, split or link that cannot be done
+
+A connector maps its library's errors onto this tree in one place: HTTP 429, 5xx, timeouts and
+refused connections are ``RetryableError``; 401 and 403 (bad credentials) ``FatalError``; a
+payload it cannot read ``DecodeError``. The daemon, the CLI and the HTTP app act on the class
+alone; an operator sees the message, which never holds a secret.
 """
 
 from __future__ import annotations
@@ -22,13 +32,16 @@ __all__ = [
     "ConfigError",
     "ConnectorError",
     "DecodeError",
+    "DedupeError",
     "FatalError",
     "OmnichannelError",
+    "QueueError",
     "RetryableError",
     "SkippableError",
     "StorageUnavailable",
     "Undeliverable",
     "UnknownConnector",
+    "WebhookRejected",
 ]
 
 
@@ -90,3 +103,20 @@ class UnknownConnector(OmnichannelError, LookupError):
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(self.known) or "none"
         super().__init__(f"unknown connector {what} {name!r} (known: {listing}){hint}")
+
+
+class WebhookRejected(OmnichannelError):
+    """A request refused before storage: an HTTP error, not an outcome."""
+
+    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.field = status, reason, field
+
+
+class QueueError(OmnichannelError):
+    """A queue operation that cannot be done: no such complaint, or not from its state."""
+
+
+class DedupeError(OmnichannelError):
+    """An operator's merge, split or link that cannot be done (no such complaint, message or
+    identity; a complaint merged into itself; a split that would leave it empty)."""

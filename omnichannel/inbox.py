@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
+from normalizer.jsondoc import decode_json_document
 from omnichannel import filing, pipeline, queries
 from omnichannel.acks import Templates
 from omnichannel.config import Config, default_config, load_config
@@ -330,8 +331,20 @@ class Inbox:
         return self._connectors[name]
 
     def decoder(self, name: str) -> Decoder:
-        """The decoder of connector ``name`` (for the filing worker)."""
-        return self.connector(name).decode
+        """The decoder of connector ``name`` (for the filing worker). A message given already
+        decoded (``receive_inbound``) is read back as the InboundMessage it was, whatever the
+        connector's own payload format."""
+        decode = self.connector(name).decode
+        timezone = self.context.timezone
+
+        def decoder(raw: RawMessage) -> InboundMessage:
+            if raw.content_type != INBOUND_TYPE:
+                return decode(raw)
+            return decode_json_document(
+                raw.payload, connector=name, received_at=raw.received_at, timezone=timezone
+            )
+
+        return decoder
 
     def add_connector(self, connector: Connector) -> None:
         """Use a connector instance that is not in the configuration (portals, tests)."""
@@ -369,7 +382,7 @@ class Inbox:
             connector=connector,
             external_id=message.external_id,
             received_at=message.received_at or self._clock(),
-            content_type="application/json",
+            content_type=INBOUND_TYPE,
             payload=message.model_dump_json(exclude_none=True).encode(),
         )
         return self.receive(raw)
@@ -709,6 +722,8 @@ class Inbox:
 
 
 CALLER_WAIT = 60.0
+INBOUND_TYPE = "application/vnd.omnichannel.inbound+json"
+"""The stored form of a message given already decoded (``receive_inbound``)."""
 """Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
 WEBHOOK_CHUNK = 500
 """Raw messages of one webhook request committed per transaction (Meta batches up to 1,000)."""

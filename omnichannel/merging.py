@@ -28,7 +28,7 @@ from normalizer.address import normalize_email
 from normalizer.phone import normalize_phone
 from normalizer.similarity import bands as band_keys
 from omnichannel import dedupe
-from omnichannel.errors import OmnichannelError
+from omnichannel.errors import DedupeError
 from omnichannel.filing import next_tickets, reply_route
 from omnichannel.pipeline import Settings
 from omnichannel.queue import Queue
@@ -46,11 +46,6 @@ from omnichannel.store.tables import (
 )
 
 __all__ = ["Dedupe", "DedupeError", "identity_key"]
-
-
-class DedupeError(OmnichannelError):
-    """An operator's merge, split or link that cannot be done (no such complaint, message or
-    identity; a complaint merged into itself; a split that would leave it empty)."""
 
 
 def identity_key(text: str, region: str = "ID") -> str:

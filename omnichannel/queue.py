@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from omnichannel import queries
-from omnichannel.errors import OmnichannelError
+from omnichannel.errors import QueueError
 from omnichannel.schema import Complaint
 from omnichannel.store import Store
 from omnichannel.store.tables import complaint_events, complaints, queue_items
@@ -39,10 +39,6 @@ _FROM: dict[str, tuple[str, ...]] = {
     "open": ("resolved", "closed", "rejected"),
 }
 """For each state, the states a complaint may come to it from."""
-
-
-class QueueError(OmnichannelError):
-    """A queue operation that cannot be done: no such complaint, or not from its state."""
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,17 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from omnichannel.connector import Connector
-from omnichannel.errors import OmnichannelError
+from omnichannel.connector import Connector, ConnectorProtocol, OptionsT
+from omnichannel.errors import WebhookRejected
 from omnichannel.schema import RawMessage, ReceiveResult
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "WebhookConnector",
+    "WebhookProtocol",
     "WebhookRejected",
     "WebhookRequest",
     "WebhookResponse",
@@ -51,14 +52,6 @@ _HOST = re.compile(
     r"(?:\[(?P<ip6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9_.-]{1,254}))(?::(?P<port>[0-9]{1,5}))?",
     re.ASCII,
 )
-
-
-class WebhookRejected(OmnichannelError):
-    """A request refused before storage: an HTTP error, not an outcome."""
-
-    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.field = status, reason, field
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ def json_response(status: int, data: Any) -> WebhookResponse:
     )
 
 
-class WebhookConnector(Connector):
+class WebhookConnector(Connector[OptionsT]):
     """A connector that providers call over HTTP."""
 
     content_types: ClassVar[tuple[str, ...]] = ("application/json",)
@@ -174,6 +167,29 @@ class WebhookConnector(Connector):
         """The answer when the request waited (``waits_for_filing``) and its message is stored
         but not filed yet: by default the answer without results."""
         return self.respond(request, [])
+
+
+@runtime_checkable
+class WebhookProtocol(ConnectorProtocol, Protocol):
+    """A connector providers call over HTTP (what :class:`WebhookConnector` provides)."""
+
+    content_types: ClassVar[tuple[str, ...]]
+
+    def max_bytes(self) -> int:
+        """The largest body accepted (413 past it)."""
+        ...
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise WebhookRejected(403) unless the request is signed by the provider."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> list[RawMessage]:
+        """The raw messages of a verified request."""
+        ...
+
+    def respond(self, request: WebhookRequest, results: list[ReceiveResult]) -> WebhookResponse:
+        """The answer the provider expects once the payload is stored."""
+        ...
 
 
 # -- Standard Webhooks (our web portal's webhooks, and the forwards we send) ------------------

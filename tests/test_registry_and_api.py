@@ -69,3 +69,41 @@ def test_every_shipped_package_is_marked_typed() -> None:
     for package in ("omnichannel", "connectors", "normalizer"):
         assert (root / package / "py.typed").is_file(), package
         assert "py.typed" in data.get(package, []), package
+
+
+@pytest.mark.parametrize("connector_type", ["web", "files", "memory", "whatsapp-cloud"])
+def test_receive_inbound_files_through_any_connector(tmp_path, connector_type: str) -> None:  # type: ignore[no-untyped-def]
+    """A message given already decoded files as new through a connector of any type (the
+    portal snippet in the README with a `web` connector), and again as a duplicate."""
+    from omnichannel import InboundMessage, Inbox, Outcome, Sender
+    from omnichannel.config import parse_config
+
+    options = {
+        "web": {"secret": "whsec_c2VjcmV0"},
+        "files": {"path": str(tmp_path / "inbox")},
+        "memory": {},
+        "whatsapp-cloud": {
+            "app_secret": "s3cret",
+            "verify_token": "v3rify",
+            "access_token": "t0ken",
+            "phone_number_ids": ["1234567890"],
+        },
+    }[connector_type]
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'api.db'}"},
+            "connectors": [{"name": "portal", "type": connector_type, **options}],
+        }
+    )
+    message = InboundMessage(
+        channel="web",
+        external_id="form-77",
+        sender=Sender(phone="0812 3456 7890"),
+        text="Jalan menuju kantor desa rusak.",
+    )
+    with Inbox(config) as inbox:
+        first = inbox.receive_inbound(message, connector="portal")
+        again = inbox.receive_inbound(message, connector="portal")
+        complaint = inbox.complaint(first.complaint_id) if first.complaint_id else None
+    assert (first.outcome, first.error, again.outcome) == (Outcome.NEW, None, Outcome.DUPLICATE)
+    assert complaint is not None and complaint.sender.phone == "+6281234567890"

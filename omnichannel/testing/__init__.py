@@ -2,9 +2,29 @@
 
 Installed as a pytest plugin (entry point ``pytest11: omnichannel``), it gives every test suite
 the ``omnichannel_inbox`` fixture: an :class:`~omnichannel.Inbox` on a fresh SQLite database.
-:class:`ConnectorContract` is the shared suite a connector's tests subclass.
+One line in a connector's tests runs the standard checks: subclass :class:`ConnectorContract`
+(decoding only), :class:`WebhookContract` or :class:`PollingContract` (both, for a connector
+that does both) with the connector's type, options and table of cases.
 """
 
-from omnichannel.testing.contract import ConnectorContract, DecodeCase
+from omnichannel.testing.contract import (
+    SOURCE_ERRORS,
+    ConnectorContract,
+    DecodeCase,
+    PollingContract,
+    WebhookCase,
+    WebhookContract,
+)
+from omnichannel.testing.harness import post_webhook, raw_count, watch_secrets
 
-__all__ = ["ConnectorContract", "DecodeCase"]
+__all__ = [
+    "SOURCE_ERRORS",
+    "ConnectorContract",
+    "DecodeCase",
+    "PollingContract",
+    "WebhookCase",
+    "WebhookContract",
+    "post_webhook",
+    "raw_count",
+    "watch_secrets",
+]
