@@ -232,6 +232,9 @@ class WebhookContract(ConnectorContract):
     """Seconds a signed timestamp is accepted, when the scheme signs one (Standard Webhooks:
     300): a copy signed longer ago than that must be refused."""
     webhook_name: ClassVar[str] = "contract"
+    signs_body: ClassVar[bool] = True
+    """False when the provider's scheme is a shared token that does not cover the body
+    (Telegram's ``X-Telegram-Bot-Api-Secret-Token``): tampered copies cannot be told apart."""
 
     def sign(
         self, request: WebhookRequest, *, options: Mapping[str, Any], now: float
@@ -345,6 +348,8 @@ class WebhookContract(ConnectorContract):
 
     def test_tampered_requests_are_refused(self, omnichannel_inbox: Inbox) -> None:
         """A correctly signed request whose body was changed afterwards is refused 403."""
+        if not self.signs_body:
+            pytest.skip(f"{self.connector_type}: the provider's scheme does not sign the body")
         for case in self._cases():
             signed = self.request_for(case)
             body = _tampered(signed.body)
