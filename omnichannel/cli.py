@@ -1342,14 +1342,26 @@ def _json_default(value: Any) -> Any:
     type=click.Path(dir_okay=False, exists=True),
     help="A corrected copy of the payload for the one ID given (the original is kept).",
 )
+@click.option(
+    "--decoder",
+    type=click.Choice(["connector", "inbound"]),
+    default="connector",
+    show_default=True,
+    help="Who reads --payload: the message's connector, or omnichannel itself when the "
+    "payload is an InboundMessage JSON document (the files connector's .json form).",
+)
 @pass_state
 @_handled
-def quarantine_replay(state: _State, ids: tuple[int, ...], payload: str | None) -> None:
+def quarantine_replay(
+    state: _State, ids: tuple[int, ...], payload: str | None, decoder: str
+) -> None:
     """Decode quarantined inputs again (all of them without IDs); one JSON line each."""
     data = Path(payload).read_bytes() if payload else None
     if data is not None and len(ids) != 1:
         raise click.UsageError("--payload needs exactly one ID")
-    results = state.inbox().replay(list(ids) or None, payload=data)
+    if decoder != "connector" and data is None:
+        raise click.UsageError("--decoder needs --payload")
+    results = state.inbox().replay(list(ids) or None, payload=data, decoder=decoder)
     missing = set(ids) - {r.raw_id for r in results}
     for result in results:
         click.echo(result.model_dump_json())

@@ -662,19 +662,31 @@ class Inbox:
     # -- quarantine ----------------------------------------------------------------------------
 
     def replay(
-        self, raw_ids: Sequence[int] | None = None, *, payload: bytes | None = None
+        self,
+        raw_ids: Sequence[int] | None = None,
+        *,
+        payload: bytes | None = None,
+        decoder: str = "connector",
     ) -> list[ReceiveResult]:
         """Decode quarantined raw messages again (after a fix); all of them when no ids given.
 
         ``payload`` replaces the stored payload of the single given message (an operator's
-        corrected copy); the original is kept in the quarantine record.
+        corrected copy); the original is kept in the quarantine record. ``decoder`` says who
+        reads it: ``connector`` (its connector's decoder, as it arrived) or ``inbound`` (an
+        InboundMessage JSON document — the files connector's ``.json`` form — read by
+        omnichannel itself, whatever the connector).
         """
+        if decoder not in REPLAY_DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(REPLAY_DECODERS)}")
         if payload is not None and (raw_ids is None or len(raw_ids) != 1):
             raise ValueError("a replacement payload needs exactly one quarantined message id")
+        if decoder != "connector" and payload is None:
+            raise ValueError("a decoder is named for a replacement payload (give one)")
+        content_type = INBOUND_TYPE if decoder == "inbound" else None
         with self.store.transaction() as conn:
             rows = queries.quarantined_raws(conn, raw_ids)
             if payload is not None and rows:
-                queries.replace_payload(conn, rows[0][0], payload)
+                queries.replace_payload(conn, rows[0][0], payload, content_type)
                 rows = queries.quarantined_raws(conn, raw_ids)
         prepared = [self.worker.prepare(rid, raw) for rid, raw in rows]
         filed = self.worker.file_prepared(prepared, status=pipeline.QUARANTINED, now=self._clock())
@@ -724,6 +736,7 @@ class Inbox:
 CALLER_WAIT = 60.0
 INBOUND_TYPE = "application/vnd.omnichannel.inbound+json"
 """The stored form of a message given already decoded (``receive_inbound``)."""
+REPLAY_DECODERS = ("connector", "inbound")
 """Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
 WEBHOOK_CHUNK = 500
 """Raw messages of one webhook request committed per transaction (Meta batches up to 1,000)."""

@@ -269,20 +269,25 @@ def list_quarantine(conn: sa.Connection, *, include_resolved: bool = False) -> l
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def replace_payload(conn: sa.Connection, raw_id: int, payload: bytes) -> None:
+def replace_payload(
+    conn: sa.Connection, raw_id: int, payload: bytes, content_type: str | None = None
+) -> None:
+    """Give a quarantined raw message a corrected payload (and, to have another decoder read
+    it, another content type); the first original of each is kept in its quarantine row."""
     original = conn.execute(
-        sa.select(raw_messages.c.payload).where(raw_messages.c.id == raw_id)
-    ).scalar_one()
+        sa.select(raw_messages.c.payload, raw_messages.c.content_type).where(
+            raw_messages.c.id == raw_id
+        )
+    ).one()
     conn.execute(
         sa.update(quarantine)
         .where(quarantine.c.raw_id == raw_id, quarantine.c.original_payload.is_(None))
-        .values(original_payload=original)
+        .values(original_payload=original.payload, original_content_type=original.content_type)
     )
-    conn.execute(
-        sa.update(raw_messages)
-        .where(raw_messages.c.id == raw_id)
-        .values(payload=payload, size=len(payload), sha256=_sha256(payload))
-    )
+    values: dict[str, Any] = {"payload": payload, "size": len(payload), "sha256": _sha256(payload)}
+    if content_type is not None:
+        values["content_type"] = content_type
+    conn.execute(sa.update(raw_messages).where(raw_messages.c.id == raw_id).values(**values))
 
 
 def _sha256(data: bytes) -> str:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from omnichannel.cli import main
@@ -82,6 +83,43 @@ def test_quarantine_list_and_replay_with_fixed_payload(workdir: Path) -> None:
     assert lines == []
     code, _, err = run(workdir, "quarantine", "replay", str(entry["id"]))
     assert code == 1 and "not quarantined" in err
+
+
+def test_quarantine_replay_names_the_decoder(workdir: Path) -> None:
+    """A WhatsApp payload no decoder can read is replayed as an InboundMessage document with
+    ``--decoder inbound``; through the connector's own decoder the same document fails again,
+    and the original payload and its content type are kept."""
+    config = workdir / "omnichannel.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[[connectors]]\nname = "wa"\ntype = "whatsapp-cloud"\napp_secret = "s3cret"\n'
+        'verify_token = "v3rify"\naccess_token = "t0ken"\nphone_number_ids = ["10987"]\n'
+    )
+    (workdir / "wa.json").write_bytes(b'{"object": "whatsapp_business_account", "entry": [')
+    code, lines, _ = run(workdir, "ingest", "--connector", "wa", str(workdir / "wa.json"))
+    assert code == 0 and json.loads(lines[0])["outcome"] == "quarantined"
+    entry = json.loads(run(workdir, "quarantine", "list", "--format", "json")[1][0])
+    fixed = workdir / "fixed.json"
+    fixed.write_bytes(json_doc("wa-1", sender={"phone": "081234567890"}))
+    replay = ["quarantine", "replay", str(entry["id"]), "--payload", str(fixed)]
+    code, lines, _ = run(workdir, *replay)
+    assert code == 0 and json.loads(lines[0])["outcome"] == "quarantined"
+    code, lines, _ = run(workdir, *replay, "--decoder", "inbound")
+    assert code == 0 and json.loads(lines[0])["outcome"] == "new"
+    code, _, err = run(workdir, "quarantine", "replay", "--decoder", "inbound")
+    assert code == 2 and "--decoder needs --payload" in err
+    engine = sa.create_engine(_url(workdir))
+    with engine.connect() as conn:
+        original = conn.execute(
+            sa.text("SELECT original_payload, original_content_type FROM quarantine")
+        ).one()
+    engine.dispose()
+    assert original[0].startswith(b'{"object"') and original[1] == "application/octet-stream"
+
+
+def _url(workdir: Path) -> str:
+    text = (workdir / "omnichannel.toml").read_text()
+    return text.split('url = "', 1)[1].split('"', 1)[0]
 
 
 def test_show_and_export(workdir: Path) -> None:

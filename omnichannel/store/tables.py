@@ -219,6 +219,7 @@ quarantine = sa.Table(
     _ts("last_attempt"),
     _ts("resolved_at", nullable=True),
     sa.Column("original_payload", sa.LargeBinary()),
+    sa.Column("original_content_type", sa.String(255)),
 )
 
 queue_items = sa.Table(
