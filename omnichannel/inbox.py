@@ -571,7 +571,12 @@ class Inbox:
         if stored is None:
             response = connector.respond(request, [])
         elif not self.worker.running:
-            response = self._respond(connector, request, self._file_and_report(raws, stored))
+            # the payload is committed: filing it here (dedupe lookups, a first statement
+            # compiled) may take longer than storing it should, up to what a caller waits
+            bound = max(self.config.server.storage_timeout, self.config.filing.wait)
+            with self.store.within(bound):
+                filed = self._file_and_report(raws, stored)
+                response = self._respond(connector, request, filed)
         else:
             self.worker.wake()
             response = self._answer_from_worker(connector, request, raws, stored)
