@@ -242,7 +242,10 @@ class _App:
 
     def receipt(self, receipt: str) -> WebhookResponse:
         """A web submission answered 202: 200 with its ticket once filed, 202 while pending."""
-        found = self.inbox.receipt(receipt) if _RECEIPT.fullmatch(receipt) else None
+        try:
+            found = self.inbox.receipt(receipt) if _RECEIPT.fullmatch(receipt) else None
+        except StorageUnavailable:
+            return json_response(503, {"error": "storage unavailable, retry later"})
         if found is None:
             return json_response(404, {"error": "unknown receipt"})
         return json_response(200 if found["status"] == "filed" else 202, found)

@@ -295,3 +295,18 @@ def test_after_a_failure_requests_fail_at_once_while_one_tries_again() -> None:
     breaker.passed()
     breaker.enter()
     breaker.enter()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A database at a schema revision this version does not know is refused in one line
+    naming both revisions, and is left as it was (never downgraded)."""
+    from omnichannel.errors import OmnichannelError
+
+    store = Store(f"sqlite:///{tmp_path / 'newer.db'}")
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(OmnichannelError, match=r"revision 0999, newer .* \(up to 0"):
+        store.migrate()
+    assert store.revision() == "0999"
+    store.dispose()

@@ -8,6 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from omnichannel.errors import OmnichannelError
+
 __all__ = ["alembic_config", "current_revision", "head_revision", "is_current", "upgrade"]
 
 
@@ -33,8 +35,16 @@ def is_current(engine: Engine) -> bool:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision``; safe to run from several processes at once."""
+    """Bring the database to ``revision``; safe to run from several processes at once. A
+    database a newer omnichannel has migrated is refused in one line, never downgraded."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        known = ScriptDirectory.from_config(config)
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is not None and current not in {s.revision for s in known.walk_revisions()}:
+            raise OmnichannelError(
+                f"the database is at schema revision {current}, newer than this version of "
+                f"omnichannel knows (up to {known.get_current_head()}): run the newer version"
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
