@@ -209,6 +209,19 @@ def test_storage_unavailable_is_503(app_inbox: Inbox, monkeypatch: pytest.Monkey
     assert app_inbox.connector_health("echo")["last_error"] == "storage unavailable"
 
 
+
+def test_receipt_lookup_is_503_while_storage_is_down(
+    app_inbox: Inbox, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receipt asked for while the store is down is a 503 (ask again), not a 500."""
+
+    def down(*_: Any, **__: Any) -> None:
+        raise StorageUnavailable("storage unavailable (test)")
+
+    monkeypatch.setattr(app_inbox.store, "transaction", down)
+    status, body = call(server, "GET", "/receipts/" + "a" * 32)
+    assert status == 503 and b"storage unavailable" in body
+
 def test_health_and_metrics(server: Any) -> None:
     """/healthz reports the database and connectors; /metrics counts requests and outcomes."""
     body = b'{"id": "w7", "text": "Lampu mati."}'
