@@ -337,33 +337,37 @@ def _payload_files(paths: Sequence[str]) -> list[str]:
 
 @main.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, exists=True))
-@pass_state
+@click.option(
+    "--keep",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Keep the database, a configuration to read it with, and the log in DIR (new or "
+    "empty); default: a temporary directory, removed at the end.",
+)
 @_handled
-def demo(state: _State, folder: str | None) -> None:
-    """Ingest the sample complaints (default: examples/complaints) and list the complaints."""
-    chosen = Path(folder) if folder else Path("examples/complaints")
-    files = _payload_files([str(chosen)])
-    inbox = state.inbox()
-    connector = inbox.connector_names()[0] if "files" not in inbox.connector_names() else "files"
-    rows = [
-        [r.path.name, *(r.as_json()[k] for k in ("outcome", "ticket", "error"))]
-        for r in inbox.ingest_files(connector, files)
-    ]
-    click.echo(_table(rows, ["FILE", "OUTCOME", "TICKET", "NOTE"]))
-    click.echo("")
-    click.echo(_table(_complaint_rows(inbox.complaints(limit=None)), COMPLAINT_HEADERS))
-    click.echo(
-        f"\nstore: {inbox.store!r}; run the demo again to see every file come back as a duplicate."
-    )
+def demo(folder: str | None, keep: str | None) -> None:
+    """Play complaints on every channel through a deployment on loopback (webhooks, workers,
+    stand-ins for the providers) and show what the team sees; FOLDER's .eml and .json files
+    go through the files connector (default: the packaged samples)."""
+    from omnichannel.demo import run_demo
+
+    files = [Path(f) for f in _payload_files([folder])] if folder else None
+    result = run_demo(files, keep=Path(keep) if keep else None, echo=click.echo)
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
 
 
 # -- serving -----------------------------------------------------------------------------------
 
 
 def _server_options(func: F) -> F:
-    func = click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)(
-        func
-    )
+    func = click.option(
+        "--threads",
+        type=click.IntRange(1, 256),
+        default=8,
+        show_default=True,
+        help="Server threads answering requests at once.",
+    )(func)
     func = click.option("--port", type=int, default=None, help="Listen port (server.port).")(func)
     return click.option("--host", default=None, help="Listen address (server.host).")(func)
 
