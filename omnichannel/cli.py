@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import click
 
 from omnichannel.config import Config, load_config
+from omnichannel.daemon import create_server, outbox_thread, start_background, stop_background
 from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
 from omnichannel.logs import configure_logging, configure_server_logging
-from omnichannel.media import run_media_worker
 from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
 from omnichannel.schema import Complaint, ReceiveResult, format_utc
 
@@ -372,125 +372,6 @@ def _server_options(func: F) -> F:
     return click.option("--host", default=None, help="Listen address (server.host).")(func)
 
 
-def _create_server(inbox: Inbox, host: str | None, port: int | None, threads: int) -> Any:
-    """The waitress server for the WSGI app, listening; a port in use is a one-line error."""
-    import waitress
-
-    from omnichannel.http import create_app
-
-    server = inbox.config.server
-    address = (host or server.host, port or server.port)
-    try:
-        created = waitress.create_server(
-            create_app(inbox),
-            host=address[0],
-            port=address[1],
-            threads=threads,
-            ident="omnichannel",
-            clear_untrusted_proxy_headers=True,
-            connection_limit=server.connection_limit,
-            channel_timeout=server.idle_timeout,
-            cleanup_interval=max(1, min(10, server.idle_timeout // 2)),
-        )
-    except OSError as exc:
-        raise OmnichannelError(
-            f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
-        ) from None
-    # waitress reads a body whole before the app sees it: each request gets the limit of the
-    # connector its path names, so a body declared larger is refused before it is read
-    created.channel_class = _channel_limited_by(_body_limits(inbox))
-    return created
-
-
-def _body_limits(inbox: Inbox) -> Callable[[str], tuple[str | None, int]]:
-    """For a request path: the webhook connector it names (None for other paths) and the
-    largest body it accepts."""
-    from omnichannel.http import PREFIX
-    from omnichannel.webhook import DEFAULT_MAX_BYTES, WebhookConnector
-
-    limits: dict[str, int] = {}
-    for name in inbox.connector_names():
-        connector = inbox.connector(name)
-        if isinstance(connector, WebhookConnector):
-            limits[name] = connector.max_bytes()
-
-    def limit_for(path: str) -> tuple[str | None, int]:
-        name = path[len(PREFIX) :] if path.startswith(PREFIX) else ""
-        if name in limits:
-            return name, limits[name]
-        return None, DEFAULT_MAX_BYTES
-
-    return limit_for
-
-
-def _channel_limited_by(limit_for: Callable[[str], tuple[str | None, int]]) -> Any:
-    """A waitress channel whose requests are refused (413) from their declared
-    ``Content-Length`` when it is over the limit of the connector they are for, before a byte
-    of the body is read; a chunked body is cut off once it passes that limit."""
-    import copy
-
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
-
-    class Parser(HTTPRequestParser):  # type: ignore[misc]
-        def parse_header(self, header_plus: bytes) -> None:
-            super().parse_header(header_plus)
-            name, limit = limit_for(self.path or "")
-            adjustments: Any = copy.copy(getattr(self, "adj"))  # noqa: B009 - untyped
-            adjustments.max_request_body_size = limit + 1  # waitress refuses at >=
-            setattr(self, "adj", adjustments)  # noqa: B010
-            if self.content_length > limit and name is not None:
-                log.warning("webhook %s refused: 413 request body too large", name)
-
-    class Channel(HTTPChannel):  # type: ignore[misc]
-        parser_class = Parser
-
-    return Channel
-
-
-def _start_background(
-    inbox: Inbox, stop: threading.Event, *, outbox: bool = False
-) -> list[threading.Thread]:
-    """The filing worker (a thread of the inbox), the media downloads and, for ``run``, the
-    outbox worker."""
-    inbox.worker.start(interval=inbox.config.filing.interval)
-    threads = [
-        threading.Thread(
-            target=run_media_worker, args=(inbox.fetch_media, stop), name="media", daemon=True
-        )
-    ]
-    if outbox:
-        threads.append(_outbox_thread(inbox, stop))
-    for thread in threads:
-        thread.start()
-    return threads
-
-
-def _outbox_thread(inbox: Inbox, stop: threading.Event) -> threading.Thread:
-    from omnichannel.outbox import run_outbox_worker
-
-    return threading.Thread(
-        target=run_outbox_worker,
-        args=(inbox.outbox, stop),
-        kwargs={"interval": inbox.config.outbox.interval},
-        name="outbox",
-        daemon=True,
-    )
-
-
-def _stop_background(
-    inbox: Inbox, stop: threading.Event, threads: list[threading.Thread], deadline: float
-) -> None:
-    """Stop taking work, let what is in hand finish (its transaction commits or rolls back),
-    within ``deadline`` (a ``time.monotonic()`` value)."""
-    import time
-
-    stop.set()
-    inbox.worker.close(timeout=max(0.1, deadline - time.monotonic()))
-    for thread in threads:
-        thread.join(timeout=max(0.1, deadline - time.monotonic()))
-
-
 @main.command()
 @_server_options
 @pass_state
@@ -505,9 +386,9 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
 
     inbox = state.inbox(serving=True)
     configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
-    server = _create_server(inbox, host, port, threads)
+    server = create_server(inbox, host, port, threads)
     stop = threading.Event()
-    background = _start_background(inbox, stop)
+    background = start_background(inbox, stop)
     _handle_signals(state)
     try:
         server.print_listen("Serving on http://{}:{}")
@@ -516,7 +397,7 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
         pass
     finally:
         server.close()
-        _stop_background(inbox, stop, background, time.monotonic() + SHUTDOWN_SECONDS)
+        stop_background(inbox, stop, background, time.monotonic() + SHUTDOWN_SECONDS)
     _restart_if_reloading(state)
 
 
@@ -539,9 +420,9 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
 
     inbox = state.inbox(serving=True)
     configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
-    server = _create_server(inbox, host, port, threads)
+    server = create_server(inbox, host, port, threads)
     stop = threading.Event()
-    background = _start_background(inbox, stop, outbox=True)
+    background = start_background(inbox, stop, outbox=True)
     names = _polling_names(inbox, ())
     pollers = threading.Thread(
         target=run_pollers, args=(inbox, names, stop), name="pollers", daemon=True
@@ -557,7 +438,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     finally:
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         server.close()
-        _stop_background(inbox, stop, [*background, pollers], deadline)
+        stop_background(inbox, stop, [*background, pollers], deadline)
         log.info("stopped")
     _restart_if_reloading(state)
 
@@ -580,7 +461,7 @@ def work(state: _State, once: bool) -> None:
         click.echo(f"outbox: {_counts(sent)}")
         return
     stop = threading.Event()
-    sender = _outbox_thread(inbox, stop)
+    sender = outbox_thread(inbox, stop)
     sender.start()
 
     def stopping(*_: object) -> None:

@@ -269,22 +269,22 @@ class _Demo:
     def _deployment(self, inbox: Inbox) -> Iterator[str]:
         """The webhook server, filing, media and outbox workers, as ``omnichannel run``
         starts them; the server's base URL."""
-        from omnichannel.cli import _create_server, _start_background, _stop_background
+        from omnichannel.daemon import create_server, start_background, stop_background
 
         server = None
         for _ in range(5):  # a free port another process took meanwhile: another one
             with contextlib.suppress(OmnichannelError):
-                server = _create_server(inbox, HOST, _free_port(), 4)
+                server = create_server(inbox, HOST, _free_port(), 4)
                 break
         if server is None:
             raise OmnichannelError("the demo found no free port on 127.0.0.1")
         stop = threading.Event()
-        background = _start_background(inbox, stop, outbox=True)
+        background = start_background(inbox, stop, outbox=True)
         try:
             with serving(server, "demo-server") as base_url:
                 yield base_url
         finally:
-            _stop_background(inbox, stop, background, time.monotonic() + 8)
+            stop_background(inbox, stop, background, time.monotonic() + 8)
 
     def _banner(self, inbox: Inbox, base_url: str, urls: dict[str, str], smtp: int) -> str:
         where = "kept" if self.result.kept else "removed at the end; --keep DIR keeps it"
