@@ -1,6 +1,11 @@
 """omnichannel: public complaints from every channel, in one deduplicated stream and queue.
 
-Import from here; the submodules are implementation details unless documented.
+Import from here; the submodules are implementation details unless documented. Documented
+public modules, for those who build on it: ``omnichannel.webhook`` (webhook connectors'
+helpers: ``same_secret``, ``json_response``, ``signing_key``, ``standard_signature``,
+``http_url``), ``omnichannel.outbound`` (``Outbound``, ``Sent`` and the ``Sender`` protocol of
+a connector that answers citizens), ``omnichannel.http`` (``create_app``, the WSGI app) and
+``omnichannel.testing`` (the contract kit, a pytest plugin).
 
 >>> from omnichannel import Inbox
 >>> inbox = Inbox.from_config("omnichannel.toml")          # doctest: +SKIP

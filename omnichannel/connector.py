@@ -59,7 +59,7 @@ class NoOptions(BaseModel):
 
 
 OptionsModel = type[BaseModel]
-OptionsT = TypeVar("OptionsT", bound=BaseModel, default=BaseModel)
+OptionsT = TypeVar("OptionsT", bound=BaseModel, default=BaseModel, covariant=True)
 """The options model of a connector class (``Connector[MyOptions]``)."""
 
 
@@ -113,8 +113,18 @@ class Connector(Generic[OptionsT]):
     def from_options(
         cls, name: str, options: dict[str, Any], context: ConnectorContext | None = None
     ) -> Self:
-        """Build from the raw option mapping of a ``[[connectors]]`` entry (validated here)."""
-        return cls(name, cls.Options.model_validate(options), context)  # type: ignore[arg-type]
+        """Build from the raw option mapping of a ``[[connectors]]`` entry (validated here);
+        invalid options are a ConfigError naming each key, never repeating a value."""
+        from pydantic import ValidationError
+
+        from normalizer.jsondoc import describe_validation_error
+        from omnichannel.errors import ConfigError
+
+        try:
+            validated = cls.Options.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError([f"{name}: {describe_validation_error(exc)}"]) from None
+        return cls(name, validated, context)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

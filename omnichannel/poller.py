@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 import tenacity
 
 from omnichannel.connector import PollingConnector
-from omnichannel.errors import ConnectorError, FatalError, StorageUnavailable
+from omnichannel.errors import ConnectorError, FatalError, RetryableError, StorageUnavailable
 from omnichannel.inbox import Inbox
 from omnichannel.leases import LEASE_RETRY, Lease
 from omnichannel.schema import ReceiveResult
@@ -89,8 +89,12 @@ def poll_once(
 
 
 def _wait(state: tenacity.RetryCallState) -> float:
+    """The backoff for the error; a longer wait the source asked for (``Retry-After``) wins."""
     error = state.outcome.exception() if state.outcome is not None else None
-    return float(FATAL(state) if isinstance(error, FatalError) else RETRYABLE(state))
+    if isinstance(error, FatalError):
+        return float(FATAL(state))
+    asked = error.retry_after if isinstance(error, RetryableError) else None
+    return max(float(RETRYABLE(state)), min(float(asked or 0), 3600.0))
 
 
 def _retrying(stop: threading.Event) -> tenacity.Retrying:

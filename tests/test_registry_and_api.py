@@ -107,3 +107,33 @@ def test_receive_inbound_files_through_any_connector(tmp_path, connector_type: s
         complaint = inbox.complaint(first.complaint_id) if first.complaint_id else None
     assert (first.outcome, first.error, again.outcome) == (Outcome.NEW, None, Outcome.DUPLICATE)
     assert complaint is not None and complaint.sender.phone == "+6281234567890"
+
+
+def test_invalid_connector_options_never_repeat_a_value() -> None:
+    """Building a connector from invalid options is a ConfigError that names the key, and
+    holds no value given (a refused secret stays out of errors and logs)."""
+    from connectors.web import WebConnector
+    from omnichannel.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        WebConnector.from_options("portal", {"secret": "top-s3cret-value", "signature": "nope"})
+    assert "portal: signature" in str(caught.value)
+    assert "top-s3cret-value" not in str(caught.value) and "nope" not in str(caught.value)
+
+
+def test_pollers_wait_at_least_what_the_source_asked() -> None:
+    """A RetryableError with retry_after makes the poller wait at least that long (capped at
+    an hour); without it, the exponential backoff with jitter."""
+    import tenacity
+
+    from omnichannel.errors import RetryableError
+    from omnichannel.poller import _wait
+
+    def state(error: Exception) -> tenacity.RetryCallState:
+        call = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        call.set_exception((type(error), error, None))
+        return call
+
+    assert _wait(state(RetryableError("429", retry_after=120.0))) >= 120.0
+    assert _wait(state(RetryableError("429", retry_after=1e9))) <= 3600.0
+    assert _wait(state(RetryableError("503"))) <= 1.0
