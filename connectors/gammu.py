@@ -309,8 +309,10 @@ class GammuConnector(PollingConnector[GammuOptions]):
         return self.url.render_as_string(hide_password=True)
 
     def secrets(self) -> list[str]:
+        """The URL and its password; a URL without a password (SQLite) holds no secret and is
+        shown whole, so that a log says which database failed instead of ``***``."""
         password = self.url.password
-        return [*super().secrets(), *([str(password)] if password else [])]
+        return [*super().secrets(), str(password)] if password else []
 
     # -- database ------------------------------------------------------------------------------
 

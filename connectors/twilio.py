@@ -387,10 +387,12 @@ class TwilioConnector(PollingConnector[TwilioOptions], WebhookConnector[TwilioOp
     def verify(self, request: WebhookRequest) -> None:
         if self.options.mode == "poll":
             raise WebhookRejected(404, "webhooks are off for this connector (mode = poll)")
-        params = self._form(request)
         signature = request.headers.get("x-twilio-signature", "")
+        if not signature:  # refused before the body is parsed (signing needs the fields)
+            raise WebhookRejected(403, "bad signature")
+        params = self._form(request)
         url = signature_url(request.url, self.public_url())
-        if not signature or not self._signed(url, params, signature):
+        if not self._signed(url, params, signature):
             raise WebhookRejected(403, "bad signature")
         accounts = params.get("AccountSid", [])
         if len(accounts) != 1 or not same_secret(self.options.account_sid, accounts[0]):

@@ -134,8 +134,9 @@ class Connector(Generic[OptionsT]):
         values = []
         for key in type(self.options).model_fields:
             value = getattr(self.options, key)
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                values.append(value.get_secret_value())
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    values.append(item.get_secret_value())
         return values
 
     def close(self) -> None:

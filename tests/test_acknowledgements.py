@@ -12,8 +12,6 @@ through the ``files`` connector, signed Twilio, Meta and portal webhooks through
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -31,7 +29,6 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import connectors.whatsapp_cloud
-from connectors.web import signing_key, standard_signature
 from omnichannel import Inbox, Outcome
 from omnichannel.cli import main
 from omnichannel.config import parse_config
@@ -39,8 +36,14 @@ from omnichannel.outbox import OutboxRow
 from omnichannel.schema import ReceiveResult
 from omnichannel.schemas import FOLDER
 from omnichannel.store.tables import outbound_messages
+from omnichannel.testing import (
+    meta_signature,
+    post_webhook,
+    standard_webhooks_headers,
+    twilio_signature,
+)
 from omnichannel.testing.http import serve_wsgi
-from omnichannel.webhook import WebhookResponse
+from omnichannel.webhook import WebhookRequest, WebhookResponse
 from tests import smtp
 from tests.gammu_schema import Gateway, mariadb_url, open_gateway, sms  # noqa: F401 - fixture
 from tests.smtp import Received, SmtpServer
@@ -55,7 +58,7 @@ from tests.test_senders import (
     graph_answer,
     twilio_answer,
 )
-from tests.test_twilio import sign, sms_fields
+from tests.test_twilio import sms_fields
 
 OUR_MAIL = "pengaduan@dpmptsp.example.go.id"
 FROM = f"Pengaduan DPMPTSP <{OUR_MAIL}>"
@@ -273,8 +276,10 @@ def mail_in(inbox: Inbox, folder: Path, data: bytes) -> ReceiveResult:
 def twilio_post(inbox: Inbox, n: int, body: str, **fields: str) -> WebhookResponse:
     """A signed Twilio webhook (SMS unless ``From``/``To`` say ``whatsapp:``); the answer."""
     form = sms_fields(n, body, AccountSid=ACCOUNT, **fields)
-    headers = {"Content-Type": FORM, "X-Twilio-Signature": sign(TWILIO_URL, form, AUTH_TOKEN)}
-    response = inbox.handle_webhook("sms", "POST", TWILIO_URL, headers, urlencode(form).encode())
+    signature = twilio_signature(TWILIO_URL, form, AUTH_TOKEN)
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": signature}
+    request = WebhookRequest.build("POST", TWILIO_URL, headers, urlencode(form).encode())
+    response = post_webhook(inbox, "sms", request)
     assert response.status == 200, response.body
     return response
 
@@ -318,11 +323,6 @@ def wa_envelope(
     }
 
 
-def signature(body: bytes) -> str:
-    """``X-Hub-Signature-256`` as Meta computes it with the app secret."""
-    return "sha256=" + hmac.new(WA_SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
 def whatsapp_in(
     inbox: Inbox, wamid: str, text: str, *, context: str | None = None, pnid: str = PNID
 ) -> ReceiveResult:
@@ -330,10 +330,10 @@ def whatsapp_in(
     body = json.dumps(wa_envelope(wamid, text, context=context, pnid=pnid)).encode()
     headers = {
         "Content-Type": "application/json",
-        "X-Hub-Signature-256": signature(body),
+        "X-Hub-Signature-256": meta_signature(body, WA_SECRET),
     }
     url = "https://omni.example.go.id/webhooks/wa"
-    response = inbox.handle_webhook("wa", "POST", url, headers, body)
+    response = post_webhook(inbox, "wa", WebhookRequest.build("POST", url, headers, body))
     assert response.status == 200, response.body
     assert response.results is not None
     [result] = response.results
@@ -343,17 +343,12 @@ def whatsapp_in(
 def portal_in(inbox: Inbox, form: dict[str, Any], webhook_id: str) -> dict[str, Any]:
     """The portal's signed form post (Standard Webhooks); its JSON answer."""
     body = json.dumps(form).encode()
-    stamp = str(int(datetime.now(UTC).timestamp()))
     headers = {
         "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": stamp,
-        "webhook-signature": standard_signature(
-            signing_key(PORTAL_SECRET), webhook_id, stamp, body
-        ),
+        **standard_webhooks_headers(PORTAL_SECRET, body, webhook_id=webhook_id),
     }
     url = "https://omni.example.go.id/webhooks/portal"
-    response = inbox.handle_webhook("portal", "POST", url, headers, body)
+    response = post_webhook(inbox, "portal", WebhookRequest.build("POST", url, headers, body))
     assert response.status == 200, response.body
     answer: dict[str, Any] = json.loads(response.body)
     return answer

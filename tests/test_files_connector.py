@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 from omnichannel import Inbox, Outcome
 from omnichannel.config import default_config, parse_config
-from omnichannel.testing import ConnectorContract, DecodeCase
+from omnichannel.testing import DecodeCase, PollingContract
 from tests.helpers import json_doc
 
 EML = (
@@ -15,11 +16,12 @@ EML = (
 )
 
 
-class TestFilesContract(ConnectorContract):
-    """The files connector passes the contract every connector must pass."""
+class TestFilesContract(PollingContract):
+    """The files connector passes the contract every polling connector must pass."""
 
     connector_type = "files"
-    cases = [  # noqa: RUF012 - the contract's declared table
+    ack_moves_source = True
+    cases: ClassVar[list[DecodeCase]] = [
         DecodeCase(
             "json",
             json_doc("j1", text="Jalan rusak."),
@@ -31,6 +33,23 @@ class TestFilesContract(ConnectorContract):
             "eml", EML, {"channel": "email", "subject": "Pungli di loket"}, "message/rfc822"
         ),
     ]
+    poll_items: ClassVar[list[tuple[str, bytes]]] = [
+        ("a.json", json_doc("d1", text="Saluran air tersumbat.")),
+        ("b.eml", EML),
+        ("c.json", json_doc("d3", text="Lampu jalan padam.")),
+    ]
+
+    def setup_source(self, tmp_path: Path) -> dict[str, Any]:
+        self.folder = tmp_path / "drop"
+        self.folder.mkdir()
+        return {"path": str(self.folder)}
+
+    def deliver(self, item: Any) -> None:
+        name, payload = item
+        (self.folder / name).write_bytes(payload)
+
+    # break_source: a local folder is not throttled, refused or down; a missing one is a
+    # configuration mistake (FatalError by design), not the kit's retryable "unavailable"
 
 
 def test_email_external_id_depends_on_content_not_only_message_id(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from omnichannel.connector import ConnectorContext
 from omnichannel.errors import ConfigError, FatalError, RetryableError
 from omnichannel.schema import ReceiveResult
 from omnichannel.store.tables import messages, raw_messages
-from omnichannel.testing import ConnectorContract, DecodeCase
+from omnichannel.testing import DecodeCase, PollingContract
 from tests.gammu_schema import (  # noqa: F401 - fixtures
     Gateway,
     gateway,
@@ -396,11 +396,14 @@ def test_unknown_mariadb_database_is_fatal(mariadb_url: str) -> None:  # noqa: F
 
 
 def test_password_never_shown(tmp_path: Path) -> None:
-    """The URL's password is a secret: not in repr, scrubbed from CLI output and errors."""
+    """The URL's password is a secret: not in repr, scrubbed from CLI output and errors; a
+    URL without one is no secret."""
     url = "mysql://gammu:rahasia-sms-77@127.0.0.1:1/smsd"
     gammu = GammuConnector.from_options("sms", {"url": url, "connect_timeout": 1})
     assert "rahasia-sms-77" not in repr(gammu) and "rahasia-sms-77" not in repr(gammu.options)
     assert "rahasia-sms-77" in gammu.secrets()
+    sqlite = GammuConnector.from_options("sms", {"url": f"sqlite:///{tmp_path / 'smsd.db'}"})
+    assert sqlite.secrets() == []  # no password, nothing to hide: logs name the file, not ***
     assert isinstance(gammu, GammuConnector) and "***" in gammu.shown_url
     config = tmp_path / "omnichannel.toml"
     config.write_text(
@@ -463,10 +466,12 @@ def _row(row_id: int, text: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-class TestGammuContract(ConnectorContract):
-    """The shared connector contract, on recorded inbox payloads."""
+class TestGammuContract(PollingContract):
+    """The shared connector contract, on recorded inbox payloads, and the polling contract on
+    a Gammu SMSD database (SQLite, schema v18: rows as Gammu writes them, claimed on ack)."""
 
     connector_type = "gammu"
+    ack_moves_source = True
     options: ClassVar[dict[str, Any]] = {"url": "mysql://gammu:rahasia-sms-77@127.0.0.1/smsd"}
     cases: ClassVar[list[DecodeCase]] = [
         DecodeCase(
@@ -492,3 +497,27 @@ class TestGammuContract(ConnectorContract):
             outcome=Outcome.IGNORED,
         ),
     ]
+    poll_items: ClassVar[list[tuple[str, str, int]]] = [
+        ("081234567001", "Lampu jalan di Jl. Poros Maros padam sejak Senin.", 1),
+        ("+6281234567002", LONG, 2),
+        ("0062812345670030", "Sampah menumpuk di pasar Bantimurung.", 1),
+    ]
+
+    def setup_source(self, tmp_path: Path) -> dict[str, Any]:
+        self.file = tmp_path / "smsd.db"
+        self.gateway = Gateway(f"sqlite:///{self.file}", "sqlite", 18).create()
+        return {"url": self.gateway.url, "gateway_timezone": "Asia/Makassar"}
+
+    def deliver(self, item: Any) -> None:
+        sender, text, parts = item
+        self.gateway.deliver(sms(sender, text, parts))
+
+    def break_source(self, how: str) -> bool:
+        if how != "unavailable":
+            return False  # SQLite has no credentials, no throttling, no server
+        self.gateway.dispose()
+        self.file.unlink()  # the gateway's database file is gone (a disk unmounted)
+        return True
+
+    def teardown_source(self) -> None:
+        self.gateway.dispose()

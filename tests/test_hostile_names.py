@@ -9,8 +9,6 @@ credentials to another host.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -42,11 +40,12 @@ from omnichannel.errors import SkippableError
 from omnichannel.http import create_app
 from omnichannel.schema import Attachment, InboundMessage
 from omnichannel.store.tables import attachments
+from omnichannel.testing import meta_signature, standard_webhooks_headers
 from omnichannel.testing.http import serve_wsgi
 from tests.helpers import raw_json
 from tests.test_twilio import ACCOUNT, TOKEN, add_twilio, sid, sms_fields
 from tests.test_twilio import post as post_twilio
-from tests.test_web import KEY, SECRET, signed_headers
+from tests.test_web import SECRET
 from tests.test_web import post as post_web
 
 # (hostile name, what it becomes); FALLBACK marks the "attachment-<n>.<ext>" name.
@@ -337,12 +336,15 @@ def test_portal_upload_with_a_traversal_name_is_filed_with_a_plain_name(
         files={"attachments": ("../../etc/passwd", b"\xff\xd8\xffjpeg", "image/jpeg")},
     ).prepare()
     body = bytes(prepared.body or b"")  # type: ignore[arg-type]
-    headers = signed_headers(body, "msg_up", content_type=str(prepared.headers["Content-Type"]))
-    answer = post_web(base_url, body, headers)
+    signed = standard_webhooks_headers(SECRET, body, webhook_id="msg_up")
+    answer = post_web(base_url, body, {"Content-Type": prepared.headers["Content-Type"], **signed})
     assert answer.status_code == 200, answer.text
     item = {"filename": "CON", "content_type": "application/pdf", "content": "JVBERg=="}
     body = json.dumps({"message": "Berkas", "attachments": [item]}).encode()
-    assert post_web(base_url, body, signed_headers(body, "msg_con", key=KEY)).status_code == 200
+    signed = standard_webhooks_headers(SECRET, body, webhook_id="msg_con")
+    assert (
+        post_web(base_url, body, {"Content-Type": "application/json", **signed}).status_code == 200
+    )
     names = sorted(a.filename or "" for c in inbox.complaints() for a in c.attachments)
     assert names == ["_CON", "passwd"]
 
@@ -420,8 +422,8 @@ def _signed_document(media_id: str, filename: str) -> tuple[bytes, dict[str, str
         "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
     }
     body = json.dumps(envelope).encode()
-    digest = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return body, {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
+    signature = meta_signature(body, APP_SECRET)
+    return body, {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
 
 
 def test_a_hostile_whatsapp_document_is_filed_and_its_download_refused(

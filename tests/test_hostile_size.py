@@ -36,7 +36,6 @@ import requests
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twilio.request_validator import RequestValidator
 
 from connectors.twilio import TwilioConnector
 from connectors.web import WebConnector
@@ -58,11 +57,15 @@ from omnichannel.errors import SkippableError
 from omnichannel.http import create_app
 from omnichannel.schema import InboundMessage, RawMessage
 from omnichannel.store.tables import attachments, messages, raw_messages
+from omnichannel.testing import (
+    meta_signature,
+    post_webhook,
+    standard_webhooks_headers,
+    twilio_signature,
+)
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.webhook import WebhookRequest
 from tests.helpers import T0, count
-from tests.test_web import signed_headers
-from tests.test_whatsapp_cloud import signature
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"kunci-portal-untuk-uji-ukuran!!!"
@@ -400,13 +403,11 @@ def inbox(database_url: str) -> Iterator[Inbox]:
         yield built
 
 
-def web_headers(body: bytes, webhook_id: str, content_type: str) -> dict[str, str]:
-    return signed_headers(body, webhook_id, key=KEY, content_type=content_type)
-
-
 def post_web(inbox: Inbox, body: bytes, content_type: str, webhook_id: str = "msg_1") -> Any:
-    headers = web_headers(body, webhook_id, content_type)
-    return inbox.handle_webhook("portal", "POST", f"{HOST}/webhooks/portal", headers, body)
+    signed = standard_webhooks_headers(WEB_SECRET, body, webhook_id=webhook_id)
+    headers = {"content-type": content_type, **signed}
+    request = WebhookRequest.build("POST", f"{HOST}/webhooks/portal", headers, body)
+    return post_webhook(inbox, "portal", request)
 
 
 def multipart(fields: list[tuple[str, bytes, str | None]]) -> bytes:
@@ -494,9 +495,12 @@ def test_a_json_list_of_thousands_of_attachments_is_refused(inbox: Inbox) -> Non
 
 def post_twilio(inbox: Inbox, fields: list[tuple[str, str]]) -> Any:
     url = f"{HOST}/webhooks/sms"
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, dict(fields))
-    headers = {"content-type": FORM, "x-twilio-signature": signature}
-    return inbox.handle_webhook("sms", "POST", url, headers, urlencode(fields).encode())
+    headers = {
+        "content-type": FORM,
+        "x-twilio-signature": twilio_signature(url, fields, TWILIO_TOKEN),
+    }
+    request = WebhookRequest.build("POST", url, headers, urlencode(fields).encode())
+    return post_webhook(inbox, "sms", request)
 
 
 def sms(sid: int, **extra: str) -> list[tuple[str, str]]:
@@ -545,9 +549,11 @@ def test_hundreds_of_media_keep_the_first_hundred_and_count_the_rest(inbox: Inbo
 def post_meta(inbox: Inbox, body: bytes) -> Any:
     headers = {
         "content-type": "application/json",
-        "x-hub-signature-256": signature(body, APP_SECRET),
+        "x-hub-signature-256": meta_signature(body, APP_SECRET),
     }
-    return inbox.handle_webhook("wa", "POST", f"{HOST}/webhooks/wa", headers, body)
+    return post_webhook(
+        inbox, "wa", WebhookRequest.build("POST", f"{HOST}/webhooks/wa", headers, body)
+    )
 
 
 def test_a_batch_of_thousands_stores_each_message_with_its_own_contact_only(
@@ -606,11 +612,13 @@ def test_compressed_request_bodies_are_refused_not_inflated(inbox: Inbox) -> Non
     """A gzip bomb (10 MB of zeros in about 10 KB) with ``Content-Encoding: gzip`` gets 415 on
     every webhook connector, before any signature is looked at; nothing is stored."""
     bomb = gzip.compress(bytes(10 * 1024 * 1024))
-    web = web_headers(bomb, "msg_gz", "application/json") | {"content-encoding": "gzip"}
+    signed = standard_webhooks_headers(WEB_SECRET, bomb, webhook_id="msg_gz")
+    web = {"content-type": "application/json", "content-encoding": "gzip", **signed}
     twilio = {"content-type": FORM, "content-encoding": "gzip", "x-twilio-signature": "x"}
     meta = {"content-type": "application/json", "content-encoding": "gzip"}
     for name, headers in (("portal", web), ("sms", twilio), ("wa", meta)):
-        answer = inbox.handle_webhook(name, "POST", f"{HOST}/webhooks/{name}", headers, bomb)
+        request = WebhookRequest.build("POST", f"{HOST}/webhooks/{name}", headers, bomb)
+        answer = post_webhook(inbox, name, request)
         assert answer.status == 415, (name, answer.body)
     assert count(inbox, raw_messages) == 0
 
@@ -687,7 +695,8 @@ def held(database_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[_H
 
 def submit(url: str, text: str, webhook_id: str) -> requests.Response:
     body = json.dumps({"message": text, "phone": "081234567890"}).encode()
-    headers = web_headers(body, webhook_id, "application/json")
+    signed = standard_webhooks_headers(WEB_SECRET, body, webhook_id=webhook_id)
+    headers = {"Content-Type": "application/json", **signed}
     return requests.post(f"{url}/webhooks/portal", data=body, headers=headers, timeout=60)
 
 

@@ -13,7 +13,6 @@ PostgreSQL.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,12 @@ from omnichannel.config import parse_config
 from omnichannel.http import create_app
 from omnichannel.schema import InboundMessage, Sender
 from omnichannel.store.tables import complaints, messages, quarantine, raw_messages
+from omnichannel.testing import (
+    hmac_header,
+    meta_signature,
+    post_webhook,
+    standard_webhooks_headers,
+)
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.values import (
     UnstorableValue,
@@ -38,13 +43,14 @@ from omnichannel.values import (
     storable_id,
     storable_inbound,
 )
+from omnichannel.webhook import WebhookRequest
 from tests.gammu_schema import open_gateway
 from tests.helpers import T0, count, raw_json
 from tests.test_gammu import Clock, connector, poll
 from tests.test_twilio import ACCOUNT, TOKEN, sms_fields
 from tests.test_twilio import post as twilio_post
-from tests.test_web import GATEWAY_MAPPING, GATEWAY_SECRET, SECRET, signed_headers
-from tests.test_whatsapp_cloud import APP_SECRET, PNID, signature
+from tests.test_web import GATEWAY_MAPPING, GATEWAY_SECRET, SECRET
+from tests.test_whatsapp_cloud import APP_SECRET, PNID
 
 HUGE = "9" * 5000
 """An integer no ``int()``/``str()`` may convert (Python's limit is 4,300 digits)."""
@@ -102,18 +108,22 @@ def statuses(inbox: Inbox) -> list[str]:
 def post_portal(
     base_url: str, body: bytes, webhook_id: str, content_type: str = "application/json"
 ) -> requests.Response:
-    headers = signed_headers(body, webhook_id, content_type=content_type)
+    signed = standard_webhooks_headers(SECRET, body, webhook_id=webhook_id)
+    headers = {"Content-Type": content_type, **signed}
     return requests.post(f"{base_url}/webhooks/portal", data=body, headers=headers, timeout=10)
 
 
 def post_gateway(base_url: str, body: bytes) -> requests.Response:
-    signed = "sha256=" + hmac.new(GATEWAY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    signed = hmac_header(body, GATEWAY_SECRET)
     headers = {"Content-Type": "application/json", "X-Gateway-Signature": signed}
     return requests.post(f"{base_url}/webhooks/gateway", data=body, headers=headers, timeout=10)
 
 
 def post_meta(base_url: str, body: bytes) -> requests.Response:
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(body)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": meta_signature(body, APP_SECRET),
+    }
     return requests.post(f"{base_url}/webhooks/wa", data=body, headers=headers, timeout=10)
 
 
@@ -670,8 +680,13 @@ def test_any_value_in_any_portal_field_is_filed_or_refused_naming_it(
     refused with 400 naming a field it holds (or the message it lacks); never a 500, and
     nothing is left unfiled."""
     body = ("{" + ", ".join(f'"{key}": {token}' for key, token in values.items()) + "}").encode()
-    headers = signed_headers(body, f"msg_{hashlib.sha256(body).hexdigest()[:40]}")
-    answer = hostile.handle_webhook("portal", "POST", "http://x/webhooks/portal", headers, body)
+    webhook_id = f"msg_{hashlib.sha256(body).hexdigest()[:40]}"
+    headers = {
+        "Content-Type": "application/json",
+        **standard_webhooks_headers(SECRET, body, webhook_id=webhook_id),
+    }
+    request = WebhookRequest.build("POST", "http://x/webhooks/portal", headers, body)
+    answer = post_webhook(hostile, "portal", request)
     assert answer.status in (200, 400), answer.body
     result = json.loads(answer.body)
     if answer.status == 400:

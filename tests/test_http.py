@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from omnichannel import DecodeError, InboundMessage, Inbox, RawMessage
 from omnichannel.errors import StorageUnavailable
 from omnichannel.http import create_app
+from omnichannel.testing import hmac_header, post_webhook
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.webhook import WebhookConnector, WebhookRejected, WebhookRequest
 
@@ -65,10 +66,6 @@ class EchoConnector(WebhookConnector):
         return InboundMessage(channel="web", external_id=raw.external_id, text=data["text"])
 
 
-def sign(body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 @pytest.fixture
 def app_inbox(sqlite_inbox: Inbox) -> Inbox:
     sqlite_inbox.add_connector(EchoConnector.from_options("echo", {"secret": SECRET}))
@@ -110,8 +107,8 @@ def test_signed_webhook_is_stored_and_a_redelivery_is_a_duplicate(
 ) -> None:
     """A valid signature gives 200 with the outcome; the same id again is a duplicate."""
     body = b'{"id": "w1", "text": "Jalan rusak di depan sekolah."}'
-    first = post(server, body, **{"X-Signature": sign(body)})
-    again = post(server, body, **{"X-Signature": sign(body)})
+    first = post(server, body, **{"X-Signature": hmac_header(body, SECRET, prefix="")})
+    again = post(server, body, **{"X-Signature": hmac_header(body, SECRET, prefix="")})
     assert first[0] == 200 and first[1]["results"][0]["outcome"] == "new"
     assert again[0] == 200 and again[1]["results"][0]["outcome"] == "duplicate"
     assert len(app_inbox.complaints()) == 1
@@ -119,7 +116,12 @@ def test_signed_webhook_is_stored_and_a_redelivery_is_a_duplicate(
 
 @pytest.mark.parametrize(
     "signature",
-    ["", "00" * 32, sign(b"other body"), sign(b'{"id": "w2", "text": "x"}', "wrong-secret")],
+    [
+        "",
+        "00" * 32,
+        hmac_header(b"other body", SECRET, prefix=""),
+        hmac_header(b'{"id": "w2", "text": "x"}', "wrong-secret", prefix=""),
+    ],
 )
 def test_bad_signatures_are_403_and_nothing_is_stored(
     server: Any, app_inbox: Inbox, signature: str, caplog: pytest.LogCaptureFixture
@@ -144,8 +146,10 @@ def test_http_errors(server: Any) -> None:
     assert call(server, "PUT", "/webhooks/echo", body)[0] == 405
     assert call(server, "POST", "/webhooks/echo", body, {"Content-Type": "text/plain"})[0] == 415
     big = b'{"id": "w4", "text": "' + b"x" * 2000 + b'"}'
-    assert post(server, big, **{"X-Signature": sign(big)})[0] == 413
-    assert post(server, b"[1, 2]", **{"X-Signature": sign(b"[1, 2]")}) == (
+    assert post(server, big, **{"X-Signature": hmac_header(big, SECRET, prefix="")})[0] == 413
+    assert post(
+        server, b"[1, 2]", **{"X-Signature": hmac_header(b"[1, 2]", SECRET, prefix="")}
+    ) == (
         400,
         {"error": "body must be a JSON object with an id"},
     )
@@ -157,7 +161,7 @@ def test_undecodable_but_signed_payload_is_quarantined_with_200(
 ) -> None:
     """A verified payload the decoder cannot read is kept (quarantined) and acknowledged."""
     body = b'{"id": "w5"}'
-    status, data = post(server, body, **{"X-Signature": sign(body)})
+    status, data = post(server, body, **{"X-Signature": hmac_header(body, SECRET, prefix="")})
     assert status == 200 and data["results"][0]["outcome"] == "quarantined"
     assert len(app_inbox.quarantined()) == 1
 
@@ -198,16 +202,14 @@ def test_storage_unavailable_is_503(app_inbox: Inbox, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(app_inbox.store, "transaction", down)
     body = b'{"id": "w6", "text": "x"}'
-    response = app_inbox.handle_webhook(
-        "echo",
-        "POST",
-        "http://x/webhooks/echo",
-        {"Content-Type": "application/json", "X-Signature": sign(body)},
-        body,
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature": hmac_header(body, SECRET, prefix=""),
+    }
+    request = WebhookRequest.build("POST", "http://x/webhooks/echo", headers, body)
+    response = post_webhook(app_inbox, "echo", request)
     assert response.status == 503
     assert app_inbox.connector_health("echo")["last_error"] == "storage unavailable"
-
 
 
 def test_receipt_lookup_is_503_while_storage_is_down(
@@ -222,10 +224,11 @@ def test_receipt_lookup_is_503_while_storage_is_down(
     status, body = call(server, "GET", "/receipts/" + "a" * 32)
     assert status == 503 and b"storage unavailable" in body
 
+
 def test_health_and_metrics(server: Any) -> None:
     """/healthz reports the database and connectors; /metrics counts requests and outcomes."""
     body = b'{"id": "w7", "text": "Lampu mati."}'
-    post(server, body, **{"X-Signature": sign(body)})
+    post(server, body, **{"X-Signature": hmac_header(body, SECRET, prefix="")})
     status, data = call(server, "GET", "/healthz")
     health = json.loads(data)
     assert status == 200 and health["healthy"] and health["database"] == "ok"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +24,8 @@ from omnichannel.config import parse_config
 from omnichannel.errors import FatalError
 from omnichannel.poller import run_pollers
 from omnichannel.store.tables import raw_messages
-from tests.proxy import DroppingProxy
+from omnichannel.testing import DecodeCase, PollingContract
+from tests.proxy import DroppingProxy, SwitchableProxy
 
 
 def mail(
@@ -364,3 +367,104 @@ def test_whole_corpus_through_poll_once(dovecot: Any, mailbox: Mailbox, tmp_path
         expected = {"ignored"} if automatic else {"new", "merged"}
         assert line["outcome"] in expected, (name, line)
     assert mailbox.uids(criteria="UNSEEN") == []
+
+
+# -- the shared contract -----------------------------------------------------------------------
+
+CONTRACT_USER, CONTRACT_PASSWORD = "kontrak", "rahasia-imap-kontrak"
+
+
+def _next_second() -> None:
+    """Wait into the next second: Dovecot reads its passwd-file again at most once a second."""
+    time.sleep(1.02 - time.time() % 1)
+
+
+def _entry(password: str) -> str:
+    return f"{CONTRACT_USER}:{{PLAIN}}{password}::::::"
+
+
+def _set_password(server: Any, password: str) -> None:
+    """Give the contract's own account on our Dovecot ``password`` (created if need be), so
+    that the account the other tests share is never touched; effective from the next second."""
+    users = Path(server.root) / "users"
+    lines = [
+        line for line in users.read_text().splitlines() if not line.startswith(f"{CONTRACT_USER}:")
+    ]
+    users.write_text("".join(f"{line}\n" for line in [*lines, _entry(password)]))
+    _next_second()
+
+
+class TestImapContract(PollingContract):
+    """A mailbox on the real Dovecot passes the shared polling contract: UID cursor, stable
+    content keys, flags only after the commit; a changed password is fatal, a closed port a
+    retry."""
+
+    connector_type = "imap"
+    options: ClassVar[dict[str, Any]] = {
+        "host": "127.0.0.1",
+        "ssl": False,
+        "username": CONTRACT_USER,
+        "password": CONTRACT_PASSWORD,
+        "idle": False,
+        "retry_attempts": 2,
+        "retry_wait": 0.01,
+        "timeout": 10,
+    }
+    cases: ClassVar[list[DecodeCase]] = [
+        DecodeCase(
+            "mail",
+            mail(200),
+            {"channel": "email", "subject": "Keluhan nomor 200"},
+            "message/rfc822",
+        )
+    ]
+    poll_items: ClassVar[list[bytes]] = [mail(201), mail(202, size=3000), mail(203)]
+
+    @pytest.fixture
+    def polling_options(self, dovecot: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+        """The kit's fixture, with the session's Dovecot (``setup_source`` takes no fixture).
+        imapclient's protocol trace stays off: the kit lowers the root logger to DEBUG, and
+        the trace holds the mail's addresses (which tests/logscan.py rightly refuses)."""
+        self.server = dovecot
+        trace = logging.getLogger("imapclient")
+        level = trace.level
+        trace.setLevel(logging.INFO)
+        options = self.setup_source(tmp_path)
+        try:
+            yield {**self.options, **options}
+        finally:
+            self.teardown_source()
+            trace.setLevel(level)
+
+    def setup_source(self, tmp_path: Path) -> dict[str, Any]:
+        server, self.password_changed = self.server, False
+        account = SimpleNamespace(
+            host=server.host, port=server.port, user=server.user, password=server.password
+        )
+        if server.root is not None:  # our own Dovecot: an account of the contract's own
+            if _entry(CONTRACT_PASSWORD) not in (Path(server.root) / "users").read_text():
+                _set_password(server, CONTRACT_PASSWORD)
+            account.user, account.password = CONTRACT_USER, CONTRACT_PASSWORD
+        self.mailbox = Mailbox(account)
+        self.mailbox.reset()
+        self.proxy = SwitchableProxy(server.host, server.port)  # closed for "unavailable"
+        return {"port": self.proxy.port, "username": account.user, "password": account.password}
+
+    def deliver(self, item: Any) -> None:
+        self.mailbox.deliver(item)
+
+    def break_source(self, how: str) -> bool:
+        if how == "unavailable":
+            self.proxy.close()  # connections to its port are refused from now on
+            return True
+        if how == "unauthorized" and self.server.root is not None:
+            _set_password(self.server, CONTRACT_PASSWORD + "-baru")  # changed on the server
+            self.password_changed = True
+            return True
+        return False  # no HTTP status in IMAP: no throttling, server error or forbidden
+
+    def teardown_source(self) -> None:
+        self.proxy.close()
+        self.mailbox.close()
+        if self.password_changed:
+            _set_password(self.server, CONTRACT_PASSWORD)

@@ -31,8 +31,9 @@ from omnichannel.config import default_config
 from omnichannel.connector import Connector
 from omnichannel.http import create_app
 from omnichannel.store.tables import raw_messages
+from omnichannel.testing import meta_signature, standard_webhooks_headers
 from omnichannel.testing.hostile import HOSTILE_STRINGS, hostile_form, hostile_json
-from omnichannel.webhook import WebhookRejected, signing_key
+from omnichannel.webhook import WebhookRejected
 from tests.hostile_corpus import (
     APP_SECRET,
     KINDS,
@@ -44,8 +45,6 @@ from tests.hostile_corpus import (
     hostile_raws,
     whatsapp_samples,
 )
-from tests.test_web import signed_headers
-from tests.test_whatsapp_cloud import signature
 
 EXAMPLES = 60
 PROPERTY = settings(
@@ -252,15 +251,6 @@ def test_the_app_never_answers_500_whatever_it_is_sent(
     assert status in ALLOWED
 
 
-def _sign_wa(body: bytes) -> dict[str, str]:
-    return {"Content-Type": "application/json", "X-Hub-Signature-256": signature(body, APP_SECRET)}
-
-
-def _sign_web(body: bytes, webhook_id: str, content_type: str) -> dict[str, str]:
-    key = signing_key(WEB_SECRET)
-    return signed_headers(body, webhook_id, key=key, content_type=content_type)
-
-
 @pytest.mark.parametrize("kind", ["wa", "portal"])
 @PROPERTY
 @given(seed=st.integers(0, 2**32 - 1))
@@ -272,12 +262,14 @@ def test_signed_hostile_bodies_are_stored_and_filed_or_refused_with_a_4xx(
     rng = random.Random(seed)
     if kind == "wa":
         body = hostile_json(rng.choice(whatsapp_samples()), rng)
-        headers = _sign_wa(body)
+        signature = meta_signature(body, APP_SECRET)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
     else:
         json_body = rng.random() < 0.6
         body = hostile_json(WEB_JSON, rng) if json_body else hostile_form(WEB_FORM, rng)
         ctype = "application/json" if json_body else "application/x-www-form-urlencoded"
-        headers = _sign_web(body, f"msg_{seed}", ctype)
+        signed = standard_webhooks_headers(WEB_SECRET, body, webhook_id=f"msg_{seed}")
+        headers = {"Content-Type": ctype, **signed}
     status, _, answer = call(app, environ("POST", f"/webhooks/{kind}", "", headers, body))
     assert status in ALLOWED - {401, 403, 404, 405}, answer[:300]
     if status == 400 and kind == "portal":

@@ -5,6 +5,7 @@ server playing Twilio's API (message log, media, CDN redirects), storage failure
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
@@ -12,11 +13,12 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
 import pytest
@@ -35,9 +37,18 @@ from omnichannel.errors import ConfigError, FatalError, RetryableError, Skippabl
 from omnichannel.http import create_app
 from omnichannel.registry import connector_class
 from omnichannel.store.tables import attachments, metadata, outbox, raw_messages
+from omnichannel.testing import (
+    PollingContract,
+    WebhookCase,
+    WebhookContract,
+    form_fields,
+    twilio_signature,
+    with_headers,
+)
 from omnichannel.testing.http import serve_wsgi
 from omnichannel.webhook import WebhookConnector, WebhookRejected, WebhookRequest
 from tests.proxy import SwitchableProxy
+from tests.test_twilio_decode import contract_cases
 
 ACCOUNT = "AC" + "5e" * 16
 TOKEN = "token-uji-9f8e7d6c5b4a3210"
@@ -78,8 +89,8 @@ def sms_fields(n: int, body: str = "", sender: str = CITIZEN, **extra: str) -> d
 
 
 def sign(url: str, fields: dict[str, str], token: str = TOKEN) -> str:
-    signature: str = RequestValidator(token).compute_signature(url, fields)
-    return signature
+    """``X-Twilio-Signature`` of ``fields`` posted to ``url``, by the shared signer."""
+    return twilio_signature(url, fields, token)
 
 
 @dataclass
@@ -424,6 +435,7 @@ def test_public_test_vector_with_the_official_validator_and_behind_a_proxy() -> 
     assert (
         RequestValidator("12345").compute_signature(VECTOR_URL, VECTOR_PARAMS) == VECTOR_SIGNATURE
     )
+    assert twilio_signature(VECTOR_URL, VECTOR_PARAMS, "12345") == VECTOR_SIGNATURE  # the kit's
     internal = "http://127.0.0.1:8080/myapp.php?foo=1&bar=2"
     assert signature_url(internal, "https://mycompany.com/") == VECTOR_URL
     assert signature_url(internal, None) == internal
@@ -656,7 +668,8 @@ def test_http_errors_oversize_and_wrong_content_type(
     app: str, sqlite_inbox: Inbox, fake: FakeTwilio
 ) -> None:
     """Over max_bytes 413 (default 1 MiB, configurable); JSON or no content type 415; an
-    unparseable form 400; a signed form without a MessageSid 400; nothing stored."""
+    unparseable signed form 400 (unsigned: 403, before it is parsed); a signed form without a
+    MessageSid 400; nothing stored."""
     fields = sms_fields(11, "x" * (1024 * 1024))
     assert post(app, fields).status_code == 413
     add_twilio(sqlite_inbox, name="small", max_bytes=2048)
@@ -666,7 +679,10 @@ def test_http_errors_oversize_and_wrong_content_type(
     json_headers = {"Content-Type": "application/json"}
     assert post(app, {}, body=b'{"MessageSid": "SM1"}', headers=json_headers).status_code == 415
     assert post(app, {}, body=b"MessageSid=SM1", headers={}).status_code == 415
-    assert post(app, {}, body=b"\xff\xfe", headers={"Content-Type": FORM}).status_code == 400
+    garbage = {"Content-Type": FORM, "X-Twilio-Signature": sign(f"{app}/webhooks/sms", {})}
+    assert post(app, {}, body=b"\xff\xfe", headers=garbage).status_code == 400
+    unsigned = {"Content-Type": FORM}  # refused before the body is parsed
+    assert post(app, {}, body=b"\xff\xfe", headers=unsigned).status_code == 403
     no_sid = {"AccountSid": ACCOUNT, "Body": "tanpa sid"}
     response = post(app, no_sid)
     assert response.status_code == 400 and response.json()["field"] == "MessageSid"
@@ -1005,3 +1021,80 @@ def test_storage_down_answers_503_in_time_and_the_poll_recovers_the_message(
     finally:
         inbox.close()
         proxy.close()
+
+
+# -- the shared contract -----------------------------------------------------------------------
+
+WHATSAPP_PHOTO = (
+    f"https://api.twilio.com{API_PREFIX}/Messages/{sid(102, 'MM')}/Media/{sid(1, 'ME')}"
+)
+
+
+class TestTwilioContract(WebhookContract, PollingContract):
+    """Signed webhooks and the message log on the local stand-in of Twilio's API pass the
+    shared webhook and polling contract (the connector does both, as memory does)."""
+
+    connector_type = "twilio"
+    options: ClassVar[dict[str, Any]] = {"account_sid": ACCOUNT, "auth_token": TOKEN}
+    cases = contract_cases()
+    webhook_cases: ClassVar[list[WebhookCase]] = [
+        WebhookCase(
+            "sms",
+            urlencode(sms_fields(101)).encode(),
+            FORM,
+            expect={"channel": "sms", "external_id": sid(101)},
+        ),
+        WebhookCase(
+            "whatsapp-media-location",
+            urlencode(
+                sms_fields(102, "Foto jalan berlubang di depan pasar.", f"whatsapp:{CITIZEN}")
+                | {"MessageSid": sid(102, "MM"), "To": f"whatsapp:{OUR_NUMBER}", "NumMedia": "1"}
+                | {"MediaUrl0": WHATSAPP_PHOTO, "MediaContentType0": "image/jpeg"}
+                | {"Latitude": "-5.147665", "Longitude": "119.432732"}
+            ).encode(),
+            FORM,
+            expect={"channel": "whatsapp", "text": "Foto jalan berlubang di depan pasar."},
+        ),
+        WebhookCase(
+            "status-callback",
+            urlencode(
+                {"MessageSid": sid(103), "AccountSid": ACCOUNT, "MessageStatus": "delivered"}
+                | {"From": OUR_NUMBER, "To": CITIZEN}
+            ).encode(),
+            FORM,
+            outcome=Outcome.IGNORED,
+        ),
+    ]
+    poll_items: ClassVar[list[int]] = [104, 105, 106]
+    _ERRORS: ClassVar[dict[str, int]] = {
+        "throttled": 429,
+        "server_error": 500,
+        "unauthorized": 401,
+        "forbidden": 403,
+    }
+
+    def sign(
+        self, request: WebhookRequest, *, options: Mapping[str, Any], now: float
+    ) -> WebhookRequest:
+        fields = form_fields(request.body)
+        signature = twilio_signature(request.url, fields, options["auth_token"])
+        return with_headers(request, {"X-Twilio-Signature": signature})
+
+    def setup_source(self, tmp_path: Path) -> dict[str, Any]:
+        self.fake, self.server = FakeTwilio(), contextlib.ExitStack()
+        self.fake.base_url = self.server.enter_context(serve_wsgi(self.fake))
+        return {"api_base_url": self.fake.base_url, "poll_page_size": 2}
+
+    def deliver(self, item: Any) -> None:
+        self.fake.add(item)
+
+    def break_source(self, how: str) -> bool:
+        if how == "unavailable":
+            self.server.close()  # the port is closed: connections are refused
+        else:
+            self.fake.fail.append(self._ERRORS[how])
+        return True
+
+    def teardown_source(self) -> None:
+        self.fake.release.set()
+        self.server.close()

@@ -27,7 +27,7 @@ from normalizer.twilio import (
 )
 from omnichannel.errors import DecodeError
 from omnichannel.schema import Outcome
-from omnichannel.testing.contract import ConnectorContract, DecodeCase
+from omnichannel.testing import DecodeCase
 
 FIXTURES = Path(__file__).resolve().parent / "testdata" / "twilio"
 EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
@@ -295,7 +295,10 @@ def test_undecodable_payloads_name_the_problem(
         decode_twilio(payload, content_type, connector="t")
 
 
-def _contract_cases() -> list[DecodeCase]:
+def contract_cases() -> list[DecodeCase]:
+    """Recorded payloads for the shared contract (run in tests/test_twilio.py, with the
+    webhook and polling checks)."""
+
     def case(name: str, outcome: Outcome = Outcome.NEW, **expect: Any) -> DecodeCase:
         payload = (FIXTURES / f"{name}.form").read_bytes()
         fields = {k: v[0] for k, v in parse_form(payload).items()}
@@ -308,14 +311,6 @@ def _contract_cases() -> list[DecodeCase]:
         case("whatsapp-media-location", channel="whatsapp"),
         case("status-callback", Outcome.IGNORED, flags=EXPECTED["status-callback"]["flags"]),
     ]
-
-
-class TestTwilioContract(ConnectorContract):
-    """The shared connector contract, run for the twilio connector."""
-
-    connector_type = "twilio"
-    options = OPTIONS
-    cases = _contract_cases()
 
 
 FORM_TEXT = st.text(alphabet="ab=&%+2F0C3E9éx ", max_size=60) | st.builds(

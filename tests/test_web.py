@@ -4,23 +4,32 @@ payloads, precise 4xx answers with nothing stored — over real HTTP on loopback
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
-from connectors.web import standard_signature
-from omnichannel import Inbox
+from omnichannel import Inbox, Outcome
 from omnichannel.config import parse_config
 from omnichannel.http import create_app
+from omnichannel.testing import (
+    DecodeCase,
+    WebhookCase,
+    WebhookContract,
+    hmac_header,
+    post_webhook,
+    standard_webhooks_headers,
+    with_headers,
+)
 from omnichannel.testing.http import serve_wsgi
+from omnichannel.webhook import WebhookRequest
 
 KEY = b"kunci-portal-32-bytes-panjangnya!"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
@@ -76,17 +85,13 @@ def signed_headers(
     body: bytes,
     webhook_id: str = "msg_1",
     *,
-    key: bytes = KEY,
+    key: bytes | str = KEY,
     at: float | None = None,
     content_type: str = "application/json",
 ) -> dict[str, str]:
-    stamp = str(int(time.time() if at is None else at))
-    return {
-        "Content-Type": content_type,
-        "webhook-id": webhook_id,
-        "webhook-timestamp": stamp,
-        "webhook-signature": standard_signature(key, webhook_id, stamp, body),
-    }
+    """The portal's headers: its content type and the shared Standard Webhooks signer's."""
+    signature = standard_webhooks_headers(key, body, webhook_id=webhook_id, timestamp=at)
+    return {"Content-Type": content_type, **signature}
 
 
 def post(url: str, body: bytes, headers: dict[str, str], name: str = "portal") -> requests.Response:
@@ -135,7 +140,7 @@ def test_key_rotation_accepts_any_listed_signature_and_previous_secrets(base_url
     ours = signed_headers(body, "msg_rot")["webhook-signature"]
     headers["webhook-signature"] = f"{headers['webhook-signature']} {ours}"
     assert post(base_url, body, headers).status_code == 200
-    old = signed_headers(body, "msg_old", key=OLD_SECRET.encode())
+    old = signed_headers(body, "msg_old", key=OLD_SECRET)
     assert post(base_url, body, old).status_code == 200
 
 
@@ -247,7 +252,7 @@ def test_foreign_payload_mapped_by_configuration_only(base_url: str, web_inbox: 
         }
     }
     body = json.dumps(payload).encode()
-    signature = "sha256=" + hmac.new(GATEWAY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    signature = hmac_header(body, GATEWAY_SECRET)
     headers = {"Content-Type": "application/json", "X-Gateway-Signature": signature}
     response = post(base_url, body, headers, name="gateway")
     assert response.status_code == 200, response.text
@@ -301,6 +306,108 @@ def test_random_requests_never_500_and_never_store_unsigned(
                 {"secret": GATEWAY_SECRET, "signature": "hmac-header", "mapping": GATEWAY_MAPPING},
             )
         )
-    response = sqlite_inbox.handle_webhook(name, "POST", f"http://x/webhooks/{name}", headers, body)
+    request = WebhookRequest.build("POST", f"http://x/webhooks/{name}", headers, body)
+    response = post_webhook(sqlite_inbox, name, request)
     assert response.status in (400, 403, 413, 415)
     assert sqlite_inbox.complaints() == []
+
+
+# -- the shared contract -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [SECRET, OLD_SECRET])
+def test_the_shared_signer_is_what_the_reference_library_verifies(secret: str) -> None:
+    """The kit's Standard Webhooks headers verify with the ``standardwebhooks`` library (not
+    our code, which the web connector and the signer share), and a changed body does not."""
+    body = json.dumps(FORM).encode()
+    headers = standard_webhooks_headers(secret, body)
+    key = secret if secret.startswith("whsec_") else base64.b64encode(secret.encode()).decode()
+    reference = Webhook(key)
+    assert reference.verify(body, headers) == FORM
+    with pytest.raises(WebhookVerificationError):
+        reference.verify(body.replace(b"Andi", b"Anda"), headers)
+
+
+PORTAL_JSON = json.dumps(FORM | {"id": "portal-2291"}).encode()
+PORTAL_FORM = (
+    b"name=Rina&message=Lampu+jalan+mati+di+Jl.+Veteran&location=-5.1%2C119.4&anonymous=on"
+)
+_UPLOAD = requests.Request(
+    "POST",
+    "http://x",
+    data={"message": "Foto saluran air tersumbat di pasar", "phone": "0813 4444 5555"},
+    files={"attachments": ("saluran.jpg", b"\xff\xd8\xffjpeg", "image/jpeg")},
+).prepare()
+PORTAL_UPLOAD = bytes(_UPLOAD.body or b"")  # type: ignore[arg-type]
+UPLOAD_TYPE = str(_UPLOAD.headers["Content-Type"])
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class TestWebContract(WebhookContract):
+    """The portal's form, Standard Webhooks signed, passes the shared webhook contract."""
+
+    connector_type = "web"
+    options: ClassVar[dict[str, Any]] = {"secret": SECRET, "previous_secrets": [OLD_SECRET]}
+    replay_tolerance = 300
+    cases: ClassVar[list[DecodeCase]] = [
+        DecodeCase(
+            "json",
+            PORTAL_JSON,
+            {"channel": "web", "external_id": "portal-2291", "text": FORM["message"]},
+            "application/json",
+        ),
+        DecodeCase("form", PORTAL_FORM, {"anonymous": True}, FORM_TYPE),
+        DecodeCase("multipart", PORTAL_UPLOAD, {"channel": "web"}, UPLOAD_TYPE),
+    ]
+    webhook_cases: ClassVar[list[WebhookCase]] = [
+        WebhookCase("json", PORTAL_JSON, expect={"external_id": "portal-2291"}),
+        WebhookCase(
+            "form", PORTAL_FORM, FORM_TYPE, expect={"text": "Lampu jalan mati di Jl. Veteran"}
+        ),
+        WebhookCase(
+            "multipart",
+            PORTAL_UPLOAD,
+            UPLOAD_TYPE,
+            expect={"text": "Foto saluran air tersumbat di pasar"},
+        ),
+    ]
+
+    def sign(
+        self, request: WebhookRequest, *, options: Mapping[str, Any], now: float
+    ) -> WebhookRequest:
+        headers = standard_webhooks_headers(options["secret"], request.body, timestamp=now)
+        return with_headers(request, headers)
+
+
+class TestWebMappedContract(WebhookContract):
+    """An SMS-gateway app's own JSON, HMAC-header signed and mapped by configuration, passes
+    the shared webhook contract (no timestamp is signed: no replay window to check)."""
+
+    connector_type = "web"
+    options: ClassVar[dict[str, Any]] = {
+        "secret": GATEWAY_SECRET,
+        "signature": "hmac-header",
+        "hmac_header": "X-Gateway-Signature",
+        "mapping": GATEWAY_MAPPING,
+        "required": ["sender.phone"],
+    }
+    payload = json.dumps(
+        {"data": {"id": "gw-7", "from": "0812 7777 0101", "message": "Pungli di terminal"}}
+    ).encode()
+    cases: ClassVar[list[DecodeCase]] = [
+        DecodeCase(
+            "gateway",
+            payload,
+            {"channel": "sms", "external_id": "gw-7", "text": "Pungli di terminal"},
+            "application/json",
+        )
+    ]
+    webhook_cases: ClassVar[list[WebhookCase]] = [
+        WebhookCase("gateway", payload, outcome=Outcome.NEW, expect={"external_id": "gw-7"})
+    ]
+
+    def sign(
+        self, request: WebhookRequest, *, options: Mapping[str, Any], now: float
+    ) -> WebhookRequest:
+        signature = hmac_header(request.body, options["secret"])
+        return with_headers(request, {"X-Gateway-Signature": signature})

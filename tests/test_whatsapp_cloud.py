@@ -5,23 +5,32 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.whatsapp_cloud import WhatsAppCloudConnector
+from connectors.whatsapp_cloud import CONTENT_TYPE, WhatsAppCloudConnector
+from normalizer.whatsapp import split_webhook
 from omnichannel import Inbox, Outcome
 from omnichannel.config import parse_config
 from omnichannel.http import create_app
+from omnichannel.testing import (
+    DecodeCase,
+    WebhookCase,
+    WebhookContract,
+    meta_signature,
+    post_webhook,
+    with_headers,
+)
 from omnichannel.testing.http import serve_wsgi
+from omnichannel.webhook import WebhookRequest
 
 DATA = Path(__file__).parent / "testdata" / "whatsapp"
 APP_SECRET, VERIFY, TOKEN = "rahasia-aplikasi-meta", "token-verifikasi", "EAAG-akses"
@@ -31,10 +40,6 @@ PHOTO = b"\xff\xd8\xff\xe0" + b"foto jalan rusak" * 10
 
 def fixture(name: str) -> bytes:
     return (DATA / f"{name}.json").read_bytes()
-
-
-def signature(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class GraphApi:
@@ -150,9 +155,9 @@ def test_signature_is_over_the_raw_bytes(base_url: str, wa_inbox: Inbox) -> None
     """Meta's \\u00e4-escaped JSON verifies as sent; the same JSON re-serialized does not."""
     raw = fixture("text").replace(b"Selamat siang", b"Selamat siang \\u00e4")
     assert b"\\u00e4" in raw
-    assert outcomes(post(base_url, raw, signature(raw))) == 1
+    assert outcomes(post(base_url, raw, meta_signature(raw, APP_SECRET))) == 1
     reserialized = json.dumps(json.loads(raw), ensure_ascii=False).encode()
-    assert post(base_url, reserialized, signature(raw)).status_code == 403
+    assert post(base_url, reserialized, meta_signature(raw, APP_SECRET)).status_code == 403
     assert "Selamat siang ä" in wa_inbox.complaints()[0].body
 
 
@@ -176,6 +181,7 @@ def test_malformed_signatures_are_403_before_parsing(
     assert wa_inbox.complaints() == []
 
 
+LOCATION = (-5.0069, 119.5736, "Kantor Desa Bontoa, Maros, Sulawesi Selatan")
 EXPECTED = {
     "text": {"text": "Selamat siang, izin PBG saya sudah 3 bulan belum terbit."},
     "image": {"text": "Foto bangunan tanpa izin", "attachment": ("image/jpeg", None)},
@@ -183,7 +189,7 @@ EXPECTED = {
     "audio": {"attachment": ("audio/ogg; codecs=opus", None)},
     "video": {"text": "Video jalan rusak", "attachment": ("video/mp4", None)},
     "sticker": {"attachment": ("image/webp", None)},
-    "location": {"location": (-5.0069, 119.5736, "Kantor Desa Bontoa, Maros, Sulawesi Selatan")},
+    "location": {"location": LOCATION},
     "interactive-button": {"text": "Lapor pungli"},
     "interactive-list": {"text": "PBG — Persetujuan Bangunan Gedung"},
     "button": {"text": "Cek status pengaduan"},
@@ -195,7 +201,7 @@ EXPECTED = {
 def test_message_types_become_complaints(base_url: str, wa_inbox: Inbox, name: str) -> None:
     """Each complaint-bearing message type maps to the right text, attachment or location."""
     body = fixture(name)
-    assert outcomes(post(base_url, body, signature(body))) == 1
+    assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 1
     [complaint] = wa_inbox.complaints()
     expected = EXPECTED[name]
     assert complaint.channel == "whatsapp" and complaint.sender.phone == "+6281234567890"
@@ -224,16 +230,16 @@ def test_reactions_system_and_unsupported_are_ignored(
 ) -> None:
     """Reactions, system notices and unsupported messages are stored, flagged and ignored."""
     body = fixture(name)
-    response = post(base_url, body, signature(body))
+    response = post(base_url, body, meta_signature(body, APP_SECRET))
     assert outcomes(response) == 1 and wa_inbox.complaints() == []
 
 
 def test_statuses_only_and_other_objects_store_nothing(base_url: str, wa_inbox: Inbox) -> None:
     """A delivery-status notification is answered 200 and stores nothing."""
     body = fixture("statuses-only")
-    assert outcomes(post(base_url, body, signature(body))) == 0
+    assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 0
     other = json.dumps({"object": "page", "entry": []}).encode()
-    assert outcomes(post(base_url, other, signature(other))) == 0
+    assert outcomes(post(base_url, other, meta_signature(other, APP_SECRET))) == 0
 
 
 def test_batch_with_a_repeated_wamid_gives_one_outcome_per_distinct_message(
@@ -241,9 +247,11 @@ def test_batch_with_a_repeated_wamid_gives_one_outcome_per_distinct_message(
 ) -> None:
     """Two entries of three messages with one wamid repeated: five outcomes, five complaints."""
     body = fixture("batch-2x3-repeated")
-    assert outcomes(post(base_url, body, signature(body))) == 5
+    assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 5
     assert len(wa_inbox.complaints()) == 5
-    assert outcomes(post(base_url, body, signature(body))) == 5  # Meta's retry: all duplicates
+    assert (
+        outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 5
+    )  # Meta's retry: all duplicates
     assert len(wa_inbox.complaints()) == 5
 
 
@@ -253,7 +261,7 @@ def test_unknown_phone_number_id_is_ignored_and_logged_without_payload(
     """A notification for a number we do not serve: 200, nothing stored, a security log line."""
     body = fixture("unknown-number")
     with caplog.at_level("WARNING"):
-        assert outcomes(post(base_url, body, signature(body))) == 0
+        assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 0
     assert "999999999999999" in caplog.text and "Bukan untuk kita" not in caplog.text
     assert wa_inbox.complaints() == []
 
@@ -261,7 +269,7 @@ def test_unknown_phone_number_id_is_ignored_and_logged_without_payload(
 def test_username_only_sender_is_keyed_on_the_bsuid(base_url: str, wa_inbox: Inbox) -> None:
     """Without a phone, the business-scoped user id is the sender handle."""
     body = fixture("username-only")
-    assert outcomes(post(base_url, body, signature(body))) == 1
+    assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 1
     [complaint] = wa_inbox.complaints()
     assert complaint.sender.phone is None
     assert complaint.sender.handle == "ID.1502576394655843"
@@ -272,7 +280,7 @@ def test_quoted_reply_threads_into_the_original(base_url: str, wa_inbox: Inbox) 
     """A reply quoting an earlier message (context.id) is merged into its complaint."""
     for name in ("text", "quoted-reply"):
         body = fixture(name)
-        post(base_url, body, signature(body))
+        post(base_url, body, meta_signature(body, APP_SECRET))
     [complaint] = wa_inbox.complaints()
     assert [m.outcome for m in complaint.messages] == [Outcome.NEW, Outcome.MERGED]
 
@@ -290,7 +298,7 @@ def test_media_downloaded_in_the_background_with_refresh_and_sha256_check(
     graph.files = {"1001": PHOTO, "1004": b"not the declared video"}
     graph.expire_first = {"1001"}
     for body in (good, bad):
-        assert outcomes(post(base_url, body, signature(body))) == 1
+        assert outcomes(post(base_url, body, meta_signature(body, APP_SECRET))) == 1
     first = {r.status for r in wa_inbox.fetch_media(max_attempts=2)}
     assert first == {"stored", "pending"}  # the mismatching file waits for a second try
     wa_inbox._clock = lambda: datetime.now(UTC) + timedelta(hours=1)
@@ -336,8 +344,69 @@ def test_random_requests_never_500_and_never_store_unsigned(
     headers = {"Content-Type": "application/json"}
     if signature_header is not None:
         headers["X-Hub-Signature-256"] = signature_header
-    response = sqlite_inbox.handle_webhook(
-        "wa", method, f"http://x/webhooks/wa?{query}", headers, body
-    )
+    request = WebhookRequest.build(method, f"http://x/webhooks/wa?{query}", headers, body)
+    response = post_webhook(sqlite_inbox, "wa", request)
     assert response.status in (400, 403, 405)
     assert sqlite_inbox.complaints() == []
+
+
+# -- the shared contract -----------------------------------------------------------------------
+
+
+def batch_of(*names: str) -> bytes:
+    """One notification carrying the messages of several fixtures (Meta batches them)."""
+    envelope = json.loads(fixture(names[0]))
+    value = envelope["entry"][0]["changes"][0]["value"]
+    for name in names[1:]:
+        other = json.loads(fixture(name))["entry"][0]["changes"][0]["value"]
+        value["messages"] += other["messages"]
+    return json.dumps(envelope).encode()
+
+
+def stored_payload(name: str) -> bytes:
+    """The one-message payload stored for a fixture's message (what decode reads)."""
+    [(_, message)], _ = split_webhook(json.loads(fixture(name)), {PNID})
+    return json.dumps(message).encode()
+
+
+class TestWhatsAppCloudContract(WebhookContract):
+    """Meta's notifications, signed with the app secret, pass the shared webhook contract."""
+
+    connector_type = "whatsapp-cloud"
+    options: ClassVar[dict[str, Any]] = {
+        "app_secret": APP_SECRET,
+        "verify_token": VERIFY,
+        "access_token": TOKEN,
+        "phone_number_ids": [PNID],
+    }
+    cases: ClassVar[list[DecodeCase]] = [
+        DecodeCase(
+            name,
+            stored_payload(name),
+            {"channel": "whatsapp", **expect},
+            CONTENT_TYPE,
+            f"wamid.HBgN000{number}",
+        )
+        for name, number, expect in [
+            ("text", 1, {"text": EXPECTED["text"]["text"]}),
+            ("image", 2, {"text": EXPECTED["image"]["text"]}),
+            (
+                "location",
+                7,
+                {"location": dict(zip(("lat", "lon", "address"), LOCATION, strict=True))},
+            ),
+        ]
+    ]
+    webhook_cases: ClassVar[list[WebhookCase]] = [
+        WebhookCase("text", fixture("text"), expect={"external_id": "wamid.HBgN0001"}),
+        WebhookCase("image", fixture("image"), expect={"text": EXPECTED["image"]["text"]}),
+        WebhookCase("location", fixture("location"), expect={"external_id": "wamid.HBgN0007"}),
+        WebhookCase("statuses-only", fixture("statuses-only"), messages=0, outcome=None),
+        WebhookCase("batch-of-2", batch_of("document", "video"), messages=2),
+    ]
+
+    def sign(
+        self, request: WebhookRequest, *, options: Mapping[str, Any], now: float
+    ) -> WebhookRequest:
+        signature = meta_signature(request.body, options["app_secret"])
+        return with_headers(request, {"X-Hub-Signature-256": signature})

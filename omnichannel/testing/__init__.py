@@ -16,6 +16,14 @@ from omnichannel.testing.contract import (
     WebhookContract,
 )
 from omnichannel.testing.harness import post_webhook, raw_count, watch_secrets
+from omnichannel.testing.signing import (
+    form_fields,
+    hmac_header,
+    meta_signature,
+    standard_webhooks_headers,
+    twilio_signature,
+    with_headers,
+)
 
 __all__ = [
     "SOURCE_ERRORS",
@@ -24,7 +32,13 @@ __all__ = [
     "PollingContract",
     "WebhookCase",
     "WebhookContract",
+    "form_fields",
+    "hmac_header",
+    "meta_signature",
     "post_webhook",
     "raw_count",
+    "standard_webhooks_headers",
+    "twilio_signature",
     "watch_secrets",
+    "with_headers",
 ]

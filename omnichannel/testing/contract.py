@@ -166,6 +166,11 @@ class ConnectorContract:
     def test_secrets_never_shown(self) -> None:
         """Secret options do not appear in the connector's repr, str or its options' repr."""
         connector = self.make_connector()
+        for name in secret_fields(type(connector.options)):
+            given = self.options.get(name)
+            values = given if isinstance(given, list) else [given]
+            missing = [v for v in values if isinstance(v, str) and v not in connector.secrets()]
+            assert not missing, f"secrets() leaves out option {name!r}: logs would show it"
         shown = [repr(connector), str(connector), repr(connector.options), str(connector.options)]
         for secret in connector.secrets():
             assert all(secret not in text for text in shown), "a secret shows in a repr"
@@ -403,6 +408,10 @@ class PollingContract(ConnectorContract):
     poll_items: ClassVar[Sequence[Any]] = []
     """What ``deliver`` takes, at least two; each must become exactly one raw message."""
     poll_name: ClassVar[str] = "contract"
+    ack_moves_source: ClassVar[bool] = False
+    """True when the source keeps the state (rows claimed, files moved) and the cursor is
+    None: the cursor check acknowledges what it fetched before fetching again, as the core
+    does once the messages are committed."""
 
     def setup_source(self, tmp_path: Path) -> dict[str, Any]:
         """Prepare an empty source (a folder, a mailbox, a local server); the options that
@@ -465,14 +474,16 @@ class PollingContract(ConnectorContract):
     def test_fetch_from_cursor_gives_only_what_is_new(
         self, polling_options: dict[str, Any]
     ) -> None:
-        """A fetch from the returned cursor (as stored: through JSON) gives nothing, and once
-        another item arrives, only that one."""
+        """A fetch from the returned cursor (as stored: through JSON; after an ``ack`` when the
+        source keeps the state) gives nothing, and once another item arrives, only that one."""
         *earlier, last = self._items()
         for item in earlier:
             self.deliver(item)
         connector = self.poller(polling_options)
         with watch_secrets(connector):
             first, cursor = _drain(connector, None)
+            if self.ack_moves_source:
+                connector.ack(first)
             stored = json.loads(json.dumps(cursor))  # what the core keeps, in its JSON column
             nothing, _ = _drain(connector, stored)
             assert not nothing, (

@@ -49,12 +49,12 @@ class SecretWatch(logging.Handler):
         super().__init__(logging.DEBUG)
         self.secrets = [s for s in connector.secrets() if len(s) >= 4]
         package = type(connector).__module__.split(".", 1)[0]
-        self.packages = (*_OWN_PACKAGES, package)
+        self.packages = tuple(dict.fromkeys((*_OWN_PACKAGES, package)))
+        """Whose log records are watched: ours and the connector's package's (a library's
+        own debug lines are not the connector's; the daemon's log handler redacts them)."""
         self.leaks: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.split(".", 1)[0] not in self.packages:
-            return  # a library's own debug lines: the daemon's log handler redacts them
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += " " + _chain_text(record.exc_info[1])
@@ -101,18 +101,20 @@ def watch_secrets(connector: Connector) -> Iterator[SecretWatch]:
     """Watch the logs (DEBUG up) for the connector's secrets while the block runs; an error
     escaping the block is checked too. Fails at the end of the block when one leaked."""
     watch = SecretWatch(connector)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(watch)
-    root.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in watch.packages]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # our own code's loggers only: libraries' debug output stays off
+        logger.addHandler(watch)
+        logger.setLevel(logging.DEBUG)
     try:
         yield watch
     except BaseException as exc:
         watch.error(exc)
         raise
     finally:
-        root.removeHandler(watch)
-        root.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(watch)
+            logger.setLevel(level)
     watch.verify()
 
 
