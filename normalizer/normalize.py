@@ -13,6 +13,7 @@ from datetime import datetime
 from normalizer.address import normalize_email
 from normalizer.email import strip_reply_prefixes
 from normalizer.filenames import safe_attachments
+from normalizer.keywords import PrivacyKeywords, take_keywords
 from normalizer.language import detect_language
 from normalizer.limits import MAX_ATTACHMENTS, MAX_HTML_TO_TEXT
 from normalizer.phone import normalize_phone
@@ -80,15 +81,30 @@ def _kept_attachments(items: list[Attachment], flags: dict[str, object]) -> list
 
 
 def normalize(
-    inbound: InboundMessage, *, connector: str, received_at: datetime, region: str = "ID"
+    inbound: InboundMessage,
+    *,
+    connector: str,
+    received_at: datetime,
+    region: str = "ID",
+    keywords: PrivacyKeywords | None = None,
 ) -> NormalizedMessage:
-    """The canonical form of ``inbound`` (received by ``connector`` at ``received_at``)."""
+    """The canonical form of ``inbound`` (received by ``connector`` at ``received_at``);
+    a privacy keyword in the subject or text sets its flag and is taken out."""
     flags = dict(inbound.flags)
     text_full = _text_of(inbound, flags)
+    subject = clean_text(inbound.subject).replace("\n", " ") if inbound.subject else None
+    wanted = keywords or PrivacyKeywords()
+    anonymous, confidential = inbound.anonymous, inbound.confidential
+    for kind, words in (("anonymous", wanted.anonymous), ("confidential", wanted.confidential)):
+        text_full, in_text = take_keywords(text_full, words)
+        subject, in_subject = take_keywords(subject, words) if subject else (subject, False)
+        if in_text or in_subject:
+            flags[f"keyword_{kind}"] = True
+            anonymous = anonymous or kind == "anonymous"
+            confidential = confidential or kind == "confidential"
     body, trimmed = trim_quoted(text_full)
     if trimmed:
         flags["quoted_text_trimmed"] = True
-    subject = clean_text(inbound.subject).replace("\n", " ") if inbound.subject else None
     headers = {k.lower(): v for k, v in inbound.headers.items()}
     return NormalizedMessage(
         channel=inbound.channel,
@@ -110,8 +126,8 @@ def normalize(
         references=inbound.references,
         headers=headers,
         flags=flags,
-        anonymous=inbound.anonymous,
-        confidential=inbound.confidential,
+        anonymous=anonymous,
+        confidential=confidential,
         category=inbound.category,
         agency=inbound.agency,
     )

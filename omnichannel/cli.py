@@ -29,6 +29,8 @@ from omnichannel.errors import ConfigError, OmnichannelError, StorageUnavailable
 from omnichannel.inbox import FileResult, Inbox
 from omnichannel.logs import configure_logging, configure_server_logging
 from omnichannel.poller import ConnectorStatus, poll_once, run_pollers
+from omnichannel.privacy import LOG_MASKER
+from omnichannel.queue import QueueRow
 from omnichannel.schema import Complaint, ReceiveResult, format_utc
 
 __all__ = ["main"]
@@ -40,8 +42,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(lines: Iterable[str], code: int) -> None:
-    for line in lines:
-        click.echo(f"omnichannel: {line}", err=True)
+    for line in lines:  # an operator's error may quote a value: never a whole phone or address
+        click.echo(f"omnichannel: {LOG_MASKER.text(line)}", err=True)
     sys.exit(code)
 
 
@@ -226,7 +228,8 @@ def _complaint_rows(items: Iterable[Complaint]) -> list[list[Any]]:
     ]
 
 
-def _sender_label(c: Complaint) -> str:
+def _sender_label(c: Complaint | QueueRow) -> str:
+    """Who complained, for the team: a confidential sender marked so, an anonymous one never."""
     if c.anonymous:
         return "(anonymous)"
     who = c.sender.name or c.sender.phone or c.sender.email or c.sender.handle or ""
@@ -385,7 +388,9 @@ def serve(state: _State, host: str | None, port: int | None, threads: int) -> No
     import time
 
     inbox = state.inbox(serving=True)
-    configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
+    configure_server_logging(
+        secrets=_all_secrets(inbox), mask=inbox.config.privacy.mask_logs, **state.logging
+    )
     server = create_server(inbox, host, port, threads)
     stop = threading.Event()
     background = start_background(inbox, stop)
@@ -419,7 +424,9 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     import time
 
     inbox = state.inbox(serving=True)
-    configure_server_logging(secrets=_all_secrets(inbox), **state.logging)
+    configure_server_logging(
+        secrets=_all_secrets(inbox), mask=inbox.config.privacy.mask_logs, **state.logging
+    )
     server = create_server(inbox, host, port, threads)
     stop = threading.Event()
     background = start_background(inbox, stop, outbox=True)
@@ -428,6 +435,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
         target=run_pollers, args=(inbox, names, stop), name="pollers", daemon=True
     )
     pollers.start()
+    anchors = _anchor_thread(inbox, stop)
     _handle_signals(state)
     try:
         server.print_listen("Serving on http://{}:{}")
@@ -438,7 +446,7 @@ def run(state: _State, host: str | None, port: int | None, threads: int) -> None
     finally:
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         server.close()
-        stop_background(inbox, stop, [*background, pollers], deadline)
+        stop_background(inbox, stop, [*background, pollers, anchors], deadline)
         log.info("stopped")
     _restart_if_reloading(state)
 
@@ -451,7 +459,9 @@ def work(state: _State, once: bool) -> None:
     """File stored messages and send the outbox until SIGTERM/SIGINT (run more of these for
     more capacity on PostgreSQL); with --once, file the backlog, send what is due, and exit."""
     inbox = state.inbox()
-    configure_logging(secrets=_all_secrets(inbox), **state.logging)
+    configure_logging(
+        secrets=_all_secrets(inbox), mask=inbox.config.privacy.mask_logs, **state.logging
+    )
     if once:
         count = inbox.worker.file_backlog()
         waiting = inbox.worker.backlog()
@@ -590,7 +600,9 @@ def poll(
 ) -> None:
     """Run the pollers (mailboxes, gateways); until SIGTERM/SIGINT unless --once."""
     inbox = state.inbox()
-    configure_logging(secrets=_all_secrets(inbox), **state.logging)
+    configure_logging(
+        secrets=_all_secrets(inbox), mask=inbox.config.privacy.mask_logs, **state.logging
+    )
     names = _polling_names(inbox, chosen)
     report = _json_reporter if fmt == "json" else None
     if once or since is not None:
@@ -831,12 +843,34 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
 )
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
 @click.option("--cluster", help="Only the complaints of this cluster, together.")
+@click.option(
+    "--include-confidential",
+    is_flag=True,
+    help="Give confidential complaints' senders too (never anonymous ones); recorded as a "
+    "'disclosed' event on each, with --actor and --reason.",
+)
+@click.option("--actor", help="Who asks for --include-confidential.")
+@click.option("--reason", help="Why (recorded), with --include-confidential.")
 @pass_state
 @_handled
-def complaints_export(state: _State, fmt: str, output: Any, cluster: str | None) -> None:
-    """Export every complaint (JSON Lines follow schemas/complaint.schema.json)."""
+def complaints_export(
+    state: _State,
+    fmt: str,
+    output: Any,
+    cluster: str | None,
+    include_confidential: bool,
+    actor: str | None,
+    reason: str | None,
+) -> None:
+    """Export every complaint (JSON Lines follow schemas/complaint.schema.json). Anonymous and
+    confidential complaints come without their sender, unless --include-confidential."""
+    if include_confidential and not (actor and actor.strip() and reason and reason.strip()):
+        raise click.UsageError("--include-confidential needs --actor and --reason (recorded)")
     chosen = cluster.strip().upper() if cluster else None
-    items = state.inbox(read_only=True).iter_complaints(cluster=chosen)
+    inbox = state.inbox(read_only=True)
+    items: Iterable[Complaint] = inbox.iter_complaints(cluster=chosen, team=include_confidential)
+    if include_confidential:
+        items = _disclosed(inbox, items, str(actor), str(reason))
     if fmt == "jsonl":
         for c in items:
             output.write(c.model_dump_json() + "\n")
@@ -846,6 +880,55 @@ def complaints_export(state: _State, fmt: str, output: Any, cluster: str | None)
     writer.writeheader()
     for c in items:
         writer.writerow(_csv_row(c))
+
+
+def _disclosed(
+    inbox: Inbox, items: Iterable[Complaint], actor: str, reason: str, batch: int = 500
+) -> Iterator[Complaint]:
+    """The complaints, each confidential one recorded as disclosed before it is written."""
+    page: list[Complaint] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= batch:
+            _record(inbox, page, actor, reason)
+            yield from page
+            page = []
+    _record(inbox, page, actor, reason)
+    yield from page
+
+
+def _record(inbox: Inbox, page: list[Complaint], actor: str, reason: str) -> None:
+    confidential = [c.id for c in page if c.confidential and not c.anonymous]
+    if confidential:
+        inbox.queue.record_disclosure(confidential, actor=actor, reason=reason)
+
+
+@complaints.command("mark")
+@click.argument("key", metavar="ID_OR_TICKET")
+@click.option("--anonymous", "anonymous", flag_value=True, default=None, help="For good.")
+@click.option(
+    "--confidential/--not-confidential",
+    default=None,
+    help="The team sees the sender; exports and forwards do not.",
+)
+@click.option("--actor", required=True, help="Who decides (recorded).")
+@click.option("--reason", required=True, help="Why (recorded).")
+@pass_state
+@_handled
+def complaints_mark(
+    state: _State,
+    key: str,
+    anonymous: bool | None,
+    confidential: bool | None,
+    actor: str,
+    reason: str,
+) -> None:
+    """Make a complaint anonymous or confidential (or no longer confidential), recorded."""
+    item = state.inbox().queue.set_privacy(
+        key, actor=actor, reason=reason, anonymous=anonymous, confidential=confidential
+    )
+    flags = [name for name in ("anonymous", "confidential") if getattr(item, name)]
+    click.echo(f"{item.ticket}: {', '.join(flags) or 'neither anonymous nor confidential'}")
 
 
 @complaints.command("merge")
@@ -1011,6 +1094,7 @@ def queue_list(
             _local(inbox, r.due_at) + (" OVERDUE" if r.overdue else ""),
             r.claimed_by or r.assignee or "",
             r.cluster_id or "",
+            _short(_sender_label(r), 28),
             _short(r.subject, 40),
         ]
         for r in rows
@@ -1024,6 +1108,7 @@ def queue_list(
         "DUE",
         "WHO",
         "CLUSTER",
+        "SENDER",
         "SUBJECT",
     ]
     click.echo(_table(table, headers))
@@ -1252,3 +1337,210 @@ def quarantine_replay(
         click.echo(result.model_dump_json())
     if missing:
         _fail([f"not quarantined: {', '.join(map(str, sorted(missing)))}"], EXIT_FAILED)
+
+
+# -- the audit record --------------------------------------------------------------------------
+
+
+def _anchor_thread(inbox: Inbox, stop: threading.Event) -> threading.Thread:
+    """Logs the audit record's anchor at start and once a day (``run``)."""
+    from omnichannel.audit import log_anchors
+
+    thread = threading.Thread(
+        target=log_anchors, args=(inbox.store, stop), name="audit-anchor", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident record of raw payloads and complaint events: verify it, print an
+    anchor to keep outside the database."""
+
+
+def _anchors(values: tuple[str, ...], files: tuple[Any, ...]) -> list[Any]:
+    from omnichannel.audit import Anchor
+
+    lines = [(f"--anchor {v}", v) for v in values]
+    for handle in files:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                lines.append((f"{handle.name}:{number}", line))
+    found = []
+    for where, line in lines:
+        try:
+            found.append(Anchor.parse(line))
+        except ValueError as exc:
+            raise click.BadParameter(f"{where}: {exc}") from None
+    return found
+
+
+@audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_values",
+    multiple=True,
+    metavar="N:HASH",
+    help="Entry N must still have HASH (repeatable).",
+)
+@click.option(
+    "--anchors",
+    "anchor_files",
+    multiple=True,
+    type=click.File("r", encoding="utf-8"),
+    help="A file of anchors, one a line, as 'audit anchor' prints them (repeatable).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+@_handled
+def audit_verify(
+    state: _State, anchor_values: tuple[str, ...], anchor_files: tuple[Any, ...], fmt: str
+) -> None:
+    """Walk the record: every entry linked and unchanged, every raw payload and complaint event
+    recorded and unchanged, each complaint's status its last recorded one. Exit 1 when not."""
+    from omnichannel import audit as record
+
+    anchors = _anchors(anchor_values, anchor_files)
+    with record.snapshot(_audit_store(state)) as conn:
+        if sys.stderr.isatty():
+            with click.progressbar(
+                length=record.size(conn), label="verifying", file=sys.stderr
+            ) as bar:
+                report = record.verify(conn, anchors=anchors, progress=bar.update)
+        else:
+            report = record.verify(conn, anchors=anchors)
+    if fmt == "json":
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        click.echo(_audit_text(report))
+    if not report.intact:
+        sys.exit(EXIT_FAILED)
+
+
+def _audit_store(state: _State) -> Any:
+    """The store, read-only, once its schema has the record."""
+    from omnichannel.store.migrate import head_revision
+
+    store = state.inbox(read_only=True).store
+    revision, newest = store.revision(), head_revision()
+    if revision != newest:
+        raise StorageUnavailable(
+            f"{store!r} is at schema revision {revision}; the audit record needs {newest} "
+            "('omnichannel init-db' upgrades an older database)"
+        )
+    return store
+
+
+def _audit_text(report: Any) -> str:
+    counts = (
+        f"{report.entries} entries; {report.raws} raw payloads, {report.events} complaint "
+        f"events, {report.complaints} complaints checked"
+    )
+    head = report.head.as_json() if report.head else None
+    at = f"head: entry {head['entry']} {head['hash']} ({head['at']})" if head else "empty"
+    if report.intact:
+        return f"audit record intact: {counts}\n{at}"
+    lines = [_for_terminal(p.message) for p in report.problems]
+    if report.unlisted:
+        lines.append(f"... and {report.unlisted} more")
+    total = len(report.problems) + report.unlisted
+    lines.append(f"audit record NOT intact: {total} problem{'s' * (total != 1)}; {counts}")
+    return "\n".join(lines)
+
+
+@audit.command("anchor")
+@pass_state
+@_handled
+def audit_anchor(state: _State) -> None:
+    """Print the head of the record as one JSON line, to keep outside the database (a mail, a
+    log book); 'audit verify --anchor N:HASH' checks it later."""
+    from omnichannel import audit as record
+
+    with record.snapshot(_audit_store(state)) as conn:
+        head = record.anchor(conn)
+    click.echo(json.dumps(head.as_json()))
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    help="Purge closed, resolved and rejected complaints last updated longer ago than AGE "
+    "(5y, 18m, 90d, 2w), overriding [retention].",
+)
+@click.option("--apply", is_flag=True, help="Remove the data; without it, only say what would go.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=200,
+    show_default=True,
+    help="Complaints purged per transaction.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_state
+@_handled
+def purge(state: _State, older_than: str | None, apply: bool, batch_size: int, fmt: str) -> None:
+    """Remove the personal data of finished complaints past their retention age, keeping the
+    anonymized complaints and the audit record; a dry run unless --apply."""
+    from omnichannel import retention
+
+    config = state.config()
+    policy = retention.Policy.from_config(config.retention)
+    if older_than is not None:
+        try:
+            policy = retention.Policy.uniform(older_than)
+        except ValueError as exc:
+            _fail([f"--older-than: {exc}"], EXIT_CONFIG)
+    _require_database(config)
+    inbox = state.inbox(read_only=not apply)
+    options: dict[str, Any] = {"apply": apply, "region": inbox.config.region}
+    if sys.stderr.isatty():
+        total = retention.pending(inbox.store, policy)
+        label = "purging" if apply else "reading"
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            summary = retention.purge(
+                inbox.store, policy, batch_size=batch_size, progress=bar.update, **options
+            )
+    else:
+        summary = retention.purge(inbox.store, policy, batch_size=batch_size, **options)
+    if fmt == "json":
+        click.echo(json.dumps(summary.as_json(), ensure_ascii=False))
+    else:
+        click.echo(_purge_text(summary, inbox.config.tz))
+
+
+def _purge_text(summary: Any, tz: Any) -> str:
+    """The summary of a purge, for people (dates in the office's timezone)."""
+
+    def day(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d") if moment else "-"
+
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(summary.complaints.items()))
+    size = f" ({summary.attachment_bytes:,} bytes)" if summary.attachments else ""
+    rows = [
+        ["complaints", f"{summary.total}" + (f" ({by_status})" if by_status else "")],
+        ["messages", summary.messages],
+        ["raw payloads", summary.raw_payloads],
+        ["attachments", f"{summary.attachments}{size}"],
+        ["outbound messages", summary.outbound_messages],
+        ["identities", summary.identities],
+        [
+            "last updated",
+            f"{day(summary.oldest)} to {day(summary.newest)}" if summary.total else "-",
+        ],
+    ]
+    rules = "; ".join(
+        f"{status} last updated before {day(summary.cutoffs[status])} ({summary.ages[status]})"
+        for status in sorted(summary.cutoffs)
+    )
+    count = f"{summary.total} complaint{'s' * (summary.total != 1)}"
+    if summary.applied:
+        head = f"purged: the personal data of {count} was removed"
+    else:
+        head = f"dry run, nothing changed: --apply would purge {count}"
+    return "\n".join([head, f"policy: {rules}", _table(rows, ["WHAT", "COUNT"])])

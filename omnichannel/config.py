@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from normalizer.similarity import MERGE_THRESHOLD, RELATED_THRESHOLD
 from omnichannel.errors import ConfigError, UnknownConnector
 from omnichannel.mail import SmtpOptions
+from omnichannel.privacy import DEFAULT_TEXT_KINDS, KINDS
 from omnichannel.routing import Route, Router, compile_pattern
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "DatabaseConfig",
     "DeadlinesConfig",
     "FilingConfig",
+    "PrivacyConfig",
+    "RetentionConfig",
     "ServerConfig",
     "TicketsConfig",
     "default_config",
@@ -253,6 +256,60 @@ class FilingConfig(_Section):
     """Seconds between a worker's looks for rows stored by other processes."""
 
 
+class PrivacyConfig(_Section):
+    """Masking of personal data: phones, e-mail addresses, NIK and NPWP numbers (see
+    ``docs/privacy.md``)."""
+
+    mask_in_text: list[str] = Field(default_factory=lambda: list(DEFAULT_TEXT_KINDS))
+    """What is masked inside a complaint's text (subject, body, messages) in exports and
+    forwards: ``nik``, ``npwp``, ``phones``, ``emails``. The team's own view shows the text
+    as written."""
+    mask_logs: bool = True
+    """Mask phone numbers, e-mail addresses and NIK and NPWP numbers in every log line."""
+    keywords_anonymous: list[str] = Field(default_factory=lambda: ["#ANONIM"])
+    """What a citizen writes in an SMS, WhatsApp message or e-mail to complain anonymously
+    (a whole word, any case; taken out of the text)."""
+    keywords_confidential: list[str] = Field(default_factory=lambda: ["#RAHASIA"])
+    """What a citizen writes to complain confidentially: the team sees who, exports and
+    forwards never do."""
+
+    @field_validator("keywords_anonymous", "keywords_confidential")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        words = [word.strip() for word in value]
+        if any(not word or len(word) > 64 or any(c.isspace() for c in word) for word in words):
+            raise ValueError("each keyword is one word of at most 64 characters")
+        return list(dict.fromkeys(words))
+
+    @field_validator("mask_in_text")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; known: {list(KINDS)}")
+        return list(dict.fromkeys(value))
+
+
+class RetentionConfig(_Section):
+    """How long a finished complaint keeps its personal data after its last update
+    (``omnichannel purge``, see ``docs/retention.md``): ``5y``, ``18m``, ``90d``, ``2w``.
+    Complaints still being worked on (open, assigned, in progress) are never purged."""
+
+    closed: str = "5y"
+    """Age at which a closed complaint is purged."""
+    resolved: str = "5y"
+    """Age at which a resolved complaint is purged."""
+    rejected: str = "5y"
+    """Age at which a rejected complaint is purged."""
+
+    @field_validator("closed", "resolved", "rejected")
+    @classmethod
+    def _an_age(cls, value: str) -> str:
+        from omnichannel.retention import parse_age
+
+        return parse_age(value).text
+
+
 class CategoryDeadlines(_Section):
     verify_days: int | None = Field(default=None, ge=0, le=365)
     follow_up_days: int | None = Field(default=None, ge=0, le=365)
@@ -346,6 +403,8 @@ class Config(_Section):
     smtp: SmtpOptions | None = None
     """Outgoing mail (e-mail acknowledgements, replies, the email forwarder); none without."""
     forwarders: list[ForwarderConfig] = Field(default_factory=list)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(

@@ -47,6 +47,7 @@ from normalizer.similarity import (
     related,
     signature,
 )
+from omnichannel import audit
 from omnichannel.schema import NormalizedMessage
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
@@ -536,16 +537,15 @@ def _join(
     )
     resize(conn, [cluster], now)
     note = f"cluster {cluster}: related to {other.ticket}, similarity {result.score:.2f}"
-    conn.execute(
-        sa.insert(complaint_events),
-        {
-            "complaint_id": item.complaint_id,
-            "at": now,
-            "actor": "dedupe",
-            "kind": "clustered",
-            "from_status": None,
-            "to_status": None,
-            "note": note,
-        },
-    )
+    row = {
+        "complaint_id": item.complaint_id,
+        "at": now,
+        "actor": "dedupe",
+        "kind": "clustered",
+        "from_status": None,
+        "to_status": None,
+        "note": note,
+    }
+    inserted = conn.execute(sa.insert(complaint_events).returning(complaint_events.c.id), row)
+    audit.append_events(conn, [inserted.scalar_one()], [row])
     return cluster

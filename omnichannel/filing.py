@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from normalizer.normalize import body_fingerprint
 from normalizer.similarity import Signature, compare, conflicting, same_complaint
-from omnichannel import dedupe
+from omnichannel import audit, dedupe
 from omnichannel.schema import NormalizedMessage, Outcome, format_utc
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
@@ -61,10 +61,17 @@ _INSERT_MESSAGES = sa.insert(messages).returning(messages.c.id, sort_by_paramete
 _INSERT_ATTACHMENTS = sa.insert(attachments)
 _INSERT_QUEUE_ITEMS = sa.insert(queue_items)
 _INSERT_OUTBOX = sa.insert(outbox)
+_INSERT_EVENTS = sa.insert(complaint_events).returning(
+    complaint_events.c.id, sort_by_parameter_order=True
+)
 _TOUCH_COMPLAINT = (
     sa.update(complaints)
     .where(complaints.c.id == sa.bindparam("cid"))
-    .values(updated_at=sa.bindparam("now", type_=UTCDateTime()))
+    .values(
+        updated_at=sa.bindparam("now", type_=UTCDateTime()),
+        anonymous=sa.or_(complaints.c.anonymous, sa.bindparam("anon", type_=sa.Boolean())),
+        confidential=sa.or_(complaints.c.confidential, sa.bindparam("conf", type_=sa.Boolean())),
+    )
 )
 _ADD_TO_COUNTER = (
     sa.update(ticket_counters)
@@ -180,7 +187,7 @@ def file_messages(
     message_ids = _insert_messages(conn, items, keys, plan, complaint_ids)
     _insert_attachments(conn, items, message_ids, plan, complaint_ids)
     _enqueue(conn, items, plan, complaint_ids, tickets, message_ids, settings, now)
-    _touch(conn, plan, complaint_ids, now)
+    _touch(conn, items, plan, complaint_ids, now)
     _record_merges(conn, items, plan, complaint_ids, message_ids, now)
     if settings.clusters:
         new = [
@@ -738,6 +745,9 @@ def reply_route(message: NormalizedMessage, settings: Any) -> tuple[str, str] | 
         if phone and message.channel == "sms" and settings.sms_via:
             return phone, settings.sms_via
         return None
+    handle = message.sender.handle
+    if message.channel not in ("email", "web") and handle and message.connector in settings.senders:
+        return handle, message.connector  # a channel of its own that sends (a chat bot)
     if email and settings.smtp:  # web and others: the contact the form gave
         return email, "smtp"
     if phone and settings.sms_via:
@@ -745,13 +755,25 @@ def reply_route(message: NormalizedMessage, settings: Any) -> tuple[str, str] | 
     return None
 
 
-def _touch(conn: sa.Connection, plan: _Plan, complaint_ids: list[int], now: datetime) -> None:
-    merged = {
-        _complaint_of(target, complaint_ids)
-        for outcome, target in plan.outcomes
-        if outcome is Outcome.MERGED
-    }
-    rows = [{"cid": cid, "now": now} for cid in sorted(c for c in merged if c is not None)]
+def _touch(
+    conn: sa.Connection,
+    items: Sequence[tuple[int, NormalizedMessage]],
+    plan: _Plan,
+    complaint_ids: list[int],
+    now: datetime,
+) -> None:
+    """Complaints that messages joined are updated now; a message asking for anonymity or
+    confidentiality (``#RAHASIA`` in a follow-up) makes its complaint so — never the reverse."""
+    merged: dict[int, tuple[bool, bool]] = {}
+    for (outcome, target), (_, message) in zip(plan.outcomes, items, strict=True):
+        cid = _complaint_of(target, complaint_ids) if outcome is Outcome.MERGED else None
+        if cid is not None:
+            anon, conf = merged.get(cid, (False, False))
+            merged[cid] = (anon or message.anonymous, conf or message.confidential)
+    rows = [
+        {"cid": cid, "now": now, "anon": anon, "conf": conf}
+        for cid, (anon, conf) in sorted(merged.items())
+    ]
     _execute(conn, _TOUCH_COMPLAINT, rows)
 
 
@@ -786,7 +808,8 @@ def _record_merges(
                 "note": note,
             }
         )
-    _execute(conn, sa.insert(complaint_events), rows)
+    if rows:
+        audit.append_events(conn, conn.execute(_INSERT_EVENTS, rows).scalars().all(), rows)
 
 
 def sha256_hex(data: bytes) -> str:

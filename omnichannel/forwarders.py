@@ -51,7 +51,8 @@ class Forward:
     delivery_id: str
     event: str
     complaint: dict[str, Any]
-    """The complaint's JSON, as exported (a confidential or anonymous sender is hidden)."""
+    """The complaint's JSON, as exported (a confidential or anonymous sender is hidden; the
+    NIK and NPWP numbers in its text masked, or what ``[privacy] mask_in_text`` says)."""
     at: datetime
     """When the event happened."""
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 
 from normalizer.jsondoc import decode_json_document
+from normalizer.keywords import PrivacyKeywords
 from omnichannel import filing, pipeline, queries
 from omnichannel.acks import Templates
 from omnichannel.config import Config, default_config, load_config
@@ -39,6 +40,7 @@ from omnichannel.outbox import (
     plan_event,
 )
 from omnichannel.pipeline import Decoder, Settings
+from omnichannel.privacy import LOG_MASKER, Masker
 from omnichannel.queue import Queue
 from omnichannel.registry import connector_class
 from omnichannel.schema import (
@@ -146,6 +148,10 @@ class Inbox:
                 for f in self.config.forwarders
             ),
             reply_window=timedelta(days=ack.reply_window_days),
+            privacy_keywords=PrivacyKeywords(
+                anonymous=tuple(self.config.privacy.keywords_anonymous),
+                confidential=tuple(self.config.privacy.keywords_confidential),
+            ),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock
@@ -258,7 +264,8 @@ class Inbox:
         forwarded: dict[int, dict[str, Any]] = {}
         if wanted:
             with self.store.transaction() as conn:
-                for item in queries.load_complaints(conn, ids=wanted, limit=None):
+                masker = Masker.from_config(self.config)
+                for item in queries.load_complaints(conn, ids=wanted, limit=None, masker=masker):
                     forwarded[item.id] = item.model_dump(mode="json")
         return lambda row: self._dispatch(row, forwarded)
 
@@ -530,7 +537,7 @@ class Inbox:
         except WebhookRejected as exc:
             log.warning(  # one line per refusal: who, what answer, why; never the payload
                 "webhook %s refused: %d %s%s",
-                repr(name[:64]) if not name.isidentifier() else name,
+                LOG_MASKER.text(repr(name[:64])) if not name.isidentifier() else name,
                 exc.status,
                 exc.reason,
                 f" ({exc.field})" if exc.field else "",
@@ -708,26 +715,41 @@ class Inbox:
         status: str | None = None,
         after_id: int = 0,
         cluster: str | None = None,
+        team: bool = True,
+        masked: bool | None = None,
     ) -> list[Complaint]:
-        """Complaints in id order (``cluster``: only those of that cluster)."""
+        """Complaints in id order (``cluster``: only those of that cluster), as the team sees
+        them: a confidential complaint's sender shown, an anonymous one's never; with
+        ``team=False`` as exports and forwards give them (neither sender). ``masked`` (the
+        default: not for the team) masks ``[privacy] mask_in_text`` in their texts."""
+        mask = (not team) if masked is None else masked
         with self.store.transaction() as conn:
             return queries.load_complaints(
-                conn, limit=limit, status=status, after_id=after_id, cluster=cluster
+                conn,
+                limit=limit,
+                status=status,
+                after_id=after_id,
+                cluster=cluster,
+                team=team,
+                masker=Masker.from_config(self.config) if mask else None,
             )
 
-    def complaint(self, key: int | str, *, team: bool = False) -> Complaint | None:
-        """A complaint by id or by ticket number; ``team=True`` is the team's view, which
-        shows a confidential complaint's sender (exports and forwards never do)."""
+    def complaint(self, key: int | str, *, team: bool = True) -> Complaint | None:
+        """A complaint by id or by ticket number, as the team sees it (``team=False``: as
+        exported, without a confidential complaint's sender)."""
         with self.store.transaction() as conn:
             return queries.complaint(conn, key, team=team)
 
     def iter_complaints(
-        self, *, batch: int = 500, cluster: str | None = None
+        self, *, batch: int = 500, cluster: str | None = None, team: bool = False
     ) -> Iterator[Complaint]:
-        """Every complaint (of ``cluster``) in id order, read in batches (for exports)."""
+        """Every complaint (of ``cluster``) in id order, read in batches, in the exported form
+        (``team=True``: with confidential complaints' senders, for a recorded disclosure)."""
         after = 0
         while True:
-            page = self.complaints(limit=batch, after_id=after, cluster=cluster)
+            page = self.complaints(
+                limit=batch, after_id=after, cluster=cluster, team=team, masked=True
+            )
             if not page:
                 return
             yield from page
@@ -739,10 +761,10 @@ class Inbox:
 
 
 CALLER_WAIT = 60.0
+"""Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
 INBOUND_TYPE = "application/vnd.omnichannel.inbound+json"
 """The stored form of a message given already decoded (``receive_inbound``)."""
 REPLAY_DECODERS = ("connector", "inbound")
-"""Seconds the Python API waits for rows another worker is filing (PostgreSQL)."""
 WEBHOOK_CHUNK = 500
 """Raw messages of one webhook request committed per transaction (Meta batches up to 1,000)."""
 

@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from omnichannel.privacy import LOG_MASKER, Masker
+
 __all__ = [
     "JsonFormatter",
+    "MaskingFilter",
     "OncePerInterval",
     "RedactingFilter",
     "TextFormatter",
@@ -40,6 +43,26 @@ class RedactingFilter(logging.Filter):
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
         return text
+
+
+class MaskingFilter(logging.Filter):
+    """Mask phone numbers, e-mail addresses and NIK and NPWP numbers in a log record's final
+    text, its message and its exception's (``[privacy] mask_logs``, on by default)."""
+
+    def __init__(self, masker: Masker = LOG_MASKER) -> None:
+        super().__init__()
+        self.masker = masker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # arguments that do not fit the format: their text, masked
+            text = f"{record.msg} {record.args}"
+        record.msg, record.args = self.masker.text(text), None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.masker.text(exc_text)
+        return True
 
 
 class OncePerInterval(logging.Filter):
@@ -111,11 +134,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: int = logging.INFO, secrets: Iterable[str] = (), *, fmt: str = "text"
+    level: int = logging.INFO,
+    secrets: Iterable[str] = (),
+    *,
+    fmt: str = "text",
+    mask: bool = True,
 ) -> None:
     """Log to stderr as ``time level logger: message`` (or JSON lines, ``fmt="json"``), with
-    ``secrets`` scrubbed."""
-    _configure(["omnichannel"], level, secrets, fmt)
+    ``secrets`` scrubbed and, with ``mask`` (``[privacy] mask_logs``), personal data masked
+    (:class:`MaskingFilter`)."""
+    _configure(["omnichannel"], level, secrets, fmt, mask)
 
 
 def configure_server_logging(
@@ -124,21 +152,26 @@ def configure_server_logging(
     *,
     queue_interval: float = 60.0,
     fmt: str = "text",
+    mask: bool = True,
 ) -> None:
     """``configure_logging`` for ``omnichannel serve``: waitress's own lines too (that it
     serves, and its errors), in the same form and scrubbed the same way; its "Task queue
     depth" warning at most once per ``queue_interval`` seconds, with a count of the others."""
-    _configure(["omnichannel", "waitress"], level, secrets, fmt)
+    _configure(["omnichannel", "waitress"], level, secrets, fmt, mask)
     queue = logging.getLogger("waitress.queue")
     for old in [f for f in queue.filters if isinstance(f, OncePerInterval)]:
         queue.removeFilter(old)
     queue.addFilter(OncePerInterval(queue_interval))
 
 
-def _configure(names: list[str], level: int, secrets: Iterable[str], fmt: str) -> None:
+def _configure(
+    names: list[str], level: int, secrets: Iterable[str], fmt: str, mask: bool = True
+) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter(secrets))
+    if mask:
+        handler.addFilter(MaskingFilter())
     for name in names:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

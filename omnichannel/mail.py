@@ -46,6 +46,7 @@ from omnichannel.errors import (
     Undeliverable,
 )
 from omnichannel.outbound import Outbound
+from omnichannel.privacy import LOG_MASKER
 
 __all__ = ["Mailer", "SmtpOptions", "message_id_token", "parse_address"]
 
@@ -135,6 +136,13 @@ def message_id_token(key: str) -> str:
         else:
             out.extend(f"={byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
     return "".join(out)
+
+
+def _shown_id(message_id: str) -> str:
+    """Our Message-ID as a log shows it: its left part, the delivery id (the whole would
+    read as an e-mail address and be masked)."""
+    left, at, _ = str(message_id).strip().strip("<>").rpartition("@")
+    return left if at and left else str(message_id)
 
 
 def _one_line(value: str) -> str:
@@ -413,12 +421,12 @@ class Mailer:
             answers = ", ".join(f"{code} {self._reason(text)}" for code, text in refused.values())
             log.warning(
                 "mail %s accepted for some recipients, refused for %d: %s",
-                message_id,
+                _shown_id(message_id),
                 len(refused),
                 answers,
             )
         else:
-            log.debug("mail %s sent via %s:%d", message_id, o.host, o.port)
+            log.debug("mail %s sent via %s:%d", _shown_id(message_id), o.host, o.port)
         return str(message_id)
 
     def _tls_context(self) -> _ssl.SSLContext:
@@ -439,7 +447,8 @@ class Mailer:
 
     def _reason(self, text: bytes | str) -> str:
         """The server's reply on one short line, the password (as typed or as AUTH encodes
-        it) blanked out should a server ever echo it."""
+        it) blanked out should a server ever echo it, and personal data masked (a refusal
+        quotes the recipient)."""
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         reason = _one_line(text)
@@ -454,6 +463,7 @@ class Mailer:
             }
             for form in sorted(forms, key=len, reverse=True):
                 reason = reason.replace(form, "***")
+        reason = LOG_MASKER.text(reason)  # "550 <budi@example.id>: no such user"
         return reason[:200] + ("…" if len(reason) > 200 else "")
 
     def _by_code(

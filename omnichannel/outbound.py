@@ -17,7 +17,7 @@ recognise a repeat after a crash between sending and recording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
@@ -27,18 +27,19 @@ __all__ = ["Outbound", "Sender", "Sent", "retry_after_seconds"]
 
 @dataclass(frozen=True)
 class Outbound:
-    """One message to a citizen, rendered and addressed."""
+    """One message to a citizen, rendered and addressed (its ``repr`` leaves out the address
+    and the texts, so that no log or traceback shows them)."""
 
     delivery_id: str
     """The idempotency key: the same on every attempt of this delivery."""
     kind: str
     """``acknowledgement``, ``notification`` (a status change) or ``reply`` (a team member's)."""
-    to: str
+    to: str = field(repr=False)
     """An E.164 phone number (``+6281234567890``) or an e-mail address."""
-    text: str
+    text: str = field(repr=False)
     ticket: str
     language: str = "id"
-    subject: str | None = None
+    subject: str | None = field(default=None, repr=False)
     """For e-mail: the subject line (it carries the ticket)."""
     in_reply_to: str | None = None
     """The provider id of the citizen's message this answers (Message-ID, wamid, SID)."""

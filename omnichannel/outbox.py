@@ -35,6 +35,7 @@ import tenacity
 from omnichannel.acks import Templates
 from omnichannel.errors import RetryableError, StorageUnavailable, Undeliverable
 from omnichannel.outbound import Outbound
+from omnichannel.privacy import LOG_MASKER
 from omnichannel.store import Store
 from omnichannel.store.tables import complaints, messages, outbound_messages, outbox
 
@@ -206,8 +207,9 @@ class Outbox:
         try:
             provider_id, body = (dispatch or self.dispatcher([row]))(row)
         except Undeliverable as exc:
-            log.warning("outbox: %s %s refused: %s", row.kind, row.delivery_id, exc)
-            return self._finish(row, "dead", _error(exc))
+            error = _error(exc)
+            log.warning("outbox: %s %s refused: %s", row.kind, row.delivery_id, error)
+            return self._finish(row, "dead", error)
         except (StorageUnavailable, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # retried: RetryableError, FatalError, a bug of a plug-in
@@ -371,8 +373,9 @@ class Outbox:
 
 
 def _error(exc: BaseException) -> str:
-    """What went wrong, for ``outbox list``: the error's class and its first line."""
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    """What went wrong, for ``outbox list``: the error's class and its first line, personal
+    data masked (a provider's answer can quote the recipient)."""
+    text = LOG_MASKER.text(str(exc).splitlines()[0][:300]) if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -26,9 +26,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from normalizer.keywords import PrivacyKeywords
 from normalizer.normalize import normalize
 from normalizer.similarity import MERGE_THRESHOLD, RELATED_THRESHOLD
-from omnichannel import filing, queries
+from omnichannel import audit, filing, queries
+from omnichannel.privacy import LOG_MASKER
 from omnichannel.routing import Router
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
 from omnichannel.store import insert_ignore
@@ -89,6 +91,8 @@ class Settings:
     reply_window: timedelta = timedelta(days=7)
     """An SMS/WhatsApp message from an address the team answered within this window joins
     the complaint answered."""
+    privacy_keywords: PrivacyKeywords = field(default_factory=PrivacyKeywords)
+    """What a citizen writes to complain anonymously (``#ANONIM``) or confidentially."""
 
 
 @dataclass
@@ -130,6 +134,7 @@ def store_raw(
     rows.sort(key=lambda row: (row["connector"], row["external_id"]))  # one lock order
     unique = ("connector", "external_id")
     written = insert_ignore(conn, raw_messages, rows, unique, returning=("id", *unique))
+    audit.append_raws(conn, written, rows)
     found = {(c, e): (rid, RECEIVED) for rid, c, e in written}
     inserted = {rid for rid, _, _ in written}
     if len(found) < len(set(keys)):
@@ -225,6 +230,7 @@ def prepare(raw_id: int, raw: RawMessage, decode: Decoder, settings: Settings) -
                 connector=raw.connector,
                 received_at=raw.received_at,
                 region=settings.region,
+                keywords=settings.privacy_keywords,
             )
         )
     except Exception as exc:
@@ -298,7 +304,7 @@ def error_text(error: BaseException) -> str:
     else:
         text = str(error).strip() or type(error).__name__
     text = text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
-    return text[:2000]
+    return LOG_MASKER.text(text[:2000])
 
 
 def quarantine_one(

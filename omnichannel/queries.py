@@ -8,6 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from omnichannel import audit
+from omnichannel.privacy import Masker
 from omnichannel.schema import (
     AttachmentInfo,
     Complaint,
@@ -49,9 +51,15 @@ def load_complaints(
     ids: Sequence[int] | None = None,
     team: bool = False,
     cluster: str | None = None,
+    masker: Masker | None = None,
 ) -> list[Complaint]:
     """Complaints in their exported form; ``team`` shows a confidential complaint's sender
-    (the team's own view: never an export's or a forward's). An anonymous one's never."""
+    (the team's own view: never an export's or a forward's). An anonymous one's never.
+
+    ``masker`` masks personal data in the text (subject, body, messages, what was sent,
+    location address, cluster label): ``[privacy] mask_in_text`` for exports and forwards.
+    Without one the exported form masks the NIK and NPWP numbers (the default of
+    ``mask_in_text``) and the team's view (``team``) nothing."""
     query = (
         sa.select(
             complaints,
@@ -83,7 +91,27 @@ def load_complaints(
         if not (row["anonymous"] or (row["confidential"] and not team)):
             item.outbound = sent.get(row["id"], [])
         found.append(item)
+    chosen = masker if masker is not None else None if team else _DEFAULT_MASKER
+    if chosen is not None and chosen.kinds:
+        for item in found:
+            _mask_text_of(item, chosen)
     return found
+
+
+_DEFAULT_MASKER = Masker()
+
+
+def _mask_text_of(item: Complaint, masker: Masker) -> None:
+    """``item`` with personal data masked in every text a citizen or the team wrote."""
+    item.subject = masker.optional(item.subject)
+    item.body = masker.text(item.body)
+    item.cluster_label = masker.optional(item.cluster_label)
+    if item.location is not None:
+        item.location.address = masker.optional(item.location.address)
+    for message in item.messages:
+        message.body = masker.text(message.body)
+    for sent in item.outbound:
+        sent.body = masker.text(sent.body)
 
 
 def _outbound_of(conn: sa.Connection, ids: list[int]) -> dict[int, list[OutboundMessage]]:
@@ -288,6 +316,7 @@ def replace_payload(
     if content_type is not None:
         values["content_type"] = content_type
     conn.execute(sa.update(raw_messages).where(raw_messages.c.id == raw_id).values(**values))
+    audit.append_replacements(conn, [raw_id])
 
 
 def _sha256(data: bytes) -> str:

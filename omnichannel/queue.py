@@ -13,16 +13,16 @@ claim is one write transaction. An expired lease makes the complaint claimable a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from omnichannel import queries
+from omnichannel import audit, queries
 from omnichannel.errors import QueueError
-from omnichannel.schema import Complaint
+from omnichannel.schema import Complaint, Sender
 from omnichannel.store import Store
 from omnichannel.store.tables import complaint_events, complaints, queue_items
 
@@ -79,9 +79,15 @@ class QueueRow:
     subject: str | None
     cluster_id: str | None
     overdue: bool
+    anonymous: bool = False
+    confidential: bool = False
+    sender: Sender = field(default_factory=Sender)
+    """Who complained, as the team sees it: a confidential complaint's sender is shown (to
+    the team only), an anonymous one's never."""
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.__dict__)
+        data["sender"] = self.sender.model_dump(mode="json")
         for key in ("received_at", "due_at", "lease_until"):
             value = data[key]
             data[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
@@ -226,6 +232,58 @@ class Queue:
     def reopen(self, key: int | str, *, actor: str, note: str | None = None) -> Complaint:
         return self._transition(key, "open", actor, "reopened", note, _release)
 
+    def set_privacy(
+        self,
+        key: int | str,
+        *,
+        actor: str,
+        reason: str,
+        anonymous: bool | None = None,
+        confidential: bool | None = None,
+    ) -> Complaint:
+        """An operator makes a complaint anonymous (for good: the team never sees who again)
+        or confidential (the team sees the sender; exports and forwards do not), or no longer
+        confidential; recorded as a ``privacy`` event with the reason."""
+        if anonymous is False:
+            raise QueueError("an anonymous complaint stays anonymous")
+        if not reason.strip():
+            raise QueueError("a privacy change needs a reason")
+        changes = {
+            name: value
+            for name, value in (("anonymous", anonymous), ("confidential", confidential))
+            if value is not None
+        }
+        if not changes:
+            raise QueueError("say --anonymous, --confidential or --not-confidential")
+        now = self._clock()
+        with self.store.transaction() as conn:
+            complaint_id, status = self._find(conn, key, lock=True)
+            conn.execute(
+                sa.update(complaints)
+                .where(complaints.c.id == complaint_id)
+                .values(**changes, updated_at=now)
+            )
+            what = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in changes.items())
+            note = f"{what}: {reason}"
+            self._event(conn, complaint_id, actor, "privacy", status, status, note, now, plan=False)
+            return self._loaded(conn, complaint_id)
+
+    def record_disclosure(self, complaint_ids: Sequence[int], *, actor: str, reason: str) -> None:
+        """Record that confidential complaints' senders were given out (an export asked for
+        with ``--include-confidential``): one ``disclosed`` event each, who and why."""
+        if not reason.strip() or not actor.strip():
+            raise QueueError("a disclosure needs an actor and a reason")
+        now = self._clock()
+        with self.store.transaction() as conn:
+            for complaint_id in complaint_ids:
+                status = conn.execute(
+                    sa.select(complaints.c.status).where(complaints.c.id == complaint_id)
+                ).scalar_one()
+                note = f"sender disclosed in an export: {reason}"
+                self._event(
+                    conn, complaint_id, actor, "disclosed", status, status, note, now, plan=False
+                )
+
     def events(self, key: int | str) -> list[dict[str, Any]]:
         """The complaint's story, oldest first: ``{at, actor, kind, from, to, note}``."""
         with self.store.transaction() as conn:
@@ -263,6 +321,7 @@ class Queue:
                 queue_items.c.assignee,
                 complaints.c.subject,
                 complaints.c.cluster_id,
+                *_SENDER_COLUMNS,
             )
             .outerjoin(queue_items, queue_items.c.complaint_id == complaints.c.id)
             .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
@@ -288,6 +347,7 @@ class Queue:
             QueueRow(
                 **{name: row[i] for i, name in enumerate(_ROW_FIELDS)},
                 overdue=bool(row[2] in ACTIVE and row[7] is not None and row[7] < now),
+                **_team_sender(row[len(_ROW_FIELDS) :]),
             )
             for row in rows[:limit]
         ]
@@ -349,21 +409,20 @@ class Queue:
         *,
         plan: bool = True,
     ) -> None:
-        inserted = conn.execute(
-            sa.insert(complaint_events).values(
-                complaint_id=complaint_id,
-                at=now,
-                actor=actor[:128],
-                kind=kind,
-                from_status=status,
-                to_status=to,
-                note=note,
-            )
-        )
+        row = {
+            "complaint_id": complaint_id,
+            "at": now,
+            "actor": actor[:128],
+            "kind": kind,
+            "from_status": status,
+            "to_status": to,
+            "note": note,
+        }
+        key = conn.execute(sa.insert(complaint_events).values(row)).inserted_primary_key
+        assert key is not None
+        event_id = int(key[0])
+        audit.append_events(conn, [event_id], [row])
         if plan and self._planner is not None:
-            key = inserted.inserted_primary_key
-            assert key is not None
-            event_id = int(key[0])
             event = QueueEvent(complaint_id, event_id, kind, status, to, note, actor[:128], now)
             self._planner(conn, event)
 
@@ -405,6 +464,23 @@ _ROW_FIELDS = (
     "subject",
     "cluster_id",
 )
+
+
+_SENDER_COLUMNS = (
+    complaints.c.anonymous,
+    complaints.c.confidential,
+    complaints.c.sender_name,
+    complaints.c.sender_email,
+    complaints.c.sender_phone,
+    complaints.c.sender_handle,
+)
+
+
+def _team_sender(values: Any) -> dict[str, Any]:
+    """The privacy flags and the sender the team may see (none for an anonymous complaint)."""
+    anonymous, confidential, name, email, phone, handle = values
+    sender = Sender() if anonymous else Sender(name=name, email=email, phone=phone, handle=handle)
+    return {"anonymous": bool(anonymous), "confidential": bool(confidential), "sender": sender}
 
 
 def _release(conn: sa.Connection, complaint_id: int, now: datetime) -> None:

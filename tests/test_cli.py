@@ -106,6 +106,8 @@ def test_quarantine_replay_names_the_decoder(workdir: Path) -> None:
     assert code == 0 and json.loads(lines[0])["outcome"] == "quarantined"
     code, lines, _ = run(workdir, *replay, "--decoder", "inbound")
     assert code == 0 and json.loads(lines[0])["outcome"] == "new"
+    code, lines, _ = run(workdir, "audit", "verify")
+    assert code == 0, lines  # the replacement is in the tamper-evident record
     code, _, err = run(workdir, "quarantine", "replay", "--decoder", "inbound")
     assert code == 2 and "--decoder needs --payload" in err
     engine = sa.create_engine(_url(workdir))

@@ -35,11 +35,12 @@ from omnichannel import Inbox, http
 from omnichannel.config import parse_config
 from omnichannel.http import create_app
 from omnichannel.testing.http import serve_wsgi
+from omnichannel.testing.signing import meta_signature
 from tests.test_twilio import ACCOUNT, sms_fields
 from tests.test_twilio import TOKEN as TWILIO_TOKEN
 from tests.test_twilio import sign as twilio_sign
 from tests.test_web import SECRET, signed_headers
-from tests.test_whatsapp_cloud import APP_SECRET, PNID, VERIFY, signature
+from tests.test_whatsapp_cloud import APP_SECRET, PNID, VERIFY
 from tests.test_whatsapp_cloud import fixture as whatsapp_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,12 +397,12 @@ def post_provider_webhooks(check: Checker, base_url: str) -> None:
     )
     note = whatsapp_fixture("text")
     kind = {"Content-Type": "application/json"}
-    signed = kind | {"X-Hub-Signature-256": signature(note)}
+    signed = kind | {"X-Hub-Signature-256": meta_signature(note, APP_SECRET)}
     received = check(
         "POST", "/webhooks/{connector}", "/webhooks/wa", 200, data=note, headers=signed
     )
     assert received.json() == {"received": 1}
-    forged = kind | {"X-Hub-Signature-256": signature(note, "bukan-rahasia")}
+    forged = kind | {"X-Hub-Signature-256": meta_signature(note, "bukan-rahasia")}
     check("POST", "/webhooks/{connector}", "/webhooks/wa", 403, data=note, headers=forged)
     fields = sms_fields(1)
     url = f"{base_url}/webhooks/sms"

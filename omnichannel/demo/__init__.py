@@ -43,6 +43,7 @@ from omnichannel.demo.standins import (
 from omnichannel.errors import OmnichannelError
 from omnichannel.inbox import Inbox
 from omnichannel.logs import RedactingFilter, TextFormatter
+from omnichannel.privacy import mask_email, mask_phone
 from omnichannel.store.tables import complaints, outbound_messages, outbox
 
 __all__ = ["DATA", "DemoResult", "mask", "run_demo"]
@@ -525,10 +526,7 @@ def _step_line(*cells: str) -> str:
 def mask(address: str) -> str:
     """A citizen's address as the demo prints it: ``+62812****7890``, ``bu***@example.id``."""
     bare = address.removeprefix("whatsapp:")
-    if "@" in bare:
-        local, _, domain = bare.partition("@")
-        return f"{local[:2]}***@{domain}"
-    return f"{bare[:6]}****{bare[-4:]}" if len(bare) > 10 else bare
+    return mask_email(bare) if "@" in bare else mask_phone(bare)
 
 
 def _up_to_ticket(body: str, ticket: str) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "attachments",
+    "audit_chain",
     "clusters",
     "complaint_events",
     "complaints",
@@ -101,6 +102,8 @@ raw_messages = sa.Table(
     _ts("processed_at", nullable=True),
     # a token for ``GET /receipts/<receipt>``, given to a web submission answered 202
     sa.Column("receipt", sa.String(64), nullable=True),
+    # when a purge cleared its payload (the purge is recorded in ``audit_chain``)
+    _ts("purged_at", nullable=True),
     sa.UniqueConstraint("connector", "external_id"),
     sa.Index(None, "receipt", unique=True),
 )
@@ -138,7 +141,12 @@ complaints = sa.Table(
     sa.Column("reply_via", sa.String(64)),
     # an operator merged this complaint into another (status ``merged``)
     sa.Column("merged_into", Id, nullable=True),
-    *[_where_set(name) for name in ("sender_email", "sender_phone", "agency", "cluster_id")],
+    # when a purge removed its personal data (``omnichannel.retention``)
+    _ts("purged_at", nullable=True),
+    *[
+        _where_set(name)
+        for name in ("sender_email", "sender_phone", "agency", "cluster_id", "merged_into")
+    ],
 )
 
 messages = sa.Table(
@@ -190,7 +198,7 @@ attachments = sa.Table(
     sa.Column("sha256", sa.String(64)),
     sa.Column("content", sa.LargeBinary()),
     sa.Column("url", sa.Text()),
-    # stored (content here) | pending (to download from url) | failed | refused
+    # stored (content here) | pending (to download from url) | failed | refused | purged
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     _ts("next_attempt_at", nullable=True),
@@ -336,4 +344,18 @@ similarity_bands = sa.Table(
     _ts("received_at"),
     sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False),
     sa.PrimaryKeyConstraint("band", "received_at", "complaint_id"),
+)
+
+audit_chain = sa.Table(
+    "audit_chain",
+    metadata,
+    # the entry's position: 1, 2, 3, … without gaps (given by the writer, under a lock)
+    sa.Column("id", Id, primary_key=True, autoincrement=False),
+    # raw | replace | purge (of raw_messages.id) ; event (complaint_events.id)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ref", Id, nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    _ts("at"),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
 )
