@@ -239,7 +239,9 @@ def _phones(text: str, region: str) -> str:
     for match in phonenumbers.PhoneNumberMatcher(text, region):
         if not match.raw_string.lstrip("( ").startswith(_PHONE_START):
             continue  # Rp 1.500.000, a service number: not written as a phone is
-        out += [text[done : match.start], _masked_number(match.number, valid=True)]
+        raw = match.raw_string  # "(+62813…)": the opening bracket is the text's, not the number's
+        lead = "(" if raw.startswith("(") and raw.count("(") > raw.count(")") else ""
+        out += [text[done : match.start], lead, _masked_number(match.number, valid=True)]
         done = match.end
     text = "".join([*out, text[done:]])
     return _PHONE_SHAPE.sub(lambda m: mask_phone(m.group(), region), text)

@@ -465,3 +465,10 @@ def test_a_forward_carries_the_nik_and_npwp_masked(database_url: str) -> None:
     assert body["ticket"] == result.ticket
     assert body["body"] == MASKED_TEXT
     assert NIK not in seen.body.decode() and NPWP not in seen.body.decode()
+
+
+def test_a_bracket_before_a_phone_stays() -> None:
+    """A phone written in brackets keeps its opening bracket (the text's, not the number's)."""
+    from omnichannel.privacy import mask_text
+
+    assert mask_text("hubungi (+6281311112222) ya", phones=True) == "hubungi (+62813****2222) ya"
