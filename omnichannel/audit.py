@@ -63,6 +63,7 @@ __all__ = [
     "append_events",
     "append_purges",
     "append_raws",
+    "append_redactions",
     "append_replacements",
     "entry_hash",
     "event_content",
@@ -172,6 +173,17 @@ def append_events(
         raise ValueError(f"{len(ids)} event ids for {len(rows)} rows")
     pending = _pending(conn)
     pending.extend(("event", int(i), event_content(row)) for i, row in zip(ids, rows, strict=True))
+
+
+def append_redactions(
+    conn: sa.Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Record complaint events whose personal data this transaction masked (a purge): the
+    chain says it was a redaction, and ``verify`` checks the events as they now are."""
+    if len(ids) != len(rows):
+        raise ValueError(f"{len(ids)} event ids for {len(rows)} rows")
+    pending = _pending(conn)
+    pending.extend(("redact", int(i), event_content(row)) for i, row in zip(ids, rows, strict=True))
 
 
 def append_replacements(conn: sa.Connection, raw_ids: Iterable[int]) -> None:
@@ -652,13 +664,16 @@ def _compare_raw(report: Report, row: sa.Row[Any], last: sa.Row[Any]) -> None:
 
 def _check_events(conn: sa.Connection, report: Report, tick: Progress) -> None:
     rows = sa.select(*_EVENT_COLUMNS).order_by(complaint_events.c.id)
-    for ref, row, recorded in _merged(_stream(conn, rows), _stream(conn, _entries("event"))):
+    entries = _stream(conn, _entries("event", "redact"))
+    for ref, row, recorded in _merged(_stream(conn, rows), entries):
         if row is None:
             report.add("missing", f"event {ref} recorded but missing — deleted", recorded[0].id)
             continue
         what = f"event {ref} (complaint {row.complaint_id})"
         if not recorded:
             report.add("unrecorded", f"{what} is not in the record (inserted outside omnichannel?)")
+        elif recorded[0].kind != "event":
+            report.add("changed", f"{what}: redacted but never recorded as written", recorded[0].id)
         elif event_content(row._mapping) != recorded[-1].content_sha256:
             report.add("changed", f"{what}: changed since it was recorded", recorded[-1].id)
         report.events += 1

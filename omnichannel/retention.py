@@ -769,7 +769,7 @@ def _write_events(conn: sa.Connection, batch: _Batch) -> None:
         [{"eid": row["id"], "note": row["note"]} for row in rows],
     )
     if rows:
-        audit.append_events(conn, [row["id"] for row in rows], rows)
+        audit.append_redactions(conn, [row["id"] for row in rows], rows)
 
 
 def _write_rest(conn: sa.Connection, batch: _Batch) -> None:

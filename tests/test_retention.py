@@ -30,6 +30,7 @@ from omnichannel.config import parse_config
 from omnichannel.retention import Age, Policy, Summary, parse_age, purge
 from omnichannel.store.tables import (
     attachments,
+    audit_chain,
     complaint_events,
     complaints,
     identities,
@@ -437,6 +438,9 @@ def test_apply_removes_every_personal_value_and_keeps_the_complaints(scenario: S
     assert summary.identities == len(before["identities"]) - len(keys)
     report = verified(s.inbox)
     assert report.intact, report.problems
+    with s.inbox.store.transaction() as conn:  # the masked comment is recorded as a redaction
+        kinds = set(conn.execute(sa.select(audit_chain.c.kind).distinct()).scalars())
+    assert "redact" in kinds
 
 
 def test_what_a_purged_complaint_keeps(scenario: Scenario) -> None:
