@@ -339,7 +339,7 @@ def test_the_team_sees_a_confidential_sender_exports_and_forwards_do_not(
         )
         inbox.outbox.drain()
         team = inbox.complaint(result.complaint_id or 0, team=True)
-        export = inbox.complaint(result.complaint_id or 0)
+        export = inbox.complaint(result.complaint_id or 0, team=False)
         claimed = inbox.queue.claim("ani")
     assert team is not None and team.sender.phone == "+6281234567890"
     assert team.outbound and team.outbound[0].to == "+6281234567890"
