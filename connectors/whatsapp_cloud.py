@@ -8,7 +8,8 @@
   what names none of them), ``graph_api_url``, ``graph_api_version``, ``media_hosts``,
   ``max_bytes`` (4 MiB: Meta sends up to 3 MB), ``timeout``, ``template_name`` and
   ``template_language`` (default ``id``: the approved template sent outside the 24-hour
-  window, its one body parameter the ticket).
+  window, its one body parameter the ticket), ``survey_template_name`` (the same for a
+  satisfaction survey: a template asking for the rating, e.g. with quick-reply buttons).
 - **Cursor**: none.
 - **Dedupe key**: the message's ``wamid`` — permanent, since Meta retries anything but a 200
   for up to seven days, to every subscribed app.
@@ -28,9 +29,14 @@
   message less than 24 h ago) a text, quoting the citizen's message (``context``) when it
   answers a wamid; outside it, or when the window is unknown, the template — none configured:
   ``Undeliverable``. A text refused as outside the window (131047) goes out as the template
-  when there is one. Returns the wamid. HTTP 408/429/5xx, network errors and the rate-limit
-  codes (4, 80007, 130429, 131048, 131056) are retryable (``Retry-After`` kept); 401/403 and
-  code 190 (the token) are fatal; any other refusal is ``Undeliverable``.
+  when there is one. A satisfaction survey (and its reminder) inside the window is an
+  interactive **list message** — reply buttons are at most three, a list holds the five
+  points of the scale — whose rows have the ids ``survey:<ticket>:<score>``; the citizen's
+  pick comes back quoting it, its title the score's name; outside the window it is the
+  ``survey_template_name`` template, none configured: ``Undeliverable``. Returns the wamid.
+  HTTP 408/429/5xx, network errors and the rate-limit codes (4, 80007, 130429, 131048,
+  131056) are retryable (``Retry-After`` kept); 401/403 and code 190 (the token) are fatal;
+  any other refusal is ``Undeliverable``.
 - **Provider docs**: developers.facebook.com/docs/whatsapp/cloud-api/webhooks, …/reference/media,
   …/reference/messages, …/support/error-codes.
 """
@@ -48,6 +54,7 @@ from typing import Any, ClassVar
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from normalizer.survey import choices
 from normalizer.whatsapp import MEDIA_SCHEME, decode_whatsapp_message, split_webhook
 from omnichannel.connector import Media
 from omnichannel.errors import (
@@ -80,6 +87,12 @@ WINDOW = timedelta(hours=24)
 _RATE_LIMITED = frozenset({4, 80007, 130429, 131048, 131056})
 _OUTSIDE_WINDOW = 131047
 _BAD_TOKEN = 190
+_SURVEY = ("survey", "survey.reminder")
+"""Outbound kinds sent as a list of the rating scale."""
+_LIST_TEXT = {"id": ("Beri nilai", "Kepuasan Anda"), "en": ("Rate", "Your satisfaction")}
+"""The list's button (at most 20 characters) and section title (at most 24)."""
+_LIST_BODY = 1024
+"""Characters of an interactive message's body."""
 
 
 class WhatsAppCloudOptions(BaseModel):
@@ -96,6 +109,7 @@ class WhatsAppCloudOptions(BaseModel):
     timeout: float = Field(default=30, gt=0)
     template_name: str | None = Field(default=None, min_length=1)
     template_language: str = Field(default="id", min_length=2)
+    survey_template_name: str | None = Field(default=None, min_length=1)
 
 
 class _OutsideWindow(Undeliverable):
@@ -191,29 +205,34 @@ class WhatsAppCloudConnector(WebhookConnector[WhatsAppCloudOptions]):
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, outbound: Outbound) -> str | Sent | None:
-        """Send ``outbound`` as a text inside the 24-hour window, else as the template; return
-        the wamid (with the template's description when the template went out)."""
+        """Send ``outbound`` inside the 24-hour window as a text (a survey: a list of the
+        scale), else as the template; return the wamid (with the template's description when
+        the template went out)."""
         opts = self.options
         ours = outbound.our_address
         number = ours if ours in opts.phone_number_ids else opts.phone_number_ids[0]
         url = f"{opts.graph_api_url.rstrip('/')}/{opts.graph_api_version}/{number}/messages"
         to = _wa_id(outbound.to)
+        survey = outbound.kind.startswith("survey")
+        template = opts.survey_template_name if survey else opts.template_name
         if _in_window(outbound.last_inbound_at, datetime.now(UTC)):
+            message = _list_message(to, outbound) if outbound.kind in _SURVEY else None
             try:
-                return self._post_message(url, _text_message(to, outbound), outbound)
+                return self._post_message(url, message or _text_message(to, outbound), outbound)
             except _OutsideWindow:
-                if opts.template_name is None:
+                if template is None:
                     raise
                 log.info(
                     "whatsapp %s: %s is outside the 24-hour window after all: the template",
                     self.name,
                     outbound.delivery_id,
                 )
-        if opts.template_name is None:
-            raise Undeliverable("outside WhatsApp's 24-hour window and no template_name configured")
-        message = _template_message(to, opts.template_name, opts.template_language, outbound)
+        if template is None:
+            option = "survey_template_name" if survey else "template_name"
+            raise Undeliverable(f"outside WhatsApp's 24-hour window and no {option} configured")
+        message = _template_message(to, template, opts.template_language, outbound)
         wamid = self._post_message(url, message, outbound)
-        described = f"[template {opts.template_name} ({opts.template_language}): {outbound.ticket}]"
+        described = f"[template {template} ({opts.template_language}): {outbound.ticket}]"
         return Sent(wamid, described)
 
     def _post_message(self, url: str, message: dict[str, Any], outbound: Outbound) -> str | None:
@@ -356,6 +375,35 @@ def _text_message(to: str, outbound: Outbound) -> dict[str, Any]:
     if outbound.in_reply_to and outbound.in_reply_to.startswith("wamid."):
         message["context"] = {"message_id": outbound.in_reply_to}
     return message
+
+
+def _list_message(to: str, outbound: Outbound) -> dict[str, Any]:
+    """A survey as an interactive list: one row per point of the scale, best first."""
+    language = outbound.language if outbound.language in _LIST_TEXT else "id"
+    button, section = _LIST_TEXT[language]
+    of = "dari" if language == "id" else "of"
+    rows = [
+        {
+            "id": f"survey:{outbound.ticket}:{score}",
+            "title": label,
+            "description": f"{score} {of} 5",
+        }
+        for score, label in choices(language)
+    ]
+    text = outbound.text
+    if len(text) > _LIST_BODY:
+        text = text[: _LIST_BODY - 1] + "…"
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "interactive",
+        "interactive": {
+            "type": "list",
+            "body": {"text": text},
+            "action": {"button": button, "sections": [{"title": section, "rows": rows}]},
+        },
+    }
 
 
 def _template_message(to: str, name: str, language: str, outbound: Outbound) -> dict[str, Any]:

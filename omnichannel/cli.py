@@ -839,10 +839,33 @@ def _csv_row(c: Complaint) -> dict[str, Any]:
 
 @complaints.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "opendata", "open311"]),
+    default="jsonl",
+    show_default=True,
+    help="opendata: anonymized, for publication (JSON Lines; CSV when --output ends in "
+    ".csv); open311: GeoReport v2 requests.json of the complaints with a location.",
 )
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
 @click.option("--cluster", help="Only the complaints of this cluster, together.")
+@click.option(
+    "--from",
+    "start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="opendata/open311: received on or after this day (the office's timezone).",
+)
+@click.option(
+    "--to",
+    "end",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="opendata/open311: received before this day.",
+)
+@click.option(
+    "--withhold-text",
+    is_flag=True,
+    help="opendata/open311: leave out the subject, description and address.",
+)
 @click.option(
     "--include-confidential",
     is_flag=True,
@@ -858,15 +881,26 @@ def complaints_export(
     fmt: str,
     output: Any,
     cluster: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    withhold_text: bool,
     include_confidential: bool,
     actor: str | None,
     reason: str | None,
 ) -> None:
     """Export every complaint (JSON Lines follow schemas/complaint.schema.json). Anonymous and
-    confidential complaints come without their sender, unless --include-confidential."""
+    confidential complaints come without their sender, unless --include-confidential.
+    opendata and open311 leave confidential complaints out and hold no identity."""
+    chosen = cluster.strip().upper() if cluster else None
+    if fmt in ("opendata", "open311"):
+        if include_confidential:
+            raise click.UsageError(f"--format {fmt} never includes confidential complaints")
+        _export_open(state, fmt, output, chosen, start, end, withhold_text)
+        return
+    if start or end or withhold_text:
+        raise click.UsageError("--from, --to and --withhold-text go with opendata and open311")
     if include_confidential and not (actor and actor.strip() and reason and reason.strip()):
         raise click.UsageError("--include-confidential needs --actor and --reason (recorded)")
-    chosen = cluster.strip().upper() if cluster else None
     inbox = state.inbox(read_only=True)
     items: Iterable[Complaint] = inbox.iter_complaints(cluster=chosen, team=include_confidential)
     if include_confidential:
@@ -880,6 +914,42 @@ def complaints_export(
     writer.writeheader()
     for c in items:
         writer.writerow(_csv_row(c))
+
+
+def _export_open(
+    state: _State,
+    fmt: str,
+    output: Any,
+    cluster: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    withhold_text: bool,
+) -> None:
+    """The open-data exports (``omnichannel.opendata``): read-only, no identity."""
+    from omnichannel import opendata
+
+    inbox = state.inbox(read_only=True)
+    tz = inbox.config.tz
+    options: dict[str, Any] = {
+        "since": start.replace(tzinfo=tz) if start else None,
+        "until": end.replace(tzinfo=tz) if end else None,
+        "cluster": cluster,
+        "withhold_text": withhold_text,
+    }
+    if fmt == "open311":
+        opendata.write_open311(opendata.open311_requests(inbox.store, **options), output)
+        return
+    records = opendata.opendata_records(inbox.store, **options)
+    if not str(getattr(output, "name", "")).lower().endswith(".csv"):
+        for record in records:
+            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(
+        output, fieldnames=opendata.OPENDATA_FIELDS, quoting=csv.QUOTE_NONNUMERIC
+    )
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: _csv_cell(v) for k, v in record.items()})
 
 
 def _disclosed(
@@ -1544,3 +1614,64 @@ def _purge_text(summary: Any, tz: Any) -> str:
     else:
         head = f"dry run, nothing changed: --apply would purge {count}"
     return "\n".join([head, f"policy: {rules}", _table(rows, ["WHAT", "COUNT"])])
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="First day of the period (YYYY-MM-DD, the office's timezone).",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day after the period (not included): --from 2026-11-01 --to 2026-12-01 is November.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "csv", "json"]),
+    default="html",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write it (default: report-FROM-TO.html for html, else standard output).",
+)
+@pass_state
+@_handled
+def report(state: _State, start: datetime, end: datetime, fmt: str, output: str | None) -> None:
+    """The leadership report of the complaints received in [--from, --to): counts by channel,
+    category, agency and status, timeliness against the working-day deadlines, overdue,
+    satisfaction, the largest mass reports and the weekly trend. Shows no identity; reads
+    only. HTML needs the 'report' extra (matplotlib); CSV and JSON need nothing."""
+    from omnichannel import report as reports
+    from omnichannel.report_html import render, require_matplotlib
+
+    try:
+        period = reports.Period(start.date(), end.date(), state.config().tz)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fmt == "html":
+        require_matplotlib()
+    inbox = state.inbox(read_only=True)
+    data = reports.generate(inbox.store, inbox.config, period)
+    if fmt == "html":
+        path = output or f"report-{period.start}-{period.end}.html"
+        Path(path).write_text(render(data), encoding="utf-8")
+        click.echo(path)
+        return
+    with click.open_file(output or "-", "w", encoding="utf-8") as out:
+        if fmt == "json":
+            out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        else:
+            reports.write_csv(data, out)

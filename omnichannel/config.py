@@ -36,6 +36,7 @@ __all__ = [
     "PrivacyConfig",
     "RetentionConfig",
     "ServerConfig",
+    "SurveyConfig",
     "TicketsConfig",
     "default_config",
     "format_validation_error",
@@ -171,6 +172,21 @@ class AcknowledgementConfig(_Section):
     reply_window_days: int = Field(default=7, ge=0)
     """An SMS or WhatsApp message from a citizen the team answered within this many days is
     the citizen's answer: it joins that complaint."""
+
+
+class SurveyConfig(_Section):
+    """Satisfaction surveys: a resolved complaint's citizen is asked for a rating of 1 to 5
+    on the channel it is answered on (``docs/survey.md``). Texts: the kinds ``survey``,
+    ``survey.reminder`` and ``survey.ambiguous`` under ``[acknowledgements.templates]``."""
+
+    enabled: bool = True
+    """Ask (with ``[acknowledgements] enabled``; never an anonymous complaint)."""
+    delay_hours: float = Field(default=1, ge=0, le=24 * 30)
+    """Hours after the resolution the survey is sent (its notification goes first)."""
+    window_days: int = Field(default=14, ge=1, le=365)
+    """How long after the survey (or its reminder) an answer counts as one."""
+    reminder_days: int = Field(default=3, ge=0, le=60)
+    """Days after the survey one reminder goes when no answer came; 0 for none."""
 
 
 class OutboxConfig(_Section):
@@ -405,6 +421,7 @@ class Config(_Section):
     forwarders: list[ForwarderConfig] = Field(default_factory=list)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    survey: SurveyConfig = Field(default_factory=SurveyConfig)
     timezone: str = "Asia/Makassar"
     region: str = Field(default="ID", pattern=r"^[A-Z]{2}$")
     connectors: list[ConnectorConfig] = Field(

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from normalizer.normalize import body_fingerprint
 from normalizer.similarity import Signature, compare, conflicting, same_complaint
-from omnichannel import audit, dedupe
+from omnichannel import audit, dedupe, survey
 from omnichannel.schema import NormalizedMessage, Outcome, format_utc
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import (
@@ -148,8 +148,10 @@ class _Plan:
     outcomes: list[tuple[Outcome, _Target | None]] = field(default_factory=list)
     new: list[int] = field(default_factory=list)  # item positions that open a complaint
     why: list[tuple[str | None, float | None]] = field(default_factory=list)
-    """For each message, why it was merged (thread, ticket, same_sender, answer) and the
-    similarity that decided a same-sender merge."""
+    """For each message, why it was merged (thread, ticket, same_sender, answer, survey) and
+    the similarity that decided a same-sender merge."""
+    answers: dict[int, survey.Answer] = field(default_factory=dict)
+    """Survey answers, by position: their ratings are stored with the batch."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def file_messages(
     complaint_ids, tickets = _insert_complaints(conn, items, plan, settings, now)
     message_ids = _insert_messages(conn, items, keys, plan, complaint_ids)
     _insert_attachments(conn, items, message_ids, plan, complaint_ids)
+    survey.record(conn, items, message_ids, plan.answers, settings, now)
     _enqueue(conn, items, plan, complaint_ids, tickets, message_ids, settings, now)
     _touch(conn, items, plan, complaint_ids, now)
     _record_merges(conn, items, plan, complaint_ids, message_ids, now)
@@ -243,6 +246,8 @@ def _plan(
     if oldest is not None and window > timedelta(0):
         recent = dedupe.recent_of(conn, {p for k in keys for p in k.people}, oldest - window)
     answered = _answered(conn, batch, oldest, settings.reply_window)
+    pointed = (t.complaint_id for t in (*threads.values(), *tickets.values()))
+    surveys = survey.Surveys.load(conn, batch, pointed, settings)
     plan = _Plan()
     local_threads: dict[str, _Target] = {}
     local: dict[str, list[tuple[datetime, Signature, _Target]]] = {}
@@ -259,6 +264,8 @@ def _plan(
             continue
         why: tuple[str | None, float | None] = (None, None)
         target = _first(key.thread, local_threads, threads)
+        if _survey_answer(plan, message, surveys, target, tickets.get(key.ticket or "")):
+            continue
         if target is not None:
             why = ("thread", None)
         elif key.ticket and key.ticket in tickets:
@@ -281,6 +288,31 @@ def _plan(
         if key.sender and not key.signature.empty:
             local.setdefault(key.sender, []).append((message.received_at, key.signature, target))
     return plan
+
+
+def _survey_answer(
+    plan: _Plan,
+    message: NormalizedMessage,
+    surveys: survey.Surveys,
+    thread: _Target | None,
+    ticket: _Target | None,
+) -> bool:
+    """Plan ``message`` as a survey answer when it is one: merged into the complaint it
+    rates, or ignored when it cannot be told which (``omnichannel.survey``)."""
+    by = "thread" if thread is not None else "ticket" if ticket is not None else None
+    pointed = thread or ticket
+    answer = surveys.answer(message, pointed.complaint_id if pointed else None, by)
+    if answer is None:
+        return False
+    survey.mark(message, answer)
+    plan.answers[len(plan.outcomes)] = answer
+    if answer.complaint_id is None:
+        plan.outcomes.append((Outcome.IGNORED, None))
+        plan.why.append((None, None))
+    else:
+        plan.outcomes.append((Outcome.MERGED, _Target(answer.complaint_id, answer.ticket)))
+        plan.why.append(("survey", None))
+    return True
 
 
 def _first(ids: list[str], *maps: dict[str, _Target]) -> _Target | None:

@@ -52,6 +52,7 @@ from omnichannel.schema import (
     format_utc,
 )
 from omnichannel.store import Store
+from omnichannel.survey import SurveySettings
 from omnichannel.values import storable_inbound
 from omnichannel.webhook import (
     WebhookConnector,
@@ -152,6 +153,7 @@ class Inbox:
                 anonymous=tuple(self.config.privacy.keywords_anonymous),
                 confidential=tuple(self.config.privacy.keywords_confidential),
             ),
+            survey=SurveySettings.from_config(self.config.survey),
         )
         self._connectors = {c.name: c for c in connectors}
         self._clock = clock

@@ -278,7 +278,8 @@ class Mailer:
         if outbound.automatic:
             # RFC 3834: a direct answer to the citizen's message is auto-replied; a status
             # notification is generated on its own. Either way: no auto-reply to it, please.
-            kind = "auto-generated" if outbound.kind == "notification" else "auto-replied"
+            generated = ("notification", "survey", "survey.reminder")
+            kind = "auto-generated" if outbound.kind in generated else "auto-replied"
             message["Auto-Submitted"] = kind
             message["X-Auto-Response-Suppress"] = "All"
         self._body(message, outbound.text)

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 import tenacity
 
+from omnichannel import survey
 from omnichannel.acks import Templates
 from omnichannel.errors import RetryableError, StorageUnavailable, Undeliverable
 from omnichannel.outbound import Outbound
@@ -50,11 +51,11 @@ __all__ = [
 
 log = logging.getLogger("omnichannel.outbox")
 Clock = Callable[[], datetime]
-CITIZEN_KINDS = ("acknowledgement", "notification", "reply")
+CITIZEN_KINDS = ("acknowledgement", "notification", "reply", *survey.SURVEY_KINDS)
 """Rows that go to a citizen (the rest are forwards to the team's systems)."""
 NOTIFIED = ("resolved", "rejected")
 """Status changes the citizen is told of."""
-LIMITED_KINDS = ("acknowledgement", "notification")
+LIMITED_KINDS = ("acknowledgement", "notification", *survey.SURVEY_KINDS)
 """Automatic messages: at most ``daily_limit`` per address per day. Replies are people's."""
 
 
@@ -201,6 +202,11 @@ class Outbox:
 
     def deliver(self, row: OutboxRow, dispatch: Dispatch | None = None) -> str:
         """Send one claimed row and record what came of it: its new status."""
+        if row.kind in survey.ASKING:
+            with self.store.transaction() as conn:
+                reason = survey.skip_reason(conn, row.kind, row.complaint_id)
+            if reason is not None:
+                return self._finish(row, "skipped", reason)
         if row.kind in LIMITED_KINDS and self._over_daily_limit(row):
             limit = self.policy.daily_limit
             return self._finish(row, "skipped", f"daily limit of {limit} reached for this address")
@@ -502,8 +508,9 @@ def _last_inbound(conn: sa.Connection, row: OutboxRow, via: str) -> dict[str, An
 
 def plan_event(conn: sa.Connection, event: Any, settings: Any) -> None:
     """Queue what a queue event sends (in its transaction): a team member's reply, the
-    citizen's notification of a resolution or rejection, and the forwards of an assignment or
-    status change. ``event`` is a :class:`~omnichannel.queue.QueueEvent`."""
+    citizen's notification of a resolution or rejection (and a resolution's survey), and the
+    forwards of an assignment or status change. ``event`` is a
+    :class:`~omnichannel.queue.QueueEvent`."""
     from omnichannel.filing import outbox_row
 
     agency, reply_to, via = conn.execute(
@@ -536,6 +543,7 @@ def plan_event(conn: sa.Connection, event: Any, settings: Any) -> None:
             )
     if rows:
         conn.execute(sa.insert(outbox), rows)
+    survey.plan(conn, event, settings, reply_to, via)  # after the notification
 
 
 # -- the worker --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from omnichannel.routing import Router
 from omnichannel.schema import NormalizedMessage, Outcome, RawMessage
 from omnichannel.store import insert_ignore
 from omnichannel.store.tables import UTCDateTime, complaints, cursors, quarantine, raw_messages
+from omnichannel.survey import SurveySettings
 from omnichannel.values import storable_id, storable_inbound, storable_normalized
 
 __all__ = [
@@ -93,6 +94,8 @@ class Settings:
     the complaint answered."""
     privacy_keywords: PrivacyKeywords = field(default_factory=PrivacyKeywords)
     """What a citizen writes to complain anonymously (``#ANONIM``) or confidentially."""
+    survey: SurveySettings = field(default_factory=SurveySettings)
+    """When the satisfaction survey is sent, and how long an answer counts (``[survey]``)."""
 
 
 @dataclass

@@ -59,6 +59,7 @@ from omnichannel.store.tables import (
     outbound_messages,
     outbox,
     quarantine,
+    ratings,
     raw_messages,
     similarity_bands,
 )
@@ -801,6 +802,23 @@ def _write_rest(conn: sa.Connection, batch: _Batch) -> None:
     )
 
 
+def _write_ratings(conn: sa.Connection, batch: _Batch) -> None:
+    """A satisfaction answer's comment masked like the complaint's texts (it may name people)."""
+    rows = _select_in(
+        conn,
+        sa.select(ratings.c.id, ratings.c.complaint_id, ratings.c.comment).where(
+            ratings.c.comment.is_not(None)
+        ),
+        ratings.c.complaint_id,
+        batch.ids,
+    )
+    _execute_many(
+        conn,
+        sa.update(ratings).where(ratings.c.id == _B("rid")).values(comment=_B("comment")),
+        [{"rid": row.id, "comment": batch.scrubber(row.complaint_id)(row.comment)} for row in rows],
+    )
+
+
 def _write(conn: sa.Connection, batch: _Batch, now: datetime) -> None:
     _write_complaints(conn, batch, now)
     _write_messages(conn, batch)
@@ -808,6 +826,7 @@ def _write(conn: sa.Connection, batch: _Batch, now: datetime) -> None:
     _write_attachments(conn, batch)
     _write_outbound(conn, batch)
     _write_events(conn, batch)
+    _write_ratings(conn, batch)
     _write_rest(conn, batch)
 
 

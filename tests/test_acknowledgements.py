@@ -837,6 +837,8 @@ def test_outside_the_24_hour_window_whatsapp_gets_the_template(
     assert final == [
         ("acknowledgement", CITIZEN, "sent", 1),
         ("notification", CITIZEN, "sent", 1),
+        ("survey", CITIZEN, "pending", 0),  # due an hour after the resolution
+        ("survey.reminder", CITIZEN, "pending", 0),
     ]
 
 

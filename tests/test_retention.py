@@ -38,6 +38,7 @@ from omnichannel.store.tables import (
     metadata,
     outbound_messages,
     quarantine,
+    ratings,
     raw_messages,
 )
 from tests import smtp
@@ -752,3 +753,33 @@ def test_nothing_purged_is_left_in_the_sqlite_files(
     for value in (NIK.encode(), ATTACHMENT, MEDIA_URL.encode()):
         assert value not in files
     assert YANTO.name.encode() in files
+
+
+def test_a_satisfaction_comment_is_masked_too(scenario: Scenario) -> None:
+    """The comment of a purged complaint's satisfaction rating loses the phone and the
+    sender's name it mentions; its score stays (the report still counts it)."""
+    s = scenario
+    budi = s.inbox.complaint(next(iter(s.old)))
+    assert budi is not None and budi.sender.name
+    comment = f"puas, terima kasih, {budi.sender.name} 0812-9876-5432"
+    with s.inbox.store.transaction() as conn:
+        message = conn.execute(
+            sa.select(messages.c.id, messages.c.raw_id).where(messages.c.complaint_id == budi.id)
+        ).first()
+        assert message is not None
+        conn.execute(
+            sa.insert(ratings).values(
+                complaint_id=budi.id,
+                score=4,
+                comment=comment,
+                channel="sms",
+                matched_by="ticket",
+                message_id=message.id,
+                raw_id=message.raw_id,
+                received_at=s.clock(),
+            )
+        )
+    run(s, apply=True)
+    with s.inbox.store.transaction() as conn:
+        score, kept = conn.execute(sa.select(ratings.c.score, ratings.c.comment)).one()
+    assert score == 4 and "9876" not in kept and budi.sender.name.split()[0] not in kept

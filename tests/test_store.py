@@ -34,7 +34,7 @@ def test_migrations_produce_exactly_the_table_metadata(database_url: str) -> Non
 def test_store_is_at_head_revision(database_url: str) -> None:
     """Opening a store migrates it to the newest revision."""
     store = Store(database_url)
-    assert store.revision() == head_revision() == "0011"
+    assert store.revision() == head_revision() == "0012"
     store.dispose()
 
 

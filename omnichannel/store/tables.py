@@ -24,6 +24,7 @@ __all__ = [
     "outbox",
     "quarantine",
     "queue_items",
+    "ratings",
     "raw_messages",
     "similarity_bands",
     "ticket_counters",
@@ -344,6 +345,25 @@ similarity_bands = sa.Table(
     _ts("received_at"),
     sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False),
     sa.PrimaryKeyConstraint("band", "received_at", "complaint_id"),
+)
+
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    _id(),
+    # the complaint rated: one rating each, from the citizen's answer to its satisfaction
+    # survey (the latest answer wins; ``omnichannel.survey``)
+    sa.Column("complaint_id", Id, sa.ForeignKey("complaints.id"), nullable=False, unique=True),
+    sa.Column("score", sa.SmallInteger(), nullable=False),  # 1 (very dissatisfied) to 5
+    sa.Column("comment", sa.Text()),  # the rest of the answer's text
+    sa.Column("channel", sa.String(32), nullable=False),  # of the answer
+    # how the answer was matched to the complaint: thread | ticket | sender
+    sa.Column("matched_by", sa.String(16), nullable=False),
+    # the answer: its message (merged into the complaint) and its raw payload
+    sa.Column("message_id", Id, sa.ForeignKey("messages.id"), nullable=False),
+    sa.Column("raw_id", Id, sa.ForeignKey("raw_messages.id"), nullable=False),
+    _ts("received_at", index=True),  # when the answer was received
+    sa.CheckConstraint("score BETWEEN 1 AND 5", name="score"),
 )
 
 audit_chain = sa.Table(
