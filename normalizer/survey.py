@@ -156,11 +156,15 @@ class _Found:
     score: int
 
 
-def parse_rating(text: str) -> Rating | None:
+def parse_rating(text: str, *, strict: bool = False) -> Rating | None:
     """The survey answer ``text`` gives, or None when it is no rating at all.
 
     The rating is what the text starts with (after a greeting or thanks), else what it ends
-    with, else whatever rating expression its first and last words hold."""
+    with, else whatever rating expression its first and last words hold. ``strict`` (how
+    filing reads a citizen's message) takes only an answer that is plainly one: the rating
+    leads the text, or ends a short one (at most ``STRICT_WORDS`` words before it, and a bare
+    digit only alone) — "Pelayanan puskesmas sangat buruk, dokter tidak datang" or "Mohon
+    bantuan 2" is a new complaint, not a rating."""
     text = unicodedata.normalize("NFKC", text or "").strip()
     if not text:
         return None
@@ -184,7 +188,23 @@ def parse_rating(text: str) -> Rating | None:
     comment = comment.strip(_EDGES)
     if _NOTHING.fullmatch(comment):
         comment = ""
+    if strict and not leading and not _plain_ending(text, trailing, comment):
+        return None
     return Rating(score, comment)
+
+
+STRICT_WORDS = 4
+"""Words a strict reading allows before a rating that ends the text ("Pelayanannya cepat,
+saya puas")."""
+
+
+def _plain_ending(text: str, trailing: list[_Found], comment: str) -> bool:
+    """Whether a rating that ends the text ends a short answer (a digit only when alone)."""
+    if not trailing:
+        return False
+    words = len(comment.split())
+    digits = all(text[f.start : f.end].strip(_EDGES).isdigit() for f in trailing)
+    return words == 0 if digits else words <= STRICT_WORDS
 
 
 def _run(text: str, at: int, found: list[_Found], *, backwards: bool = False) -> list[_Found]:

@@ -53,7 +53,14 @@ from sqlalchemy.pool import NullPool
 from omnichannel.errors import StorageUnavailable
 from omnichannel.schema import format_utc
 from omnichannel.store import Store
-from omnichannel.store.tables import audit_chain, complaint_events, complaints, raw_messages
+from omnichannel.store.tables import (
+    audit_chain,
+    complaint_events,
+    complaints,
+    messages,
+    raw_messages,
+    ticket_counters,
+)
 
 __all__ = [
     "Anchor",
@@ -494,9 +501,42 @@ def verify(
     _check_raws(conn, report, tick)
     _check_events(conn, report, tick)
     _check_statuses(conn, report, tick)
+    _check_filed(conn, report)
     if counted[0]:
         (progress or _ignore)(counted[0])
     return report
+
+
+def _check_filed(conn: sa.Connection, report: Report) -> None:
+    """What filing made from recorded payloads is still there: each payload filed as ``new``
+    or ``merged`` has its message, each message its complaint, and each ticket issued (the
+    counters) a complaint that holds it — a complaint deleted by hand is named."""
+    lost = (
+        sa.select(raw_messages.c.id, raw_messages.c.outcome)
+        .outerjoin(messages, messages.c.raw_id == raw_messages.c.id)
+        .where(raw_messages.c.outcome.in_(("new", "merged")), messages.c.id.is_(None))
+        .order_by(raw_messages.c.id)
+    )
+    for row in _stream(conn, lost):
+        report.add("missing", f"raw {row.id} was filed ({row.outcome}), but its message is gone")
+    orphans = (
+        sa.select(messages.c.id, messages.c.complaint_id)
+        .outerjoin(complaints, complaints.c.id == messages.c.complaint_id)
+        .where(messages.c.complaint_id.is_not(None), complaints.c.id.is_(None))
+        .order_by(messages.c.id)
+    )
+    for row in _stream(conn, orphans):
+        report.add("missing", f"message {row.id}: its complaint {row.complaint_id} is gone")
+    for prefix, year, issued in conn.execute(sa.select(ticket_counters)).all():
+        held = conn.execute(
+            sa.select(sa.func.count()).where(complaints.c.ticket.like(f"{prefix}-{year}-%"))
+        ).scalar_one()
+        if held < issued:
+            report.add(
+                "missing",
+                f"tickets {prefix}-{year}: {issued} issued, {held} held by a complaint — "
+                f"{issued - held} complaint(s) deleted",
+            )
 
 
 def _stream(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[sa.Row[Any]]:

@@ -1297,13 +1297,14 @@ def outbox_list(state: _State, status: str | None, limit: int, fmt: str) -> None
     rows, more = state.inbox(read_only=True).outbox.list(status=status, limit=limit)
     if fmt == "json":
         for row in rows:
-            click.echo(json.dumps(row.as_json(), ensure_ascii=False))
+            data = row.as_json() | {"target": _delivery_target(row.kind, row.target)}
+            click.echo(json.dumps(data, ensure_ascii=False))
         return
     table = [
         [
             r.id,
             r.kind if r.kind != "forward" else f"forward {r.payload.get('event', '')}",
-            _short(r.target, 28),
+            _short(_delivery_target(r.kind, r.target), 28),
             r.status,
             r.attempts,
             _when(r.sent_at or r.next_attempt_at),
@@ -1314,6 +1315,12 @@ def outbox_list(state: _State, status: str | None, limit: int, fmt: str) -> None
     click.echo(_table(table, ["ID", "KIND", "TO", "STATUS", "TRIES", "SENT/DUE", "LAST ERROR"]))
     if more:
         click.echo(f"(more than {limit}; use --limit or --status)")
+
+
+def _delivery_target(kind: str, target: str) -> str:
+    """Where a delivery goes, as operators see it: a citizen's address masked (an anonymous
+    complaint's identity is sealed; nobody needs the whole of anyone's), an agency's as is."""
+    return target if kind == "forward" else LOG_MASKER.text(target)
 
 
 def _when(value: datetime | None) -> str:

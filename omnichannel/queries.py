@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -250,7 +251,16 @@ def _complaint(
             lat=row["location_lat"], lon=row["location_lon"], address=row["location_address"]
         )
     direct = {name: row[name] for name in _DIRECT_FIELDS}
+    if hidden:  # a provider's id can spell the sender (a wamid holds the phone, a Message-ID
+        items = [_sealed(item) for item in items]  # often the address): a digest instead
     return Complaint(**direct, sender=sender, attachments=files, location=location, messages=items)
+
+
+def _sealed(message: Message) -> Message:
+    """The message with its external id replaced by a digest that still tells messages
+    apart (``sealed:`` + 24 hex digits of its sha256), for a sender who must stay hidden."""
+    digest = hashlib.sha256(message.external_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return message.model_copy(update={"external_id": f"sealed:{digest[:24]}"})
 
 
 def quarantined_raws(

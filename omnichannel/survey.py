@@ -271,7 +271,7 @@ class Surveys:
 
     def rating(self, message: NormalizedMessage) -> Rating | None:
         """The rating the message's text gives, its tickets left out."""
-        return parse_rating(self._ticket.sub(" ", message.body))
+        return parse_rating(self._ticket.sub(" ", message.body), strict=True)
 
     def _chosen(self, answer: Answer) -> Answer:
         if answer.complaint_id is not None and answer.rating.score is not None:

@@ -638,3 +638,31 @@ def test_the_record_follows_its_documented_encoding(sqlite_inbox: Inbox) -> None
             assert entry.content_sha256 == _documented(b"omnichannel-event-1", *fields)
         prev = entry.hash
     assert len(entries) == len(raws) + len(events)
+
+
+def test_a_complaint_deleted_by_hand_is_found(inbox: Inbox, by_hand: sa.Engine) -> None:
+    """A complaint deleted with its messages, queue item and outbox rows (its payloads and
+    events left alone) is named: its filed payload lost its message, its ticket its holder."""
+    from omnichannel.store.tables import messages, metadata
+
+    tickets = file_several(inbox)
+    with by_hand.begin() as conn:
+        cid = conn.execute(
+            sa.select(complaints.c.id).where(complaints.c.ticket == tickets[0])
+        ).scalar_one()
+        for table in reversed(metadata.sorted_tables):  # what refers to it, children first
+            if "complaint_id" in table.c and table.name not in ("messages", "raw_messages"):
+                conn.execute(sa.delete(table).where(table.c.complaint_id == cid))
+        raws = list(
+            conn.execute(
+                sa.select(messages.c.raw_id).where(messages.c.complaint_id == cid)
+            ).scalars()
+        )
+        conn.execute(sa.delete(messages).where(messages.c.complaint_id == cid))
+        conn.execute(
+            sa.update(raw_messages).where(raw_messages.c.id.in_(raws)).values(complaint_id=None)
+        )
+        conn.execute(sa.delete(complaints).where(complaints.c.id == cid))
+    found = [p.message for p in verify(inbox).problems if p.code == "missing"]
+    assert f"raw {raws[0]} was filed (new), but its message is gone" in found
+    assert any(m.startswith("tickets ADU-") and "1 complaint(s) deleted" in m for m in found)

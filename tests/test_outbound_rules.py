@@ -282,6 +282,7 @@ def test_outbox_commands_list_and_retry(tmp_path: Path) -> None:
     code, lines, _ = run("outbox", "list", "--format", "json")
     [row] = [json.loads(line) for line in lines]
     assert code == 0 and row["status"] == "dead" and row["kind"] == "acknowledgement"
+    assert row["target"] == "+62812****7890"  # operators see a citizen's address masked
     assert row["last_error"] == "Undeliverable: connector 'files' cannot send messages"
     assert run("outbox", "retry", str(row["id"]))[:2] == (0, ["1 deliveries pending again"])
     code, _, err = run("outbox", "retry", str(row["id"]))

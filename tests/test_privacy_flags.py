@@ -255,6 +255,7 @@ def test_a_confidential_whatsapp_complaint_shows_its_sender_to_the_team_only(
     exported = cli(config_path, "complaints", "export")[1]
     forwarded = json.dumps([seen.json() for seen in receiver.seen])
     assert receiver.seen and not holds_identity(exported + forwarded, WA_PHONE, "Rahmat")
+    assert "wamid.conf-1" not in exported + forwarded  # a wamid can spell the phone: sealed
     code, _, err = cli(config_path, "complaints", "export", "--include-confidential")
     assert code == 2 and "--actor and --reason" in err
     code, disclosed, _ = cli(

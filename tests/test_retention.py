@@ -783,3 +783,19 @@ def test_a_satisfaction_comment_is_masked_too(scenario: Scenario) -> None:
     with s.inbox.store.transaction() as conn:
         score, kept = conn.execute(sa.select(ratings.c.score, ratings.c.comment)).one()
     assert score == 4 and "9876" not in kept and budi.sender.name.split()[0] not in kept
+
+
+def test_a_purged_messages_provider_ids_are_sealed(scenario: Scenario) -> None:
+    """A provider's message id can spell the sender (a wamid holds the phone, a Message-ID
+    the address): a purged message keeps a digest of it and no thread ids."""
+    s = scenario
+    run(s, apply=True)
+    old = [c.id for c in (s.inbox.complaint(t) for t in s.old) if c is not None]
+    with s.inbox.store.transaction() as conn:
+        rows = conn.execute(
+            sa.select(messages.c.external_id, messages.c.message_id, messages.c.in_reply_to).where(
+                messages.c.complaint_id.in_(old)
+            )
+        ).all()
+    assert rows and all(r.external_id.startswith("sealed:") for r in rows)
+    assert all(r.message_id is None and r.in_reply_to is None for r in rows)

@@ -295,6 +295,31 @@ def test_a_twilio_answer_is_the_complaints_rating_and_its_reminder_is_not_sent(
     ]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pelayanan puskesmas sangat buruk, dokter tidak datang sejak pagi.",
+        "Lampu jalan di RT 3 mati sudah 3 hari, kami sangat kecewa",
+        "Mohon bantuan 2",
+        "Jalan di depan pasar rusak, ada lubang 1",
+    ],
+)
+def test_a_new_complaint_from_a_surveyed_citizen_is_not_taken_for_a_rating(
+    database_url: str, twilio: Provider, text: str
+) -> None:
+    """A citizen with a survey waiting writes about something else, in words a rating also
+    uses: it is a new complaint, and the resolved one gets no rating."""
+    clock = real_clock()
+    with make_inbox(database_url, connectors=[twilio_connector(twilio)], clock=clock) as inbox:
+        first = twilio_in(inbox, 1, "Lampu jalan di depan SD Negeri 3 mati seminggu.")
+        inbox.outbox.drain()
+        resolve_and_ask(inbox, clock, first.complaint_id)
+        other = twilio_in(inbox, 2, text)
+        rating = rating_of(inbox, first.complaint_id)
+    assert other.outcome is Outcome.NEW and other.complaint_id != first.complaint_id
+    assert rating is None
+
+
 def test_an_sms_rating_for_one_of_two_complaints_is_not_guessed(
     database_url: str, twilio: Provider
 ) -> None:
