@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,21 +24,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.web import standard_signature
 from omnichannel import Inbox
+from tests.browser import chromium, keep_screenshot
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples"
-REQUIRE_BROWSER = os.environ.get("OMNICHANNEL_REQUIRE_BROWSER") == "1"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 KEY = b"portal-example-signing-key-32by!"
 TICKET = re.compile(r"ADU-\d{4}-\d{6}")
 WAIT = 20.0
@@ -60,25 +55,9 @@ COMMANDS: dict[str, Callable[[int], list[str]]] = {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    """One headless Chromium for the module (Debian's, with its chromedriver: no download)."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        reason = (
-            "Chromium and chromedriver not installed (apt-get install chromium chromium-driver)"
-        )
-        if REQUIRE_BROWSER:
-            pytest.fail(reason + " (OMNICHANNEL_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1280,900")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT)
-    try:
+    """One headless Chromium for the module."""
+    with chromium(page_load_timeout=WAIT) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def free_port() -> int:
@@ -153,9 +132,7 @@ def save_screenshot(driver: WebDriver, tmp_path: Path, framework: str) -> Path:
     assert driver.save_screenshot(str(shot))
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
-    artifacts = Path(os.environ.get("OMNICHANNEL_ARTIFACTS") or ROOT / "build" / "screenshots")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, artifacts / shot.name)
+    keep_screenshot(shot)
     return shot
 
 

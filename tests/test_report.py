@@ -14,9 +14,7 @@ import csv
 import io
 import json
 import math
-import os
 import random
-import shutil
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -35,7 +33,8 @@ from omnichannel.cli import main
 from omnichannel.config import Config, parse_config
 from omnichannel.report import Period, generate, satisfaction
 from omnichannel.store import Store
-from tests.conftest import ROOT, _truncate
+from tests.browser import chromium, keep_screenshot
+from tests.conftest import _truncate
 from tests.helpers import raw_json
 from tests.receiver import SECRET, Receiver
 from tests.smtp import SmtpServer
@@ -861,36 +860,12 @@ def test_operator_mistakes_are_one_line(seeded_sqlite: Seeded, tmp_path: Path) -
 
 # -- in a real browser -------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-REQUIRE_BROWSER = os.environ.get("OMNICHANNEL_REQUIRE_BROWSER") == "1"
-
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's, with its chromedriver), its console log kept."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        reason = (
-            "Chromium and chromedriver not installed (apt-get install chromium chromium-driver)"
-        )
-        if REQUIRE_BROWSER:
-            pytest.fail(reason + " (OMNICHANNEL_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1280,900")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
-    try:
+    """Headless Chromium, its console log kept."""
+    with chromium(console_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_html_report_renders_its_charts_in_a_browser(
@@ -933,7 +908,5 @@ def test_the_html_report_renders_its_charts_in_a_browser(
     browser.set_window_size(1280, min(int(height) + 100, 16000))
     shot = tmp_path / "report.png"
     assert browser.save_screenshot(str(shot))
-    artifacts = Path(os.environ.get("OMNICHANNEL_ARTIFACTS") or ROOT / "build" / "screenshots")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, artifacts / "report.png")
+    keep_screenshot(shot)
     assert shot.stat().st_size > 50_000
