@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from omnichannel.errors import OmnichannelError
 from omnichannel.inbox import Inbox
 from omnichannel.media import run_media_worker
 
-__all__ = ["create_server", "outbox_thread", "start_background", "stop_background"]
+__all__ = [
+    "create_server",
+    "outbox_thread",
+    "serve_in_thread",
+    "start_background",
+    "stop_background",
+]
 
 log = logging.getLogger("omnichannel.daemon")
 
@@ -136,3 +143,31 @@ def stop_background(
     inbox.worker.close(timeout=max(0.1, deadline - time.monotonic()))
     for thread in threads:
         thread.join(timeout=max(0.1, deadline - time.monotonic()))
+
+
+@contextmanager
+def serve_in_thread(server: Any, name: str) -> Iterator[str]:
+    """Run a waitress ``server`` (created, listening) in a thread until the ``with`` block
+    ends; its base URL. Connections left open by clients (keep-alive) are closed on the way
+    out. The demo's server and stand-ins, and tests' loopback servers, run this way."""
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):  # its sockets closed under it while stopping
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{server.effective_host}:{server.effective_port}"
+    finally:
+        stopping.set()
+        server.task_dispatcher.shutdown(timeout=5)
+        for channel in list(server._map.values()):
+            if channel is not server:
+                channel.close()
+        server.close()
+        thread.join(timeout=10)

@@ -31,13 +31,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from omnichannel.config import Config, parse_config
+from omnichannel.daemon import serve_in_thread
 from omnichannel.demo.scenario import Credentials, Player, Step
 from omnichannel.demo.standins import (
     ForwardReceiver,
     GraphApi,
     SmtpSink,
     TwilioApi,
-    serving,
     stand_in,
 )
 from omnichannel.errors import OmnichannelError
@@ -178,9 +178,13 @@ class _Demo:
     def run(self, files: list[Path]) -> None:
         with contextlib.ExitStack() as stack:
             urls = {
-                "twilio": stack.enter_context(serving(stand_in(self.twilio), "demo-twilio")),
-                "graph": stack.enter_context(serving(stand_in(self.graph), "demo-graph")),
-                "agency": stack.enter_context(serving(stand_in(self.agency), "demo-agency")),
+                "twilio": stack.enter_context(
+                    serve_in_thread(stand_in(self.twilio), "demo-twilio")
+                ),
+                "graph": stack.enter_context(serve_in_thread(stand_in(self.graph), "demo-graph")),
+                "agency": stack.enter_context(
+                    serve_in_thread(stand_in(self.agency), "demo-agency")
+                ),
             }
             smtp_port = stack.enter_context(self.smtp.running())
             config = self.config(urls, smtp_port)
@@ -282,7 +286,7 @@ class _Demo:
         stop = threading.Event()
         background = start_background(inbox, stop, outbox=True)
         try:
-            with serving(server, "demo-server") as base_url:
+            with serve_in_thread(server, "demo-server") as base_url:
                 yield base_url
         finally:
             stop_background(inbox, stop, background, time.monotonic() + 8)

@@ -34,7 +34,6 @@ __all__ = [
     "GraphApi",
     "SmtpSink",
     "TwilioApi",
-    "serving",
     "stand_in",
 ]
 
@@ -278,33 +277,6 @@ class SmtpSink(_Recorder):
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def serving(server: Any, name: str) -> Iterator[str]:
-    """Run a waitress ``server`` (created, listening) in a thread until the ``with`` block
-    ends; its base URL. Connections left open by clients are closed on the way out."""
-    stopping = threading.Event()
-
-    def run() -> None:
-        try:
-            server.run()
-        except (OSError, ValueError):  # its sockets closed under it while stopping
-            if not stopping.is_set():
-                raise
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.effective_port}"
-    finally:
-        stopping.set()
-        server.task_dispatcher.shutdown(timeout=5)
-        for channel in list(server._map.values()):
-            if channel is not server:
-                channel.close()
-        server.close()
-        thread.join(timeout=10)
 
 
 def stand_in(app: WsgiApp) -> Any:
