@@ -43,6 +43,7 @@ from omnichannel.store.tables import (
 )
 from tests import smtp
 from tests.smtp import SmtpServer
+from tests.test_acknowledgements import Clock
 
 smtp_server = smtp.smtp_server  # the fixture: a real SMTP server on loopback
 
@@ -96,19 +97,6 @@ PURGED = [BUDI, SITI, RAHMAT, DEWI, EKO, JOKO, ANI]
 KEPT = [YANTO, FAJAR, WATI]
 """Yanto's complaint is open since 2019 (Fajar's was merged into it); Wati's was closed last
 week. Yanto also has a complaint closed in 2019: his identity stays, its sender does not."""
-
-
-class Clock:
-    """The inbox's clock, moved by the test."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
